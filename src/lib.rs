@@ -1,0 +1,15 @@
+//! synth: data synthesis recipes → training datasets, with LLMs on your own hardware.
+//!
+//! Data flow: [`recipe`] (JSON → validated `Recipe`) → [`store`] (seed dataset on disk) →
+//! [`model`] (registry, file resolution, tokenizer, chat template) → [`engine`] (batched
+//! decoder, KV cache, scheduler, sampler) → [`synthesis`] (prompts in, rows out) →
+//! [`output`] (splits, manifest, publish).
+
+pub mod cli;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod recipe;
+pub mod store;
+pub mod synthesis;

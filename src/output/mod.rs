@@ -1,0 +1,1 @@
+//! Writing a finished run: split files and the manifest.

@@ -1,0 +1,1 @@
+//! Recipes: the JSON shapes of Oumi's recipe format, validated into a [`Recipe`].

@@ -1,0 +1,1 @@
+//! Synthesis pipelines: seed rows in, generation requests out, new rows back.
