@@ -77,7 +77,6 @@ pub fn render(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     #[test]
     fn hint_survives_context_and_picks_exit_code() {

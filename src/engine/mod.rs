@@ -3,3 +3,61 @@
 //! [`scheduler::Scheduler`] owns the queue, the KV cache slots and the per-request samplers;
 //! each step it asks a [`DecoderModel`] for one forward over a mixed batch (prefill chunks and
 //! single decode tokens, each row at its own position) and samples one token per finished row.
+
+pub mod kv_cache;
+pub mod models;
+pub mod rate_limit;
+pub mod sampler;
+pub mod scheduler;
+
+use anyhow::Result;
+use candle_core::DType;
+
+use kv_cache::KvCache;
+pub use models::{Decoder, SeqStep};
+pub use sampler::SamplingParams;
+pub use scheduler::{Completion, FinishReason, Request, SchedulerConfig};
+
+/// A loaded model plus the KV cache sized for one batch of work: the thing `synth run` and
+/// `synth generate` drive.
+pub struct Engine {
+    pub decoder: Decoder,
+    cache: KvCache,
+}
+
+/// How much memory the KV cache may take when the caller does not say.
+pub const DEFAULT_KV_CACHE_BYTES: usize = 4 << 30;
+
+impl Engine {
+    /// Sizes the cache: slots of `max_len` tokens (capped by the model's context), as many as
+    /// `max_batch` allows and `cache_bytes` holds (at least one).
+    pub fn new(decoder: Decoder, max_batch: usize, max_len: usize, cache_bytes: usize) -> Result<Self> {
+        let d = &decoder.dims;
+        let max_len = max_len.min(d.context_len).max(1);
+        let per_slot = KvCache::bytes_per_token(d.n_layers, d.n_kv_heads, d.head_dim, decoder.dtype) * max_len;
+        let slots = (cache_bytes / per_slot.max(1)).clamp(1, max_batch.max(1));
+        let cache = decoder.new_cache(slots, max_len)?;
+        Ok(Self { decoder, cache })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.cache.slots()
+    }
+
+    pub fn cache_dtype(&self) -> DType {
+        self.decoder.dtype
+    }
+}
+
+impl scheduler::BatchModel for Engine {
+    fn max_len(&self) -> usize {
+        self.cache.max_len()
+    }
+    fn slots(&self) -> usize {
+        self.cache.slots()
+    }
+    fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>> {
+        let logits = self.decoder.forward(batch, &mut self.cache)?;
+        Ok(logits.to_vec2::<f32>()?)
+    }
+}

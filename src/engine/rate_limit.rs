@@ -1,0 +1,128 @@
+//! `requestsPerMinute`: a token bucket that caps how many generation requests start per
+//! minute. Time comes from a [`Clock`] so tests can drive it without sleeping.
+
+use std::time::{Duration, Instant};
+
+pub trait Clock {
+    /// Time since an arbitrary fixed origin.
+    fn now(&self) -> Duration;
+    fn sleep(&self, duration: Duration);
+}
+
+/// The real clock.
+pub struct SystemClock(Instant);
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration)
+    }
+}
+
+/// Refills at `rpm / 60` tokens per second up to a burst of one second's worth (at least 1),
+/// so no 60-second window starts more than `rpm + ceil(rpm / 60)` requests.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    last: Duration,
+}
+
+impl TokenBucket {
+    pub fn new(requests_per_minute: f64, now: Duration) -> Self {
+        let per_second = requests_per_minute / 60.0;
+        let capacity = per_second.ceil().max(1.0);
+        Self { per_second, capacity, tokens: capacity, last: now }
+    }
+
+    fn refill(&mut self, now: Duration) {
+        let elapsed = now.saturating_sub(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.last = now;
+    }
+
+    /// Takes one start if available.
+    pub fn try_take(&mut self, now: Duration) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// How long until the next start is available.
+    pub fn wait_time(&mut self, now: Duration) -> Duration {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.per_second)
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// A clock that only moves when told to (or when something "sleeps" on it).
+    #[derive(Default)]
+    pub struct FakeClock(pub Cell<Duration>);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Duration {
+            self.0.get()
+        }
+        fn sleep(&self, duration: Duration) {
+            self.0.set(self.0.get() + duration);
+        }
+    }
+
+    #[test]
+    fn sixty_per_minute_is_one_per_second() {
+        let clock = FakeClock::default();
+        let mut bucket = TokenBucket::new(60.0, clock.now());
+        assert!(bucket.try_take(clock.now()));
+        assert!(!bucket.try_take(clock.now()));
+        assert_eq!(bucket.wait_time(clock.now()), Duration::from_secs(1));
+        clock.sleep(Duration::from_millis(999));
+        assert!(!bucket.try_take(clock.now()));
+        clock.sleep(Duration::from_millis(1));
+        assert!(bucket.try_take(clock.now()));
+    }
+
+    #[test]
+    fn starts_in_any_minute_stay_under_the_cap() {
+        for rpm in [1.0, 7.0, 50.0, 60.0, 600.0] {
+            let clock = FakeClock::default();
+            let mut bucket = TokenBucket::new(rpm, clock.now());
+            let mut starts = Vec::new();
+            // Greedy caller: takes whenever it can, polling every 10 ms for 5 minutes.
+            while clock.now() < Duration::from_secs(300) {
+                while bucket.try_take(clock.now()) {
+                    starts.push(clock.now());
+                }
+                clock.sleep(Duration::from_millis(10));
+            }
+            let burst = (rpm / 60.0_f64).ceil().max(1.0) as usize;
+            for (i, t) in starts.iter().enumerate() {
+                let in_window = starts[i..].iter().take_while(|s| **s < *t + Duration::from_secs(60)).count();
+                assert!(in_window <= rpm as usize + burst, "rpm {rpm}: {in_window} starts in one minute");
+            }
+            let total = starts.len() as f64;
+            assert!((total - rpm * 5.0).abs() <= burst as f64 + 1.0, "rpm {rpm}: {total} starts in 5 minutes");
+        }
+    }
+}

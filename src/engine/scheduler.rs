@@ -1,0 +1,340 @@
+//! Continuous batching. Requests wait in a queue; up to `max_batch` run at once, each in its
+//! own KV-cache slot. Every step runs all decoding rows plus up to `prefill_chunk` prompt
+//! tokens, so a long prompt is fed in pieces instead of stalling everyone's decoding. A row
+//! that finishes frees its slot, and the next request takes it in the same step.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::models::SeqStep;
+use super::rate_limit::{Clock, TokenBucket};
+use super::sampler::{Sampler, SamplingParams};
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The caller's key for the request; completions carry it back.
+    pub id: usize,
+    pub prompt: Vec<u32>,
+    pub params: SamplingParams,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token was sampled (it is not part of `tokens`).
+    Stop,
+    /// `max_new_tokens` were generated, or the context filled up.
+    Length,
+    /// The prompt alone does not fit the context; nothing was generated.
+    PromptTooLong,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: usize,
+    pub tokens: Vec<u32>,
+    pub finish: FinishReason,
+    pub prompt_tokens: usize,
+}
+
+/// What the scheduler needs from a model: one forward over a mixed batch. Returns one row of
+/// logits per entry with `logits: true`, in batch order.
+pub trait BatchModel {
+    /// Longest sequence (prompt + generated) a slot holds.
+    fn max_len(&self) -> usize;
+    /// Concurrent sequences the model's cache holds.
+    fn slots(&self) -> usize;
+    fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Prompt tokens fed per step, across all prefilling rows.
+    pub prefill_chunk: usize,
+    pub stop_tokens: Vec<u32>,
+}
+
+/// Lets the caller stop admitting new requests (first Ctrl-C): rows in flight still finish.
+pub trait Admission {
+    fn admitting(&self) -> bool;
+}
+
+impl Admission for std::sync::atomic::AtomicBool {
+    fn admitting(&self) -> bool {
+        !self.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Admits everything.
+pub struct AlwaysAdmit;
+
+impl Admission for AlwaysAdmit {
+    fn admitting(&self) -> bool {
+        true
+    }
+}
+
+struct Active {
+    request: Request,
+    slot: usize,
+    /// Prompt tokens already in the cache.
+    prefilled: usize,
+    generated: Vec<u32>,
+    sampler: Sampler,
+}
+
+impl Active {
+    fn len(&self) -> usize {
+        self.prefilled + self.generated.len()
+    }
+}
+
+/// Runs `requests` to completion, calling `on_done` as each finishes (in finishing order).
+/// Returns the requests never started because admission was closed.
+pub fn run<M: BatchModel>(
+    model: &mut M,
+    config: &SchedulerConfig,
+    requests: Vec<Request>,
+    mut limiter: Option<(&mut TokenBucket, &dyn Clock)>,
+    admission: &dyn Admission,
+    mut on_done: impl FnMut(Completion) -> Result<()>,
+) -> Result<Vec<Request>> {
+    let mut queue: VecDeque<Request> = requests.into();
+    let mut free_slots: Vec<usize> = (0..model.slots()).rev().collect();
+    let mut active: Vec<Active> = Vec::new();
+    let max_len = model.max_len();
+    let chunk = config.prefill_chunk.max(1);
+
+    loop {
+        // Admit into free slots, as the rate cap allows.
+        while !free_slots.is_empty() && !queue.is_empty() && admission.admitting() {
+            if let Some((bucket, clock)) = limiter.as_mut() {
+                if !bucket.try_take(clock.now()) {
+                    break;
+                }
+            }
+            let request = queue.pop_front().expect("queue is not empty");
+            if request.prompt.is_empty() || request.prompt.len() >= max_len {
+                on_done(Completion { id: request.id, tokens: Vec::new(), finish: FinishReason::PromptTooLong, prompt_tokens: request.prompt.len() })?;
+                continue;
+            }
+            if request.params.max_new_tokens == 0 {
+                on_done(Completion { id: request.id, tokens: Vec::new(), finish: FinishReason::Length, prompt_tokens: request.prompt.len() })?;
+                continue;
+            }
+            let slot = free_slots.pop().expect("a free slot");
+            let sampler = Sampler::new(request.params.clone());
+            active.push(Active { request, slot, prefilled: 0, generated: Vec::new(), sampler });
+        }
+
+        if active.is_empty() {
+            if queue.is_empty() || !admission.admitting() {
+                return Ok(queue.into());
+            }
+            // Only the rate cap holds us back: wait for the next start.
+            if let Some((bucket, clock)) = limiter.as_mut() {
+                let wait = bucket.wait_time(clock.now());
+                clock.sleep(wait.max(Duration::from_millis(1)));
+            }
+            continue;
+        }
+
+        // Build the step: every decoding row, then prompt chunks in admission order.
+        let mut budget = chunk;
+        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (active index, start, count)
+        for (i, a) in active.iter().enumerate() {
+            if a.prefilled == a.request.prompt.len() {
+                plan.push((i, a.len() - 1, 1));
+            }
+        }
+        for (i, a) in active.iter().enumerate() {
+            let remaining = a.request.prompt.len() - a.prefilled;
+            if remaining > 0 && budget > 0 {
+                let n = remaining.min(budget);
+                budget -= n;
+                plan.push((i, a.prefilled, n));
+            }
+        }
+        let steps: Vec<SeqStep> = plan
+            .iter()
+            .map(|&(i, start, n)| {
+                let a = &active[i];
+                let prompt = &a.request.prompt;
+                let tokens = if a.prefilled == prompt.len() {
+                    std::slice::from_ref(a.generated.last().expect("a decoding row has generated a token"))
+                } else {
+                    &prompt[start..start + n]
+                };
+                SeqStep { slot: a.slot, start, tokens, logits: a.prefilled == prompt.len() || start + n == prompt.len() }
+            })
+            .collect();
+        let wants: Vec<bool> = steps.iter().map(|s| s.logits).collect();
+        let logits = model.forward(&steps)?;
+        drop(steps);
+
+        let mut rows = logits.into_iter();
+        let mut finished = Vec::new();
+        for (&(i, _, n), wants) in plan.iter().zip(wants) {
+            let a = &mut active[i];
+            if a.prefilled < a.request.prompt.len() {
+                a.prefilled += n;
+            }
+            if !wants {
+                continue;
+            }
+            let row = rows.next().ok_or_else(|| anyhow::anyhow!("model returned too few logit rows"))?;
+            let token = a.sampler.sample(&row);
+            let finish = if config.stop_tokens.contains(&token) {
+                Some(FinishReason::Stop)
+            } else {
+                a.generated.push(token);
+                let full = a.len() >= max_len;
+                (a.generated.len() >= a.request.params.max_new_tokens || full).then_some(FinishReason::Length)
+            };
+            if let Some(finish) = finish {
+                finished.push((i, finish));
+            }
+        }
+        // Remove finished rows from the back so indices stay valid.
+        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        for (i, finish) in finished {
+            let a = active.swap_remove(i);
+            free_slots.push(a.slot);
+            on_done(Completion { id: a.request.id, prompt_tokens: a.request.prompt.len(), tokens: a.generated, finish })?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rate_limit::tests::FakeClock;
+
+    /// A fake model whose next token is a pure function of the sequence so far, so the
+    /// scheduler's bookkeeping can be checked exactly. It records each step's shape.
+    struct Echo {
+        slots: usize,
+        max_len: usize,
+        contents: Vec<Vec<u32>>,
+        steps: Vec<Vec<(usize, usize, usize)>>,
+    }
+
+    const VOCAB: usize = 16;
+
+    impl BatchModel for Echo {
+        fn max_len(&self) -> usize {
+            self.max_len
+        }
+        fn slots(&self) -> usize {
+            self.slots
+        }
+        fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>> {
+            self.steps.push(batch.iter().map(|s| (s.slot, s.start, s.tokens.len())).collect());
+            let mut out = Vec::new();
+            for s in batch {
+                let seq = &mut self.contents[s.slot];
+                assert_eq!(seq.len().min(s.start), s.start, "positions must continue the slot");
+                seq.truncate(s.start);
+                seq.extend_from_slice(s.tokens);
+                if s.logits {
+                    let next = (seq.iter().sum::<u32>() + seq.len() as u32) % VOCAB as u32;
+                    let mut row = vec![0.0; VOCAB];
+                    row[next as usize] = 1.0;
+                    out.push(row);
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    fn echo(slots: usize, max_len: usize) -> Echo {
+        Echo { slots, max_len, contents: vec![Vec::new(); slots], steps: Vec::new() }
+    }
+
+    fn greedy(max_new_tokens: usize) -> SamplingParams {
+        SamplingParams { temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens, seed: 0 }
+    }
+
+    fn requests(n: usize) -> Vec<Request> {
+        (0..n).map(|i| Request { id: i, prompt: (0..(3 + 5 * i) as u32).map(|t| t % 7 + 1).collect(), params: greedy(4 + i % 3) }).collect()
+    }
+
+    fn run_all(model: &mut Echo, chunk: usize, reqs: Vec<Request>) -> Vec<Completion> {
+        let config = SchedulerConfig { prefill_chunk: chunk, stop_tokens: vec![0] };
+        let mut done = Vec::new();
+        run(model, &config, reqs, None, &AlwaysAdmit, |c| {
+            done.push(c);
+            Ok(())
+        })
+        .unwrap();
+        done.sort_by_key(|c| c.id);
+        done
+    }
+
+    #[test]
+    fn output_does_not_depend_on_batch_size_or_chunking() {
+        let alone = run_all(&mut echo(1, 64), 1000, requests(9));
+        for (slots, chunk) in [(4, 1000), (32, 1000), (3, 4), (2, 1)] {
+            let batched = run_all(&mut echo(slots, 64), chunk, requests(9));
+            for (a, b) in alone.iter().zip(&batched) {
+                assert_eq!((a.id, &a.tokens, a.finish), (b.id, &b.tokens, b.finish), "slots {slots} chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn finished_slot_is_refilled_in_the_next_step_and_chunks_respect_the_budget() {
+        let mut model = echo(2, 64);
+        let done = run_all(&mut model, 6, requests(5));
+        assert_eq!(done.len(), 5);
+        for step in &model.steps {
+            let prompt_tokens: usize = step.iter().filter(|s| s.2 > 1).map(|s| s.2).sum();
+            assert!(prompt_tokens <= 6, "{step:?}");
+            assert!(step.len() <= 2);
+        }
+        // Both slots stay busy while work remains: no step with one row while the queue has
+        // requests waiting, except the tail.
+        let busy = model.steps.iter().filter(|s| s.len() == 2).count();
+        assert!(busy * 2 > model.steps.len(), "{:?}", model.steps);
+    }
+
+    #[test]
+    fn stop_token_and_context_limit_end_rows() {
+        // Echo's next token is 0 (the stop token) when sum + len is a multiple of 16.
+        let reqs = vec![Request { id: 0, prompt: vec![15], params: greedy(50) }];
+        let done = run_all(&mut echo(1, 64), 100, reqs);
+        assert_eq!(done[0].finish, FinishReason::Stop);
+        assert!(!done[0].tokens.contains(&0));
+
+        let reqs = vec![Request { id: 0, prompt: vec![1, 2, 3], params: greedy(50) }];
+        let done = run_all(&mut echo(1, 6), 100, reqs);
+        assert!(matches!(done[0].finish, FinishReason::Length | FinishReason::Stop));
+        assert!(done[0].tokens.len() <= 3);
+
+        let reqs = vec![Request { id: 0, prompt: vec![1; 6], params: greedy(5) }];
+        assert_eq!(run_all(&mut echo(1, 6), 100, reqs)[0].finish, FinishReason::PromptTooLong);
+    }
+
+    #[test]
+    fn rate_cap_spaces_out_request_starts() {
+        let clock = FakeClock::default();
+        let mut bucket = TokenBucket::new(60.0, clock.now());
+        let config = SchedulerConfig { prefill_chunk: 100, stop_tokens: vec![] };
+        let mut model = echo(8, 64);
+        run(&mut model, &config, requests(4), Some((&mut bucket, &clock)), &AlwaysAdmit, |_| Ok(())).unwrap();
+        // With 60/min and no other delay, starts happen at t = 0, 1, 2, 3 s: the fake clock
+        // advanced by the waits alone.
+        assert!(clock.now() >= Duration::from_secs(3) && clock.now() < Duration::from_secs(4), "{:?}", clock.now());
+        assert_eq!(model.steps[0].len(), 1, "only one request may start at t=0");
+    }
+
+    #[test]
+    fn closed_admission_returns_unstarted_requests() {
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        let config = SchedulerConfig { prefill_chunk: 100, stop_tokens: vec![] };
+        let left = run(&mut echo(2, 64), &config, requests(3), None, &stop, |_| Ok(())).unwrap();
+        assert_eq!(left.len(), 3);
+    }
+}
