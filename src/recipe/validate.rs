@@ -1,0 +1,201 @@
+//! Stage two: value rules and defaults, from the raw shapes to a [`Recipe`].
+
+use super::raw::{show_text, Count, Failure, Number, RawDistribution, RawRecipe};
+use super::*;
+use crate::store::id::validate_dataset_id;
+
+const MODEL: &str = "modelIdentifier";
+const INFERENCE: &str = "inferenceConfig";
+const GENERAL: &str = "synthesisConfig.synthesisConfig";
+const DISTRIBUTION: &str = "synthesisConfig.synthesisConfig.datasetDistribution";
+
+pub(super) fn recipe(raw: RawRecipe, source: serde_json::Value) -> Result<Recipe, Failure> {
+    Ok(Recipe {
+        model: model(raw.model_identifier.0)?,
+        inference: inference(raw.inference_config.map(|c| c.0))?,
+        synthesis: synthesis(raw.synthesis_config.0)?,
+        source,
+    })
+}
+
+fn fail(path: String, message: String) -> Failure {
+    Failure { path, message, hint: None }
+}
+
+fn model(raw: super::raw::RawModelIdentifier) -> Result<ModelIdentifier, Failure> {
+    let model_type = raw.model_type.map_or_else(|| DEFAULT_MODEL_TYPE.to_string(), |t| t.0);
+    if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
+        return Err(fail(
+            format!("{MODEL}.modelType"),
+            format!(
+                "`{}` is not supported, the only supported model type is `{DEFAULT_MODEL_TYPE}`",
+                show_text(&model_type)
+            ),
+        ));
+    }
+    let model_name = raw.model_name.0;
+    if model_name.trim().is_empty() {
+        return Err(Failure {
+            path: format!("{MODEL}.modelName"),
+            message: format!("`{}` must not be empty", show_text(&model_name)),
+            hint: Some("name the model to run, for example `Qwen3-0.6B`".into()),
+        });
+    }
+    Ok(ModelIdentifier {
+        model_type,
+        model_name,
+        model_id: raw.model_id.map(|t| t.0),
+        model_version_id: raw.model_version_id.map(|t| t.0),
+    })
+}
+
+fn inference(raw: Option<super::raw::RawInferenceConfig>) -> Result<InferenceSettings, Failure> {
+    let defaults = InferenceSettings::default();
+    let Some(raw) = raw else { return Ok(defaults) };
+    let path = |field: &str| format!("{INFERENCE}.{field}");
+
+    let temperature = match raw.inference_temperature {
+        None => defaults.temperature,
+        Some(t) => in_range(&t, path("inferenceTemperature"), 0.0..=MAX_TEMPERATURE, "between 0 and 2")?,
+    };
+
+    let max_new_tokens = match raw.inference_max_new_tokens {
+        None => defaults.max_new_tokens,
+        Some(Count(n)) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_NEW_TOKENS_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(fail(
+                    path("inferenceMaxNewTokens"),
+                    format!("`{n}` must be between 1 and {MAX_NEW_TOKENS_LIMIT}"),
+                ))
+            }
+        },
+    };
+
+    let seed_was_given = raw.inference_seed.is_some();
+    let seed = raw.inference_seed.map_or(defaults.seed, |Count(s)| s);
+
+    let requests_per_minute = match raw.requests_per_minute {
+        None => defaults.requests_per_minute,
+        Some(r) => {
+            let r = finite(&r, path("requestsPerMinute"))?;
+            if r.value <= 0.0 {
+                return Err(Failure {
+                    path: path("requestsPerMinute"),
+                    message: format!("`{}` must be greater than 0", r.shown),
+                    hint: Some("leave `requestsPerMinute` out for no rate limit".into()),
+                });
+            }
+            Some(r.value)
+        }
+    };
+
+    let top_p = match raw.inference_top_p {
+        None => defaults.top_p,
+        Some(p) => {
+            let p = finite(&p, path("inferenceTopP"))?;
+            if !(p.value > 0.0 && p.value <= 1.0) {
+                return Err(Failure {
+                    path: path("inferenceTopP"),
+                    message: format!("`{}` must be greater than 0 and at most 1", p.shown),
+                    hint: Some("use `1.0` (or leave it out) to turn nucleus sampling off".into()),
+                });
+            }
+            p.value
+        }
+    };
+
+    let top_k = match raw.inference_top_k {
+        None => defaults.top_k,
+        Some(Count(k)) => usize::try_from(k)
+            .map_err(|_| fail(path("inferenceTopK"), format!("`{k}` is too large for this machine")))?,
+    };
+
+    Ok(InferenceSettings {
+        temperature,
+        max_new_tokens,
+        seed,
+        seed_was_given,
+        requests_per_minute,
+        top_p,
+        top_k,
+        enable_thinking: raw.enable_thinking.map_or(defaults.enable_thinking, |f| f.0),
+    })
+}
+
+fn synthesis(raw: super::raw::RawSynthesisConfig) -> Result<SynthesisSettings, Failure> {
+    let name = raw.synthesis_type.0;
+    let Some(kind) = SynthesisType::from_name(&name) else {
+        let supported: Vec<String> = SynthesisType::ALL.iter().map(|t| format!("`{t}`")).collect();
+        return Err(fail(
+            "synthesisConfig.synthesisType".into(),
+            format!("`{}` is not supported, supported synthesis types: {}", show_text(&name), supported.join(", ")),
+        ));
+    };
+
+    let general = raw.synthesis_config.0;
+    let dataset_id = general.dataset_id.0;
+    if let Err(rule) = validate_dataset_id(&dataset_id) {
+        return Err(Failure {
+            path: format!("{GENERAL}.datasetId"),
+            message: format!("`{}` is not a valid dataset id: {rule}", show_text(&dataset_id)),
+            hint: Some("use letters, digits, `_`, `-` and `.`, for example `dataset_seed_001`".into()),
+        });
+    }
+
+    let distribution = match general.dataset_distribution {
+        None => DEFAULT_DISTRIBUTION,
+        Some(d) => distribution(d.0)?,
+    };
+    Ok(SynthesisSettings { kind, dataset_id, distribution })
+}
+
+/// A missing split is 0.0; the three must still sum to 1.
+fn distribution(raw: RawDistribution) -> Result<Distribution, Failure> {
+    let split = |value: Option<Number>, name: &str| match value {
+        None => Ok(0.0),
+        Some(v) => in_range(&v, format!("{DISTRIBUTION}.{name}"), 0.0..=1.0, "between 0 and 1"),
+    };
+    let d = Distribution {
+        train: split(raw.train, "train")?,
+        validation: split(raw.validation, "validation")?,
+        test: split(raw.test, "test")?,
+    };
+    let sum = d.train + d.validation + d.test;
+    if (sum - 1.0).abs() > DISTRIBUTION_TOLERANCE {
+        return Err(Failure {
+            path: DISTRIBUTION.into(),
+            message: format!("train+validation+test = {}, must be 1", show_sum(sum)),
+            hint: Some("the splits are fractions of the generated rows, for example `{\"train\": 0.8, \"validation\": 0.1, \"test\": 0.1}`; a missing split counts as 0".into()),
+        });
+    }
+    Ok(d)
+}
+
+fn finite(n: &Number, path: String) -> Result<&Number, Failure> {
+    if n.value.is_finite() {
+        Ok(n)
+    } else {
+        Err(fail(path, format!("`{}` must be a finite number", n.shown)))
+    }
+}
+
+fn in_range(n: &Number, path: String, range: std::ops::RangeInclusive<f64>, rule: &str) -> Result<f64, Failure> {
+    let n = finite(n, path.clone())?;
+    if range.contains(&n.value) {
+        Ok(n.value)
+    } else {
+        Err(fail(path, format!("`{}` must be {rule}", n.shown)))
+    }
+}
+
+/// Rounded so that 0.8 + 0.1 + 0.05 reads `0.95`, not `0.9500000000000001`.
+fn show_sum(sum: f64) -> String {
+    let s = format!("{sum:.9}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
