@@ -1,1 +1,3 @@
 //! Writing a finished run: split files and the manifest.
+
+pub mod splits;

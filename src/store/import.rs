@@ -1,0 +1,153 @@
+//! `synth datasets import`: a JSONL file in any accepted row shape becomes a one-split dataset.
+//!
+//! Policy: all or nothing. Every line is checked; if any is bad, the error lists the first
+//! [`MAX_REPORTED`] by line number and nothing is written. A file with no rows is an error too.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::jsonl::{JsonlReader, LineError, RowFormat};
+use super::manifest::{Manifest, KIND_IMPORTED};
+use super::{already_exists, Store};
+use crate::error::SynthError;
+
+/// Bad lines listed in one error.
+pub const MAX_REPORTED: usize = 10;
+
+const FORMATS_HINT: &str = r#"each non-empty line must be one JSON object: {"messages": [{"role": "user", "content": "..."}]}, {"prompt": "...", "response": "..."} or {"instruction": "...", "input": "...", "output": "..."}"#;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportReport {
+    pub id: String,
+    /// The published dataset directory.
+    pub path: PathBuf,
+    pub rows: usize,
+    /// Of the source file, hex.
+    pub sha256: String,
+    pub formats: RowFormatCounts,
+    /// Whether an existing dataset was replaced.
+    pub replaced: bool,
+}
+
+/// How many rows had each source shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowFormatCounts {
+    pub chat: usize,
+    pub prompt_response: usize,
+    pub alpaca: usize,
+}
+
+impl RowFormatCounts {
+    fn add(&mut self, format: RowFormat) {
+        match format {
+            RowFormat::Chat => self.chat += 1,
+            RowFormat::PromptResponse => self.prompt_response += 1,
+            RowFormat::Alpaca => self.alpaca += 1,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({"chat": self.chat, "promptResponse": self.prompt_response, "alpaca": self.alpaca})
+    }
+}
+
+impl Store {
+    /// Imports `path` as dataset `id`, kind `imported`, all rows in the `train` split. The manifest
+    /// records the source file's name and SHA-256 and the row count per source shape.
+    pub fn import_jsonl(&self, path: &Path, id: &str, overwrite: bool) -> Result<ImportReport> {
+        self.dataset_dir(id)?;
+        let replaced = self.exists(id)?;
+        if replaced && !overwrite {
+            return Err(already_exists(id));
+        }
+
+        let shown = path.display();
+        let file = File::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => SynthError::not_found(format!("file `{shown}` not found")),
+            _ => SynthError::failed(format!("cannot open `{shown}`: {e}")),
+        })?;
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(SynthError::invalid(format!("`{shown}` is a directory, expected a JSONL file")).into());
+        }
+
+        let mut reader = JsonlReader::new(BufReader::new(Hashing { inner: file, hasher: Sha256::new() }));
+        let mut rows = Vec::new();
+        let mut formats = RowFormatCounts::default();
+        let mut bad = Vec::new();
+        let mut bad_count = 0;
+        for (line, result) in &mut reader {
+            match result {
+                Ok((row, format)) => {
+                    formats.add(format);
+                    rows.push(row);
+                }
+                Err(LineError::Io(e)) => return Err(SynthError::failed(format!("cannot read `{shown}`: {e}")).into()),
+                Err(LineError::Invalid(msg)) => {
+                    bad_count += 1;
+                    if bad.len() < MAX_REPORTED {
+                        bad.push(format!("{shown}:{line}: {msg}"));
+                    }
+                }
+            }
+        }
+        let sha256 = hex(&reader.into_inner().into_inner().hasher.finalize());
+
+        if bad_count > 0 {
+            return Err(bad_lines_error(&shown.to_string(), &bad, bad_count));
+        }
+        if rows.is_empty() {
+            return Err(SynthError::invalid(format!("`{shown}` has no rows, nothing was imported")).hint(FORMATS_HINT).into());
+        }
+
+        let mut pending = self.begin_dataset(id)?;
+        pending.write_split("train", &rows)?;
+        let mut manifest = Manifest::new(id, KIND_IMPORTED);
+        manifest.add_split("train", rows.len());
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| shown.to_string());
+        let mut source = Map::new();
+        source.insert("file".into(), file_name.into());
+        source.insert("sha256".into(), sha256.clone().into());
+        source.insert("rowFormats".into(), formats.to_json());
+        manifest.extra.insert("source".into(), Value::Object(source));
+        pending.write_manifest(&manifest)?;
+        let path = pending.publish(overwrite)?;
+
+        Ok(ImportReport { id: id.to_string(), path, rows: rows.len(), sha256, formats, replaced })
+    }
+}
+
+fn bad_lines_error(file: &str, listed: &[String], total: usize) -> anyhow::Error {
+    let lines = if total == 1 { "1 invalid line".to_string() } else { format!("{total} invalid lines") };
+    let mut message = format!("`{file}` has {lines}, nothing was imported");
+    for line in listed {
+        message.push_str("\n  ");
+        message.push_str(line);
+    }
+    if total > listed.len() {
+        message.push_str(&format!("\n  ... and {} more", total - listed.len()));
+    }
+    SynthError::invalid(message).hint(FORMATS_HINT).into()
+}
+
+/// Hashes everything read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
