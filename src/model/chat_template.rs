@@ -1,0 +1,360 @@
+//! Chat templates: the Jinja program each model ships to turn a conversation into its prompt
+//! text. Rendered with minijinja, set up to behave like `transformers`' `apply_chat_template`
+//! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `strftime_now`,
+//! a `tojson` that writes what Python's `json.dumps` writes).
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use candle_core::quantized::gguf_file;
+use minijinja::value::{Kwargs, Value};
+use minijinja::{Environment, ErrorKind};
+
+use super::tokenizer::TextCodec;
+use crate::error::SynthError;
+use crate::store::row::Message;
+
+const NAME: &str = "chat_template";
+
+/// The date `strftime_now` reports. Templates such as Llama 3.2's print today's date into the
+/// system prompt; a fixed one keeps a recipe's dataset identical whenever it is re-run. It is
+/// the date Llama 3.1's own template falls back to.
+const FIXED_DATE: (i32, u32, u32) = (2024, 7, 26);
+
+/// A compiled chat template and the special-token strings it may refer to.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: Option<String>,
+    eos_token: Option<String>,
+}
+
+impl ChatTemplate {
+    pub fn new(source: String, bos_token: Option<String>, eos_token: Option<String>) -> Result<ChatTemplate> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
+        env.add_template_owned(NAME, source).map_err(|err| {
+            SynthError::invalid(format!("chat template does not compile: {err}"))
+                .hint("check the template in the model's `tokenizer_config.json` or GGUF metadata")
+        })?;
+        Ok(ChatTemplate { env, bos_token, eos_token })
+    }
+
+    /// Renders `messages`. `enable_thinking` is passed only when given, so templates that
+    /// test `enable_thinking is defined` see what they would in `transformers`.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, enable_thinking: Option<bool>) -> Result<String> {
+        let template = self.env.get_template(NAME).map_err(|err| SynthError::failed(err.to_string()))?;
+        // `transformers` passes `tools` and `documents` as None and the special tokens it has.
+        let mut ctx = vec![
+            ("messages", Value::from_serialize(messages)),
+            ("add_generation_prompt", Value::from(add_generation_prompt)),
+            ("tools", Value::from(())),
+            ("documents", Value::from(())),
+        ];
+        if let Some(bos) = &self.bos_token {
+            ctx.push(("bos_token", Value::from(bos.as_str())));
+        }
+        if let Some(eos) = &self.eos_token {
+            ctx.push(("eos_token", Value::from(eos.as_str())));
+        }
+        if let Some(thinking) = enable_thinking {
+            ctx.push(("enable_thinking", Value::from(thinking)));
+        }
+        let ctx: Value = ctx.into_iter().collect();
+        template.render(ctx).map_err(|err| {
+            let raised = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RaisedException>());
+            match raised {
+                Some(RaisedException(msg)) => SynthError::invalid(format!("the chat template rejects this conversation: {msg}"))
+                    .hint("change the conversation's roles or order to what the model supports"),
+                None => SynthError::failed(format!("cannot render the chat template: {err}")),
+            }
+            .into()
+        })
+    }
+
+    pub fn bos_token(&self) -> Option<&str> {
+        self.bos_token.as_deref()
+    }
+
+    pub fn eos_token(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+}
+
+/// The template in GGUF metadata `tokenizer.chat_template`.
+pub fn template_from_gguf(content: &gguf_file::Content) -> Result<String> {
+    match content.metadata.get("tokenizer.chat_template") {
+        Some(value) => value.to_string().cloned().map_err(|_| {
+            SynthError::invalid(format!(
+                "malformed GGUF metadata: `tokenizer.chat_template` is a {:?}, expected a string",
+                value.value_type()
+            ))
+            .into()
+        }),
+        None => Err(SynthError::not_found("the GGUF file has no chat template (`tokenizer.chat_template`)")
+            .hint("use a chat (instruct) model; base models have no template")
+            .into()),
+    }
+}
+
+/// Renders `messages` with a generation prompt and tokenizes the result.
+///
+/// The template decides where BOS goes: when the text already starts with the tokenizer's BOS
+/// (Llama 3 templates write `<|begin_of_text|>`), it is tokenized without special tokens, else
+/// Llama 3's post-processor would add a second one. Otherwise the tokenizer's own rule applies
+/// (a GGUF with `add_bos_token`, a `tokenizer.json` post-processor); Qwen3 has no BOS at all.
+pub fn encode_prompt(
+    template: &ChatTemplate,
+    tokenizer: &TextCodec,
+    messages: &[Message],
+    enable_thinking: Option<bool>,
+) -> Result<Vec<u32>> {
+    let text = template.render(messages, true, enable_thinking)?;
+    let has_bos = tokenizer.bos().is_some_and(|bos| !bos.text.is_empty() && text.starts_with(&bos.text));
+    tokenizer.encode(&text, !has_bos)
+}
+
+/// Carries a template's `raise_exception` message out of minijinja.
+#[derive(Debug)]
+struct RaisedException(String);
+
+impl std::fmt::Display for RaisedException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RaisedException {}
+
+fn raise_exception(message: String) -> Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedException(message)))
+}
+
+/// Python's `strftime` on [`FIXED_DATE`] at midnight, for the directives templates use.
+fn strftime_now(format: String) -> Result<String, minijinja::Error> {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let (year, month, day) = FIXED_DATE;
+    let month_name = MONTHS[month as usize - 1];
+    let weekday = DAYS[4]; // 26 Jul 2024 was a Friday.
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let _ = match chars.next() {
+            Some('d') => write!(out, "{day:02}"),
+            Some('e') => write!(out, "{day:>2}"),
+            Some('m') => write!(out, "{month:02}"),
+            Some('Y') => write!(out, "{year}"),
+            Some('y') => write!(out, "{:02}", year % 100),
+            Some('b') => write!(out, "{}", &month_name[..3]),
+            Some('B') => write!(out, "{month_name}"),
+            Some('a') => write!(out, "{}", &weekday[..3]),
+            Some('A') => write!(out, "{weekday}"),
+            Some('H' | 'M' | 'S') => write!(out, "00"),
+            Some('j') => write!(out, "{:03}", 31 + 29 + 31 + 30 + 31 + 30 + day),
+            Some('F') => write!(out, "{year}-{month:02}-{day:02}"),
+            Some('%') => write!(out, "%"),
+            Some(other) => {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("strftime_now: unsupported directive `%{other}`"),
+                ))
+            }
+            None => write!(out, "%"),
+        };
+    }
+    Ok(out)
+}
+
+/// `transformers`' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+/// sort_keys=False)`. minijinja's own filter writes compact, HTML-escaped JSON instead.
+fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String, minijinja::Error> {
+    let indent = match indent.or(kwargs.get::<Option<Value>>("indent")?) {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(usize::try_from(v)?),
+    };
+    let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
+    let separators = kwargs.get::<Option<Vec<String>>>("separators")?;
+    kwargs.assert_all_used()?;
+    let (item_sep, key_sep) = match separators.as_deref() {
+        Some([item, key]) => (item.clone(), key.clone()),
+        Some(_) => return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: separators must be a pair")),
+        None if indent.is_some() => (",".to_string(), ": ".to_string()),
+        None => (", ".to_string(), ": ".to_string()),
+    };
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(ErrorKind::UndefinedError, "tojson of an undefined value"));
+    }
+    let json = serde_json::to_value(&value)
+        .map_err(|err| minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: cannot serialize").with_source(err))?;
+    let style = JsonStyle { indent, sort_keys, ensure_ascii, item_sep, key_sep };
+    let mut out = String::new();
+    style.write(&mut out, &json, 0);
+    Ok(out)
+}
+
+struct JsonStyle {
+    indent: Option<usize>,
+    sort_keys: bool,
+    ensure_ascii: bool,
+    item_sep: String,
+    key_sep: String,
+}
+
+impl JsonStyle {
+    fn write(&self, out: &mut String, value: &serde_json::Value, depth: usize) {
+        use serde_json::Value as J;
+        match value {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Number(n) => out.push_str(&n.to_string()),
+            J::String(s) => self.string(out, s),
+            J::Array(items) if items.is_empty() => out.push_str("[]"),
+            J::Object(map) if map.is_empty() => out.push_str("{}"),
+            J::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    self.separate(out, i, depth + 1);
+                    self.write(out, item, depth + 1);
+                }
+                self.newline(out, depth);
+                out.push(']');
+            }
+            J::Object(map) => {
+                let mut entries: Vec<(&String, &J)> = map.iter().collect();
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push('{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    self.separate(out, i, depth + 1);
+                    self.string(out, key);
+                    out.push_str(&self.key_sep);
+                    self.write(out, item, depth + 1);
+                }
+                self.newline(out, depth);
+                out.push('}');
+            }
+        }
+    }
+
+    fn separate(&self, out: &mut String, index: usize, depth: usize) {
+        if index > 0 {
+            out.push_str(&self.item_sep);
+        }
+        self.newline(out, depth);
+    }
+
+    fn newline(&self, out: &mut String, depth: usize) {
+        if let Some(indent) = self.indent {
+            out.push('\n');
+            out.extend(std::iter::repeat_n(' ', indent * depth));
+        }
+    }
+
+    fn string(&self, out: &mut String, s: &str) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        let _ = write!(out, "\\u{unit:04x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(source: &str, messages: &[Message]) -> Result<String> {
+        ChatTemplate::new(source.to_string(), Some("<s>".into()), Some("</s>".into()))?.render(messages, true, None)
+    }
+
+    #[test]
+    fn python_string_methods_and_trim_blocks() {
+        let source = "{% for m in messages %}\n  {% if m['content'].strip().startswith('x') %}\n{{ m['role'].upper() }}:{{ m['content'].strip() | replace('x', 'y') }};\n  {% endif %}\n{% endfor %}";
+        let out = render(source, &[Message::new("user", "  xa \n"), Message::new("user", "b")]).unwrap();
+        assert_eq!(out, "USER:ya;\n");
+    }
+
+    #[test]
+    fn raise_exception_is_an_invalid_input_error_with_the_message() {
+        let source = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok";
+        assert_eq!(render(source, &[Message::new("user", "hi")]).unwrap(), "ok");
+        let err = render(source, &[Message::new("system", "hi")]).unwrap_err();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        assert_eq!(err.to_string(), "the chat template rejects this conversation: System role not supported");
+    }
+
+    #[test]
+    fn strftime_now_is_a_fixed_date() {
+        let out = render(r#"{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%A %B %e, %y %F %H:%M %j %%") }}"#, &[]).unwrap();
+        assert_eq!(out, "26 Jul 2024|Friday July 26, 24 2024-07-26 00:00 208 %");
+        assert!(render(r#"{{ strftime_now("%Z") }}"#, &[]).is_err());
+    }
+
+    #[test]
+    fn tojson_matches_python_json_dumps() {
+        let source = r#"{{ {"a": {}, "b": [1, "é\n\"", none, true]} | tojson }}|{{ {"b": 1, "a": [2, []]} | tojson(indent=2, sort_keys=true) }}|{{ "<&>" | tojson }}"#;
+        let out = render(source, &[]).unwrap();
+        assert_eq!(
+            out,
+            "{\"a\": {}, \"b\": [1, \"é\\n\\\"\", null, true]}|{\n  \"a\": [\n    2,\n    []\n  ],\n  \"b\": 1\n}|\"<&>\""
+        );
+    }
+
+    #[test]
+    fn special_tokens_and_thinking_flag_are_defined_only_when_given() {
+        let source = "{{ bos_token is defined }} {{ eos_token }} {{ enable_thinking is defined }} {{ tools is none }}";
+        let t = ChatTemplate::new(source.into(), None, Some("</s>".into())).unwrap();
+        assert_eq!(t.render(&[], false, None).unwrap(), "False </s> False True");
+        assert_eq!(
+            ChatTemplate::new("{{ enable_thinking }}".into(), None, None).unwrap().render(&[], false, Some(false)).unwrap(),
+            "False"
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_reported_at_compile_time() {
+        let err = ChatTemplate::new("{% for m in messages %}".into(), None, None).unwrap_err();
+        assert!(err.to_string().starts_with("chat template does not compile: "), "{err}");
+    }
+}
