@@ -1,1 +1,366 @@
-pub fn main() -> i32 { 0 }
+//! The command line: flags mirror into clap structs, then each command calls the library.
+//! Data goes to stdout; progress, logs and errors to stderr.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::device::{self, DeviceChoice};
+use crate::engine::SamplingParams;
+use crate::error::{self, SynthError};
+use crate::model::{presence, LoadedModel, Presence, Registry};
+use crate::progress::{Progress, ProgressMode};
+use crate::recipe::Recipe;
+use crate::store::{Message, Store};
+use crate::synthesis::run::{run, RunOptions};
+use crate::synthesis::{self, mix_seed, EngineOptions, Job};
+
+#[derive(Parser, Debug)]
+#[command(name = "synth", version, about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware")]
+pub struct Cli {
+    /// Where the model runs: `auto` picks CUDA, then Metal, then CPU.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Print no progress on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check recipes without running them.
+    Validate {
+        /// Recipe files (JSON).
+        #[arg(required = true)]
+        recipes: Vec<PathBuf>,
+    },
+    /// Run a synthesis recipe and publish the new dataset.
+    Run(RunArgs),
+    /// Complete conversations with a model: one completion per input, in input order.
+    Generate(GenerateArgs),
+    /// Manage stored datasets (under `SYNTH_HOME`).
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Known models and their local files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct EngineArgs {
+    /// Load the model from this file (`.gguf`) or directory instead of looking it up.
+    #[arg(long)]
+    pub model_path: Option<PathBuf>,
+    /// Most sequences generated at once.
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Prompt tokens fed to the model per step (longer prompts are fed in pieces).
+    #[arg(long, default_value_t = 512)]
+    pub prefill_chunk: usize,
+    /// KV-cache memory budget in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub kv_cache_mib: usize,
+}
+
+impl EngineArgs {
+    fn options(&self) -> Result<EngineOptions> {
+        if self.max_batch == 0 || self.prefill_chunk == 0 || self.kv_cache_mib == 0 {
+            return Err(SynthError::invalid("`--max-batch`, `--prefill-chunk` and `--kv-cache-mib` must be at least 1").into());
+        }
+        Ok(EngineOptions { max_batch: self.max_batch, prefill_chunk: self.prefill_chunk, kv_cache_bytes: self.kv_cache_mib << 20, enable_thinking: None })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The recipe file (JSON).
+    pub recipe: PathBuf,
+    /// Id of the new dataset (default: `<seed dataset id>_synth_<n>`).
+    #[arg(long)]
+    pub output_id: Option<String>,
+    /// Use only the first N seed rows.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Replace the output dataset if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Model name from the registry (see `synth models list`).
+    #[arg(long)]
+    pub model: String,
+    /// One user message to complete.
+    #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+    pub prompt: Option<String>,
+    /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Nucleus sampling threshold (1.0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Keep only the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Write JSONL here instead of stdout (never replaces an existing file unless `--overwrite`).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DatasetsCommand {
+    /// Import a JSONL file (chat, prompt/response or Alpaca rows) as a dataset.
+    Import {
+        file: PathBuf,
+        /// The new dataset's id.
+        #[arg(long)]
+        id: String,
+        /// Replace an existing dataset with this id.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List stored datasets.
+    List,
+    /// Print rows of a dataset as JSONL.
+    Show {
+        id: String,
+        #[arg(long, default_value = "train")]
+        split: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Registered models and whether their files are present locally.
+    List,
+}
+
+/// Parses arguments, runs, prints any error with its hint; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("{}", error::render(&err));
+            error::exit_code(&err)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let progress = if cli.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
+    match cli.command {
+        Command::Validate { recipes } => validate(&recipes),
+        Command::Run(args) => run_command(args, cli.device, progress),
+        Command::Generate(args) => generate_command(args, cli.device, progress),
+        Command::Datasets(command) => datasets_command(command),
+        Command::Models(ModelsCommand::List) => models_list(),
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> Result<()> {
+    let mut failures = Vec::new();
+    for path in paths {
+        match Recipe::from_path(path) {
+            Ok(recipe) => println!("ok: {} (model `{}`, dataset `{}`)", path.display(), recipe.model.model_name, recipe.synthesis.dataset_id),
+            Err(err) => failures.push(err),
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.remove(0)),
+        n => {
+            for err in &failures[..n - 1] {
+                eprintln!("{}", error::render(err));
+            }
+            Err(failures.pop().expect("n > 1"))
+        }
+    }
+}
+
+fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
+    let store = Store::open_default()?;
+    let options = RunOptions {
+        device,
+        output_id: args.output_id,
+        limit: args.limit,
+        model_path: args.engine.model_path.clone(),
+        overwrite: args.overwrite,
+        progress,
+        engine: args.engine.options()?,
+    };
+    let report = run(&args.recipe, &store, &options)?;
+    let [train, validation, test] = report.splits;
+    eprintln!(
+        "synthesized {} rows from {} seed rows ({} dropped) in {:.1}s, {} tokens at {:.1} tok/s",
+        train + validation + test,
+        report.seed_rows,
+        report.dropped,
+        report.wall_seconds,
+        report.generated_tokens,
+        report.tokens_per_second()
+    );
+    eprintln!("splits: train {train}, validation {validation}, test {test}");
+    println!("{}", report.id);
+    eprintln!("dataset `{}` is at {}", report.id, report.path.display());
+    Ok(())
+}
+
+/// Reads `synth generate --input`: `{"messages": [...]}` or `{"prompt": "..."}` per line.
+fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>> {
+    let text = std::fs::read(path).map_err(|e| SynthError::not_found(format!("cannot read `{}`: {e}", path.display())))?;
+    let mut conversations = Vec::new();
+    for (index, line) in text.split(|b| *b == b'\n').enumerate() {
+        let where_ = || format!("{}:{}", path.display(), index + 1);
+        let line = std::str::from_utf8(line).map_err(|_| SynthError::invalid(format!("{}: not valid UTF-8", where_())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line).map_err(|e| SynthError::invalid(format!("{}: not valid JSON: {e}", where_())))?;
+        let messages = if let Some(prompt) = value.get("prompt").and_then(Value::as_str) {
+            vec![Message::new("user", prompt)]
+        } else if let Some(messages) = value.get("messages") {
+            serde_json::from_value::<Vec<Message>>(messages.clone())
+                .map_err(|e| SynthError::invalid(format!("{}: `messages` must be a list of {{\"role\", \"content\"}} objects: {e}", where_())))?
+        } else {
+            return Err(SynthError::invalid(format!("{}: expected {{\"messages\": [...]}} or {{\"prompt\": \"...\"}}", where_())).into());
+        };
+        if messages.is_empty() {
+            return Err(SynthError::invalid(format!("{}: `messages` is empty", where_())).into());
+        }
+        conversations.push(messages);
+    }
+    if conversations.is_empty() {
+        return Err(SynthError::invalid(format!("`{}` has no conversations", path.display())).into());
+    }
+    Ok(conversations)
+}
+
+fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
+    if !(0.0..=2.0).contains(&args.temperature) || !(args.top_p > 0.0 && args.top_p <= 1.0) || args.max_new_tokens == 0 {
+        return Err(SynthError::invalid("`--temperature` must be in [0, 2], `--top-p` in (0, 1] and `--max-new-tokens` at least 1").into());
+    }
+    if let Some(out) = &args.output {
+        if out.exists() && !args.overwrite {
+            return Err(SynthError::invalid(format!("`{}` already exists", out.display())).hint("choose another `--output`, or pass `--overwrite`").into());
+        }
+    }
+    let conversations = match (&args.prompt, &args.input) {
+        (Some(prompt), _) => vec![vec![Message::new("user", prompt.clone())]],
+        (None, Some(path)) => read_conversations(path)?,
+        (None, None) => unreachable!("clap requires --prompt or --input"),
+    };
+    let store = Store::open_default()?;
+    let device = device::open(device)?;
+    let registry = Registry::load(Some(store.root()))?;
+    let model = LoadedModel::load(&registry, &args.model, args.engine.model_path.as_deref(), store.root(), &device)?;
+    let jobs: Vec<Job> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, messages)| Job {
+            messages: messages.clone(),
+            params: SamplingParams {
+                temperature: args.temperature,
+                top_p: args.top_p,
+                top_k: args.top_k,
+                max_new_tokens: args.max_new_tokens,
+                seed: mix_seed(args.seed, i as u64),
+            },
+        })
+        .collect();
+    let mut bar = Progress::new("generating", jobs.len(), progress);
+    let results = synthesis::generate(&model, &jobs, &args.engine.options()?, None, None, &mut bar)?;
+    bar.finish();
+
+    let mut out = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        let result = result.context("a generation did not finish")?;
+        let mut messages = job.messages.clone();
+        messages.push(Message::new("assistant", result.text));
+        let line = json!({"messages": messages, "finishReason": result.finish, "promptTokens": result.prompt_tokens, "generatedTokens": result.generated_tokens});
+        out.extend_from_slice(serde_json::to_string(&line)?.as_bytes());
+        out.push(b'\n');
+    }
+    match &args.output {
+        Some(path) => write_new_file(path, &out, args.overwrite),
+        None => std::io::stdout().write_all(&out).context("writing to stdout"),
+    }
+}
+
+/// Writes a whole file or nothing: a temporary file beside it, renamed into place.
+fn write_new_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().context("the output path has no file name")?.to_string_lossy();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temp, bytes).map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", temp.display())))?;
+    if path.exists() && !overwrite {
+        let _ = std::fs::remove_file(&temp);
+        return Err(SynthError::invalid(format!("`{}` already exists", path.display())).into());
+    }
+    std::fs::rename(&temp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        SynthError::failed(format!("cannot move the output into `{}`: {e}", path.display())).into()
+    })
+}
+
+fn datasets_command(command: DatasetsCommand) -> Result<()> {
+    let store = Store::open_default()?;
+    match command {
+        DatasetsCommand::Import { file, id, overwrite } => {
+            let report = store.import_jsonl(&file, &id, overwrite)?;
+            println!("{}", report.id);
+            eprintln!("imported {} rows from {} as `{}`", report.rows, file.display(), report.id);
+        }
+        DatasetsCommand::List => {
+            let datasets = store.list()?;
+            if datasets.is_empty() {
+                eprintln!("no datasets in {}", store.datasets_dir().display());
+            }
+            for d in datasets {
+                let splits: Vec<String> = d.splits.iter().map(|s| format!("{} {}", s.name, s.rows)).collect();
+                let problem = d.problem.map(|p| format!("  ({p})")).unwrap_or_default();
+                println!("{}\t{}\t{}\t{}{problem}", d.id, d.kind, d.created_at, splits.join(", "));
+            }
+        }
+        DatasetsCommand::Show { id, split, limit } => {
+            for row in store.read_split(&id, &split, Some(limit))? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn models_list() -> Result<()> {
+    let store = Store::open_default()?;
+    let registry = Registry::load(Some(store.root()))?;
+    for spec in registry.models() {
+        let state = match presence(spec, store.root()) {
+            Presence::Present(source) => format!("present ({})", source.path().display()),
+            Presence::Missing { missing, total } => format!("missing {missing} of {total} files"),
+        };
+        println!("{}\t{}\t{:?}\t{}", spec.name, spec.hf_repo, spec.format, state);
+    }
+    Ok(())
+}

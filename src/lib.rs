@@ -6,10 +6,12 @@
 //! [`output`] (splits, manifest, publish).
 
 pub mod cli;
+pub mod device;
 pub mod engine;
 pub mod error;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod recipe;
 pub mod store;
 pub mod synthesis;

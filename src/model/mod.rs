@@ -4,6 +4,7 @@
 //! → [`ModelText::load`] (tokenizer + chat template) → prompt token ids for the engine.
 
 pub mod chat_template;
+pub mod load;
 pub mod registry;
 pub mod resolve;
 pub mod tokenizer;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file;
 
 pub use chat_template::{encode_prompt, ChatTemplate};
+pub use load::LoadedModel;
 pub use registry::{Architecture, ChatTemplateSource, ModelSpec, Registry, WeightFormat};
 pub use resolve::{presence, resolve, ModelSource, Presence, ResolvedModel};
 pub use tokenizer::{TextCodec, TokenizerConfig};
