@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::decoder::{default_inv_freq, Attention, Decoder, Dims, Layer, Linear, Mlp, Rope};
-use super::{activation_dtype, dense_linear, dense_norm, Gguf};
+use super::{activation_dtype, dense_linear, dense_norm, parse_config, Gguf};
 
 /// The fields of a Hugging Face Llama `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +74,7 @@ pub fn llama3_inv_freq(inv_freq: Vec<f32>, s: &RopeScaling) -> Vec<f32> {
 }
 
 pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> Result<Decoder> {
-    let cfg: Config = serde_json::from_str(config_json)?;
+    let cfg: Config = parse_config(config_json)?;
     if cfg.attention_bias || cfg.mlp_bias {
         bail!("Llama checkpoints with attention or MLP biases are not supported");
     }

@@ -5,12 +5,15 @@ pub mod decoder;
 pub mod llama;
 pub mod qwen3;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::{gguf_file, QMatMul};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+
+use crate::error::SynthError;
 
 pub use decoder::{Decoder, SeqStep};
 
@@ -28,24 +31,96 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
     .with_context(|| format!("loading `{}`", path.display()))
 }
 
-/// Loads a Hugging Face checkpoint: `config.json` picks the family from `model_type`.
-pub fn load_safetensors(config_path: &Path, weights: &[std::path::PathBuf], device: &Device) -> Result<Decoder> {
+/// Loads a Hugging Face checkpoint: `config.json` picks the family from `model_type`;
+/// `weights` are its safetensors files (see [`safetensors_files`]).
+pub fn load_safetensors(config_path: &Path, weights: &[PathBuf], device: &Device) -> Result<Decoder> {
     let text = std::fs::read_to_string(config_path).with_context(|| format!("reading `{}`", config_path.display()))?;
     let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", config_path.display()))?;
-    let model_type = config.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+    let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) else {
+        bail!("`{}` has no `model_type` string, so the model family is unknown", config_path.display());
+    };
+    if !matches!(model_type, "llama" | "qwen3") {
+        bail!("`{}`: model_type `{model_type}` is not supported (supported: `llama`, `qwen3`)", config_path.display());
+    }
+    if weights.is_empty() {
+        bail!("no safetensors weight files given for `{}`", config_path.display());
+    }
     let dtype = activation_dtype(device);
     // Safety: the files are memory-mapped read-only; like every mmap user we rely on nobody
     // truncating them while the run lasts.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }.context("memory-mapping the safetensors weights")?;
     match model_type {
         "llama" => llama::from_safetensors(&text, vb, device),
-        "qwen3" => qwen3::from_safetensors(&text, vb, device),
-        other => bail!(
-            "`{}`: model_type `{other}` is not supported (supported: `llama`, `qwen3`)",
-            config_path.display()
-        ),
+        _ => qwen3::from_safetensors(&text, vb, device),
     }
     .with_context(|| format!("loading the model described by `{}`", config_path.display()))
+}
+
+const SINGLE_FILE: &str = "model.safetensors";
+const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// The weight files of a Hugging Face checkpoint, given its directory or its index file: a
+/// directory's `model.safetensors` if it has one (transformers looks there first), else the
+/// distinct shards named by `model.safetensors.index.json`'s `weight_map`, sorted.
+///
+/// Shard names are joined to the index's directory as given, never through resolved links:
+/// in the Hugging Face cache every file is a link into `blobs/`, where names are hashes.
+pub fn safetensors_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let index = if path.is_dir() {
+        let single = path.join(SINGLE_FILE);
+        if single.is_file() {
+            return Ok(vec![single]);
+        }
+        let index = path.join(INDEX_FILE);
+        if !index.is_file() {
+            return Err(SynthError::not_found(format!("`{}` holds neither `{SINGLE_FILE}` nor `{INDEX_FILE}`", path.display()))
+                .hint("download the model's weights into that directory, e.g. with `huggingface-cli download`")
+                .into());
+        }
+        index
+    } else {
+        path.to_path_buf()
+    };
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(&index).with_context(|| format!("reading `{}`", index.display()))?;
+    let names = shard_names(&text).map_err(|msg| {
+        SynthError::invalid(format!("`{}`: {msg}", index.display()))
+            .hint("the index should be Hugging Face's `{\"weight_map\": {tensor: shard file}}`; download it again")
+    })?;
+    let (files, missing): (Vec<PathBuf>, Vec<PathBuf>) = names.iter().map(|n| dir.join(n)).partition(|p| p.is_file());
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|p| format!("`{}`", p.display())).collect();
+        return Err(SynthError::not_found(format!(
+            "{} of the {} shards named by `{}` are missing: {}",
+            missing.len(),
+            names.len(),
+            index.display(),
+            list.join(", ")
+        ))
+        .hint("download the missing shards again, e.g. with `huggingface-cli download`")
+        .into());
+    }
+    Ok(files)
+}
+
+/// The distinct shard file names of an index's `weight_map`, or what is wrong with it.
+fn shard_names(index_json: &str) -> Result<BTreeSet<String>, String> {
+    let index: serde_json::Value = serde_json::from_str(index_json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or("no `weight_map` object")?;
+    if map.is_empty() {
+        return Err("`weight_map` is empty".into());
+    }
+    let mut names = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| format!("`weight_map` entry `{tensor}` is not a file name"))?;
+        // A shard lives inside the checkpoint directory: no absolute paths, no `..`.
+        let inside = !file.is_empty() && Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            return Err(format!("`weight_map` entry `{tensor}` names `{file}`, which is not a file inside the model directory"));
+        }
+        names.insert(file.to_string());
+    }
+    Ok(names)
 }
 
 /// Dense weights and activations: f32 on CPU (its matmuls are fastest and exact there),
@@ -95,6 +170,20 @@ impl Gguf {
     pub fn norm(&mut self, name: &str, eps: f64) -> Result<decoder::RmsNorm> {
         Ok(decoder::RmsNorm { weight: self.dense(name)?, eps })
     }
+}
+
+/// Parses a family's `config.json` fields, naming the offending field in the error.
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(config_json);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            anyhow::anyhow!("{inner}")
+        } else {
+            anyhow::anyhow!("field `{path}`: {inner}")
+        }
+    })
 }
 
 /// Safetensors weight helpers shared by the families' loaders.

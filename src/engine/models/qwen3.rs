@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::decoder::{Attention, Decoder, Dims, Layer, Linear, Mlp, Rope};
-use super::{activation_dtype, dense_linear, dense_norm, Gguf};
+use super::{activation_dtype, dense_linear, dense_norm, parse_config, Gguf};
 
 /// The fields of a Hugging Face Qwen3 `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +36,7 @@ fn inv_freq(head_dim: usize, theta: f64) -> Vec<f32> {
 }
 
 pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> Result<Decoder> {
-    let cfg: Config = serde_json::from_str(config_json)?;
+    let cfg: Config = parse_config(config_json)?;
     if cfg.attention_bias {
         bail!("Qwen3 checkpoints with attention biases are not supported");
     }
