@@ -14,7 +14,8 @@
 //! The peer, `quantized_llama::ModelWeights`, has one position for the whole batch, so it
 //! cannot mix prefill and decode or sequences of different lengths. Here every sequence of a
 //! row has the same length, so by default it runs them as one same-length batch of b rows
-//! (`--peer batch`); `--peer sequential` runs them one after another instead.
+//! (`--peer batch`; the prompts then go in one position per step, see `generate_peer`);
+//! `--peer sequential` runs them one after another instead.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,12 @@ struct StepBreakdown {
 fn main() -> Result<()> {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         return child(&spec);
+    }
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: minutes of
+    // measuring have no place in a test run.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("throughput: measuring only under `cargo bench --bench throughput`; skipped");
+        return Ok(());
     }
     let options = parse_args()?;
     parent(&options)
@@ -443,13 +450,25 @@ fn candle_row(model: &Path, row: Row, prefill_iters: usize, peer_batch: bool) ->
     }
 }
 
-/// Greedy generation for same-length prompts as one batch `[b, len]`; returns tokens generated.
+/// Greedy generation for same-length prompts as one batch; returns tokens generated.
+///
+/// With more than one row the prompts are fed one position at a time (`[b, 1]` steps):
+/// `ModelWeights::forward` on `[b > 1, len > 1]` fails in candle 0.11.1 (the last-position
+/// slice it hands to the output matmul is not contiguous).
 fn generate_peer(weights: &mut ModelWeights, prompts: &[Vec<u32>], new_tokens: usize) -> Result<usize> {
     weights.clear_kv_cache();
     let b = prompts.len();
     let len = prompts[0].len();
-    let flat: Vec<u32> = prompts.concat();
-    let mut logits = weights.forward(&Tensor::from_vec(flat, (b, len), &Device::Cpu)?, 0)?;
+    let mut logits = if b == 1 {
+        weights.forward(&Tensor::new(prompts[0].as_slice(), &Device::Cpu)?.unsqueeze(0)?, 0)?
+    } else {
+        let mut logits = None;
+        for pos in 0..len {
+            let column: Vec<u32> = prompts.iter().map(|p| p[pos]).collect();
+            logits = Some(weights.forward(&Tensor::from_vec(column, (b, 1), &Device::Cpu)?, pos)?);
+        }
+        logits.context("empty prompt")?
+    };
     let mut generated = 0;
     for pos in len..len + new_tokens {
         let rows = logits.to_vec2::<f32>()?;
