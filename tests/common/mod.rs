@@ -29,3 +29,44 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// A scratch `SYNTH_HOME` holding the SmolLM2 model (linked) and, when asked, the quickstart
+/// seed dataset; the Hugging Face cache points at an empty directory so nothing outside the
+/// test is used.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("models")).unwrap();
+        std::fs::create_dir_all(dir.path().join("hf")).unwrap();
+        std::os::unix::fs::symlink(smollm2_gguf(), dir.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        Home { dir }
+    }
+
+    pub fn with_quickstart_seed() -> Home {
+        let home = Home::new();
+        let seed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/quickstart_seed.jsonl");
+        let out = home.synth(&["datasets", "import", seed.to_str().unwrap(), "--id", "dataset_quickstart_seed"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        home
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Runs the `synth` binary with this home, from the repository root.
+    pub fn synth(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_synth"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("SYNTH_HOME", self.dir.path())
+            .env("HF_HUB_CACHE", self.dir.path().join("hf"))
+            .env_remove("HF_HOME")
+            .output()
+            .unwrap()
+    }
+}
