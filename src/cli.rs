@@ -154,6 +154,12 @@ pub enum DatasetsCommand {
 pub enum ModelsCommand {
     /// Registered models and whether their files are present locally.
     List,
+    /// Download a registered model's files into the Hugging Face cache (the only command that
+    /// uses the network; honors `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_CACHE`, `HF_HOME`).
+    Download {
+        /// Model name or alias.
+        name: String,
+    },
 }
 
 /// Parses arguments, runs, prints any error with its hint; returns the exit code.
@@ -176,6 +182,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate_command(args, cli.device, progress),
         Command::Datasets(command) => datasets_command(command),
         Command::Models(ModelsCommand::List) => models_list(),
+        Command::Models(ModelsCommand::Download { name }) => models_download(&name),
     }
 }
 
@@ -361,6 +368,22 @@ fn models_list() -> Result<()> {
             Presence::Missing { missing, total } => format!("missing {missing} of {total} files"),
         };
         println!("{}\t{}\t{:?}\t{}", spec.name, spec.hf_repo, spec.format, state);
+    }
+    Ok(())
+}
+
+fn models_download(name: &str) -> Result<()> {
+    let store = Store::open_default()?;
+    let registry = Registry::load(Some(store.root()))?;
+    let spec = registry.get(name)?;
+    let env = |key: &str| std::env::var_os(key);
+    let hub = crate::model::resolve::hf_hub_cache_dir(env)
+        .ok_or_else(|| SynthError::invalid("cannot tell where the Hugging Face cache is").hint("set `HF_HUB_CACHE` or `HF_HOME`"))?;
+    let endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+    let paths = crate::model::download::download(spec, &hub, endpoint, token)?;
+    for path in paths {
+        println!("{}", path.display());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! → [`ModelText::load`] (tokenizer + chat template) → prompt token ids for the engine.
 
 pub mod chat_template;
+pub mod download;
 pub mod load;
 pub mod registry;
 pub mod resolve;
