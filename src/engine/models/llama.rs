@@ -3,12 +3,12 @@
 //! Paper: <https://arxiv.org/abs/2302.13971>; scaling: Meta's Llama 3.1 reference code.
 
 use anyhow::{bail, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::decoder::{default_inv_freq, Attention, Decoder, Dims, Layer, Linear, Mlp, Rope};
-use super::{activation_dtype, dense_linear, dense_norm, parse_config, Gguf};
+use super::decoder::{default_inv_freq, Decoder, Dims, Rope};
+use super::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf};
 
 /// The fields of a Hugging Face Llama `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,47 +98,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq, dims.context_len, false, dtype, device)?;
 
-    let m = vb.pp("model");
-    let embed = m.pp("embed_tokens").get((dims.vocab, dims.hidden), "weight")?;
-    let (h, kvd, qd) = (dims.hidden, dims.n_kv_heads * head_dim, dims.n_heads * head_dim);
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let l = m.pp(format!("layers.{i}"));
-        let a = l.pp("self_attn");
-        let p = l.pp("mlp");
-        layers.push(Layer {
-            attn_norm: dense_norm(&l.pp("input_layernorm"), h, cfg.rms_norm_eps)?,
-            attn: Attention {
-                q: dense_linear(&a.pp("q_proj"), qd, h)?,
-                k: dense_linear(&a.pp("k_proj"), kvd, h)?,
-                v: dense_linear(&a.pp("v_proj"), kvd, h)?,
-                o: dense_linear(&a.pp("o_proj"), h, qd)?,
-                q_norm: None,
-                k_norm: None,
-            },
-            mlp_norm: dense_norm(&l.pp("post_attention_layernorm"), h, cfg.rms_norm_eps)?,
-            mlp: Mlp {
-                gate: dense_linear(&p.pp("gate_proj"), cfg.intermediate_size, h)?,
-                up: dense_linear(&p.pp("up_proj"), cfg.intermediate_size, h)?,
-                down: dense_linear(&p.pp("down_proj"), h, cfg.intermediate_size)?,
-            },
-        });
-    }
-    let lm_head = if cfg.tie_word_embeddings {
-        Linear(candle_core::quantized::QMatMul::Tensor(embed.clone()))
-    } else {
-        dense_linear(&vb.pp("lm_head"), dims.vocab, h)?
-    };
-    Ok(Decoder {
-        norm: dense_norm(&m.pp("norm"), h, cfg.rms_norm_eps)?,
-        embed,
-        layers,
-        lm_head,
-        rope,
-        dims,
-        dtype,
-        device: device.clone(),
-    })
+    hf_decoder(&vb, dims, cfg.intermediate_size, cfg.rms_norm_eps, false, cfg.tie_word_embeddings, rope, device)
 }
 
 /// GGUF Llama (llama.cpp's `llama` architecture). llama.cpp's converter permutes Q and K so
@@ -168,37 +128,6 @@ pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
         }
         inv_freq.iter_mut().zip(factors).for_each(|(f, s)| *f /= s);
     }
-    let device = g.device.clone();
-    // Quantized matmuls take f32 activations on every device.
-    let dtype = candle_core::DType::F32;
-    let rope = Rope::new(&inv_freq, dims.context_len, true, dtype, &device)?;
-
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let p = format!("blk.{i}");
-        layers.push(Layer {
-            attn_norm: g.norm(&format!("{p}.attn_norm.weight"), eps)?,
-            attn: Attention {
-                q: g.linear(&format!("{p}.attn_q.weight"))?,
-                k: g.linear(&format!("{p}.attn_k.weight"))?,
-                v: g.linear(&format!("{p}.attn_v.weight"))?,
-                o: g.linear(&format!("{p}.attn_output.weight"))?,
-                q_norm: None,
-                k_norm: None,
-            },
-            mlp_norm: g.norm(&format!("{p}.ffn_norm.weight"), eps)?,
-            mlp: Mlp {
-                gate: g.linear(&format!("{p}.ffn_gate.weight"))?,
-                up: g.linear(&format!("{p}.ffn_up.weight"))?,
-                down: g.linear(&format!("{p}.ffn_down.weight"))?,
-            },
-        });
-    }
-    let embed = embed_q.dequantize(&device)?;
-    let lm_head = if g.has_tensor("output.weight") {
-        g.linear("output.weight")?
-    } else {
-        Linear(candle_core::quantized::QMatMul::from_qtensor(embed_q)?)
-    };
-    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed, layers, lm_head, rope, dims, dtype, device })
+    let rope = Rope::new(&inv_freq, dims.context_len, true, DType::F32, &g.device)?;
+    gguf_decoder(g, dims, eps, false, embed_q, rope)
 }

@@ -16,6 +16,7 @@ use candle_nn::VarBuilder;
 use crate::error::SynthError;
 
 pub use decoder::{Decoder, SeqStep};
+use decoder::{Attention, Dims, Layer, Mlp, Rope};
 
 /// Loads a GGUF file, picking the family from `general.architecture`.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
@@ -193,4 +194,71 @@ pub(crate) fn dense_linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Re
 
 pub(crate) fn dense_norm(vb: &VarBuilder, dim: usize, eps: f64) -> Result<decoder::RmsNorm> {
     Ok(decoder::RmsNorm { weight: vb.get(dim, "weight")?, eps })
+}
+
+/// Reads a Hugging Face checkpoint's decoder body (the blocks, final norm and output head)
+/// under the names both families use. `qk_norm`: Qwen3's per-head query/key norms.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hf_decoder(vb: &VarBuilder, dims: Dims, intermediate: usize, eps: f64, qk_norm: bool, tied: bool, rope: Rope, device: &Device) -> Result<Decoder> {
+    let (h, hd) = (dims.hidden, dims.head_dim);
+    let (qd, kvd) = (dims.n_heads * hd, dims.n_kv_heads * hd);
+    let m = vb.pp("model");
+    let embed = m.pp("embed_tokens").get((dims.vocab, h), "weight")?;
+    let mut layers = Vec::with_capacity(dims.n_layers);
+    for i in 0..dims.n_layers {
+        let l = m.pp(format!("layers.{i}"));
+        let a = l.pp("self_attn");
+        let p = l.pp("mlp");
+        layers.push(Layer {
+            attn_norm: dense_norm(&l.pp("input_layernorm"), h, eps)?,
+            attn: Attention {
+                q: dense_linear(&a.pp("q_proj"), qd, h)?,
+                k: dense_linear(&a.pp("k_proj"), kvd, h)?,
+                v: dense_linear(&a.pp("v_proj"), kvd, h)?,
+                o: dense_linear(&a.pp("o_proj"), h, qd)?,
+                q_norm: if qk_norm { Some(dense_norm(&a.pp("q_norm"), hd, eps)?) } else { None },
+                k_norm: if qk_norm { Some(dense_norm(&a.pp("k_norm"), hd, eps)?) } else { None },
+            },
+            mlp_norm: dense_norm(&l.pp("post_attention_layernorm"), h, eps)?,
+            mlp: Mlp {
+                gate: dense_linear(&p.pp("gate_proj"), intermediate, h)?,
+                up: dense_linear(&p.pp("up_proj"), intermediate, h)?,
+                down: dense_linear(&p.pp("down_proj"), h, intermediate)?,
+            },
+        });
+    }
+    let lm_head = if tied { decoder::Linear(QMatMul::Tensor(embed.clone())) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
+    let dtype = activation_dtype(device);
+    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone() })
+}
+
+/// Reads a GGUF file's decoder body under llama.cpp's tensor names; the output head is the
+/// embedding table when the file has no `output.weight`. Activations are f32: quantized
+/// matmuls take f32 on every device.
+pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, embed: candle_core::quantized::QTensor, rope: Rope) -> Result<Decoder> {
+    let mut layers = Vec::with_capacity(dims.n_layers);
+    for i in 0..dims.n_layers {
+        let p = format!("blk.{i}");
+        layers.push(Layer {
+            attn_norm: g.norm(&format!("{p}.attn_norm.weight"), eps)?,
+            attn: Attention {
+                q: g.linear(&format!("{p}.attn_q.weight"))?,
+                k: g.linear(&format!("{p}.attn_k.weight"))?,
+                v: g.linear(&format!("{p}.attn_v.weight"))?,
+                o: g.linear(&format!("{p}.attn_output.weight"))?,
+                q_norm: if qk_norm { Some(g.norm(&format!("{p}.attn_q_norm.weight"), eps)?) } else { None },
+                k_norm: if qk_norm { Some(g.norm(&format!("{p}.attn_k_norm.weight"), eps)?) } else { None },
+            },
+            mlp_norm: g.norm(&format!("{p}.ffn_norm.weight"), eps)?,
+            mlp: Mlp {
+                gate: g.linear(&format!("{p}.ffn_gate.weight"))?,
+                up: g.linear(&format!("{p}.ffn_up.weight"))?,
+                down: g.linear(&format!("{p}.ffn_down.weight"))?,
+            },
+        });
+    }
+    let device = g.device.clone();
+    let dense_embed = embed.dequantize(&device)?;
+    let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear(QMatMul::from_qtensor(embed)?) };
+    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device })
 }

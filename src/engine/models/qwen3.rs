@@ -6,8 +6,8 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::decoder::{Attention, Decoder, Dims, Layer, Linear, Mlp, Rope};
-use super::{activation_dtype, dense_linear, dense_norm, parse_config, Gguf};
+use super::decoder::{Decoder, Dims, Rope};
+use super::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf};
 
 /// The fields of a Hugging Face Qwen3 `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,41 +54,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     };
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq(cfg.head_dim, cfg.rope_theta), dims.context_len, false, dtype, device)?;
-    let (h, hd) = (dims.hidden, dims.head_dim);
-    let (qd, kvd) = (dims.n_heads * hd, dims.n_kv_heads * hd);
-    let eps = cfg.rms_norm_eps;
-
-    let m = vb.pp("model");
-    let embed = m.pp("embed_tokens").get((dims.vocab, h), "weight")?;
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let l = m.pp(format!("layers.{i}"));
-        let a = l.pp("self_attn");
-        let p = l.pp("mlp");
-        layers.push(Layer {
-            attn_norm: dense_norm(&l.pp("input_layernorm"), h, eps)?,
-            attn: Attention {
-                q: dense_linear(&a.pp("q_proj"), qd, h)?,
-                k: dense_linear(&a.pp("k_proj"), kvd, h)?,
-                v: dense_linear(&a.pp("v_proj"), kvd, h)?,
-                o: dense_linear(&a.pp("o_proj"), h, qd)?,
-                q_norm: Some(dense_norm(&a.pp("q_norm"), hd, eps)?),
-                k_norm: Some(dense_norm(&a.pp("k_norm"), hd, eps)?),
-            },
-            mlp_norm: dense_norm(&l.pp("post_attention_layernorm"), h, eps)?,
-            mlp: Mlp {
-                gate: dense_linear(&p.pp("gate_proj"), cfg.intermediate_size, h)?,
-                up: dense_linear(&p.pp("up_proj"), cfg.intermediate_size, h)?,
-                down: dense_linear(&p.pp("down_proj"), h, cfg.intermediate_size)?,
-            },
-        });
-    }
-    let lm_head = if cfg.tie_word_embeddings {
-        Linear(candle_core::quantized::QMatMul::Tensor(embed.clone()))
-    } else {
-        dense_linear(&vb.pp("lm_head"), dims.vocab, h)?
-    };
-    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone() })
+    hf_decoder(&vb, dims, cfg.intermediate_size, cfg.rms_norm_eps, true, cfg.tie_word_embeddings, rope, device)
 }
 
 /// GGUF Qwen3 (llama.cpp's `qwen3` architecture; Q and K are not permuted, RoPE over halves).
@@ -108,36 +74,6 @@ pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
         vocab: embed_q.shape().dims()[0],
         context_len: g.usize("qwen3.context_length")?,
     };
-    let device = g.device.clone();
-    // Quantized matmuls take f32 activations on every device.
-    let dtype = DType::F32;
-    let rope = Rope::new(&inv_freq(head_dim, theta), dims.context_len, false, dtype, &device)?;
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let p = format!("blk.{i}");
-        layers.push(Layer {
-            attn_norm: g.norm(&format!("{p}.attn_norm.weight"), eps)?,
-            attn: Attention {
-                q: g.linear(&format!("{p}.attn_q.weight"))?,
-                k: g.linear(&format!("{p}.attn_k.weight"))?,
-                v: g.linear(&format!("{p}.attn_v.weight"))?,
-                o: g.linear(&format!("{p}.attn_output.weight"))?,
-                q_norm: Some(g.norm(&format!("{p}.attn_q_norm.weight"), eps)?),
-                k_norm: Some(g.norm(&format!("{p}.attn_k_norm.weight"), eps)?),
-            },
-            mlp_norm: g.norm(&format!("{p}.ffn_norm.weight"), eps)?,
-            mlp: Mlp {
-                gate: g.linear(&format!("{p}.ffn_gate.weight"))?,
-                up: g.linear(&format!("{p}.ffn_up.weight"))?,
-                down: g.linear(&format!("{p}.ffn_down.weight"))?,
-            },
-        });
-    }
-    let embed = embed_q.dequantize(&device)?;
-    let lm_head = if g.has_tensor("output.weight") {
-        g.linear("output.weight")?
-    } else {
-        Linear(candle_core::quantized::QMatMul::from_qtensor(embed_q)?)
-    };
-    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed, layers, lm_head, rope, dims, dtype, device })
+    let rope = Rope::new(&inv_freq(head_dim, theta), dims.context_len, false, DType::F32, &g.device)?;
+    gguf_decoder(g, dims, eps, true, embed_q, rope)
 }
