@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use synth::engine::models::{load_gguf, Decoder, SeqStep};
+use synth::engine::models::load_gguf;
 use synth::engine::sampler::argmax;
 
 const STEPS: usize = 32;
@@ -37,43 +37,6 @@ fn oracle(model: &mut ModelWeights, prompt: &[u32], chunk: usize) -> Vec<Vec<f32
     rows
 }
 
-/// Runs all prompts together for `STEPS` greedy steps; returns every step's logits per row and
-/// the full token sequences. Prompts are fed in chunks of at most `chunk` tokens while the
-/// rows already past their prompt decode, so a batch mixes prefill and decode steps.
-fn batched(decoder: &Decoder, prompts: &[Vec<u32>], chunk: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
-    let mut cache = decoder.new_cache(prompts.len(), 256).unwrap();
-    let mut fed = vec![0usize; prompts.len()];
-    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); prompts.len()];
-    while out.iter().any(|r| r.len() < STEPS) {
-        let mut steps = Vec::new();
-        let mut rows = Vec::new();
-        for (i, seq) in seqs.iter().enumerate() {
-            if out[i].len() == STEPS {
-                continue;
-            }
-            let n = if fed[i] < prompts[i].len() { (prompts[i].len() - fed[i]).min(chunk) } else { 1 };
-            let start = if fed[i] < prompts[i].len() { fed[i] } else { seq.len() - 1 };
-            let logits = start + n >= prompts[i].len();
-            steps.push(SeqStep { slot: i, start, tokens: &seq[start..start + n], logits });
-            rows.push((i, n, logits));
-        }
-        let logits: Vec<Vec<f32>> = decoder.forward(&steps, &mut cache).unwrap().to_vec2().unwrap();
-        let mut logits = logits.into_iter();
-        for (i, n, wants) in rows {
-            if fed[i] < prompts[i].len() {
-                fed[i] += n;
-            }
-            if wants {
-                let row = logits.next().unwrap();
-                seqs[i].push(argmax(&row));
-                out[i].push(row);
-            }
-        }
-    }
-    (out, seqs)
-}
-
 #[test]
 fn batched_gguf_matches_candle_transformers_one_prompt_at_a_time() {
     let decoder = load_gguf(&common::smollm2_gguf(), &Device::Cpu).unwrap();
@@ -85,7 +48,7 @@ fn batched_gguf_matches_candle_transformers_one_prompt_at_a_time() {
     // Whole prompts in one step, then prompts fed 48 tokens at a time while other rows decode.
     for chunk in [1000, 48] {
         let expected: Vec<Vec<Vec<f32>>> = prompts.iter().map(|p| oracle(&mut model, p, chunk)).collect();
-        let (logits, _) = batched(&decoder, &prompts, chunk);
+        let (logits, _) = common::run_batched(&decoder, &prompts, chunk, STEPS);
         for (row, prompt) in prompts.iter().enumerate() {
             for step in 0..STEPS {
                 let (e, g) = (&expected[row][step], &logits[row][step]);

@@ -12,7 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen3};
-use synth::engine::models::{load_safetensors, safetensors_files, Decoder, SeqStep};
+use synth::engine::models::{load_safetensors, safetensors_files, Decoder};
 use synth::engine::sampler::argmax;
 use synth::error::render;
 use synth::model::registry::{ModelSpec, Origin};
@@ -96,43 +96,6 @@ fn oracle(model: &mut dyn Oracle, prompt: &[u32], chunk: usize) -> Vec<Vec<f32>>
     rows
 }
 
-/// All prompts together for `STEPS` greedy steps, prompts fed at most `chunk` tokens a step
-/// while rows already past their prompt decode; every step's logits per row.
-fn batched(decoder: &Decoder, prompts: &[Vec<u32>], chunk: usize) -> Vec<Vec<Vec<f32>>> {
-    let mut cache = decoder.new_cache(prompts.len(), 256).unwrap();
-    let mut fed = vec![0usize; prompts.len()];
-    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
-    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); prompts.len()];
-    while out.iter().any(|r| r.len() < STEPS) {
-        let mut steps = Vec::new();
-        let mut rows = Vec::new();
-        for (i, seq) in seqs.iter().enumerate() {
-            if out[i].len() == STEPS {
-                continue;
-            }
-            let prefilling = fed[i] < prompts[i].len();
-            let n = if prefilling { (prompts[i].len() - fed[i]).min(chunk) } else { 1 };
-            let start = if prefilling { fed[i] } else { seq.len() - 1 };
-            let logits = start + n >= prompts[i].len();
-            steps.push(SeqStep { slot: i, start, tokens: &seq[start..start + n], logits });
-            rows.push((i, n, logits));
-        }
-        let logits: Vec<Vec<f32>> = decoder.forward(&steps, &mut cache).unwrap().to_vec2().unwrap();
-        let mut logits = logits.into_iter();
-        for (i, n, wants) in rows {
-            if fed[i] < prompts[i].len() {
-                fed[i] += n;
-            }
-            if wants {
-                let row = logits.next().unwrap();
-                seqs[i].push(argmax(&row));
-                out[i].push(row);
-            }
-        }
-    }
-    out
-}
-
 /// Runs every prompt through both, whole and in 48-token chunks; asserts per row and step.
 /// Returns the largest logit difference seen.
 fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
@@ -142,7 +105,7 @@ fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
     let mut closest_call = f32::INFINITY;
     for chunk in [1000, 48] {
         let expected: Vec<Vec<Vec<f32>>> = prompts.iter().map(|p| oracle(model, p, chunk)).collect();
-        let got = batched(decoder, &prompts, chunk);
+        let (got, _) = common::run_batched(decoder, &prompts, chunk, STEPS);
         for (row, prompt) in prompts.iter().enumerate() {
             for step in 0..STEPS {
                 let (e, g) = (&expected[row][step], &got[row][step]);

@@ -70,3 +70,43 @@ impl Home {
             .unwrap()
     }
 }
+
+/// Runs all prompts through synth's decoder together for `steps` greedy steps: prompts are fed
+/// in chunks of at most `chunk` tokens while rows already past their prompt decode, so steps
+/// mix prefill and decode. Returns every step's logits per row, and the final sequences.
+pub fn run_batched(decoder: &synth::engine::Decoder, prompts: &[Vec<u32>], chunk: usize, steps: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
+    use synth::engine::sampler::argmax;
+    use synth::engine::SeqStep;
+    let mut cache = decoder.new_cache(prompts.len(), 256).unwrap();
+    let mut fed = vec![0usize; prompts.len()];
+    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
+    let mut out: Vec<Vec<Vec<f32>>> = vec![Vec::new(); prompts.len()];
+    while out.iter().any(|r| r.len() < steps) {
+        let mut batch = Vec::new();
+        let mut rows = Vec::new();
+        for (i, seq) in seqs.iter().enumerate() {
+            if out[i].len() == steps {
+                continue;
+            }
+            let prefilling = fed[i] < prompts[i].len();
+            let n = if prefilling { (prompts[i].len() - fed[i]).min(chunk) } else { 1 };
+            let start = if prefilling { fed[i] } else { seq.len() - 1 };
+            let logits = start + n >= prompts[i].len();
+            batch.push(SeqStep { slot: i, start, tokens: &seq[start..start + n], logits });
+            rows.push((i, n, logits));
+        }
+        let logits: Vec<Vec<f32>> = decoder.forward(&batch, &mut cache).unwrap().to_vec2().unwrap();
+        let mut logits = logits.into_iter();
+        for (i, n, wants) in rows {
+            if fed[i] < prompts[i].len() {
+                fed[i] += n;
+            }
+            if wants {
+                let row = logits.next().unwrap();
+                seqs[i].push(argmax(&row));
+                out[i].push(row);
+            }
+        }
+    }
+    (out, seqs)
+}
