@@ -8,7 +8,7 @@ cd "$root"
 
 scripts/fetch-assets.sh >/dev/null
 cargo build --release --locked
-synth="$root/target/release/synth"
+synth="${CARGO_TARGET_DIR:-$root/target}/release/synth"
 
 export SYNTH_HOME="${SYNTH_HOME:-$HOME/.local/share/synth}"
 mkdir -p "$SYNTH_HOME/models"
