@@ -7,18 +7,41 @@
 //! table; only attention is per row, against that row's KV-cache slot. Logits are computed only
 //! for rows that will be sampled this step.
 
-use candle_core::quantized::QMatMul;
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use crate::engine::kv_cache::KvCache;
+use crate::engine::quant::PackedLinear;
 
-/// A linear layer without bias: quantized (GGUF) or dense (safetensors), both behind candle's QMatMul.
+/// A linear layer without bias: quantized (GGUF) or dense (safetensors) behind candle's
+/// QMatMul, or GGUF weights repacked for [`PackedLinear`]'s CPU kernels, which give the same
+/// bits faster.
 #[derive(Debug, Clone)]
-pub struct Linear(pub QMatMul);
+pub enum Linear {
+    Candle(QMatMul),
+    Packed(Arc<PackedLinear>),
+}
 
 impl Linear {
+    /// The fastest bit-identical matmul for `w`: packed where supported, candle's otherwise.
+    pub fn from_qtensor(w: QTensor) -> Result<Self> {
+        Ok(match PackedLinear::new(&w)? {
+            Some(packed) => Self::Packed(Arc::new(packed)),
+            None => Self::Candle(QMatMul::from_qtensor(w)?),
+        })
+    }
+
+    pub fn dense(w: Tensor) -> Self {
+        Self::Candle(QMatMul::Tensor(w))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.0.forward(x)
+        match self {
+            Self::Candle(m) => m.forward(x),
+            Self::Packed(p) => p.forward(x),
+        }
     }
 }
 

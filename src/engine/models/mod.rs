@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -162,7 +162,7 @@ impl Gguf {
         self.content.tensor(&mut self.file, name, &self.device).map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
     }
     pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
-        Ok(decoder::Linear(QMatMul::from_qtensor(self.qtensor(name)?)?))
+        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?)?)
     }
     pub fn dense(&mut self, name: &str) -> Result<Tensor> {
         Ok(self.qtensor(name)?.dequantize(&self.device)?)
@@ -188,7 +188,7 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) ->
 
 /// Safetensors weight helpers shared by the families' loaders.
 pub(crate) fn dense_linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<decoder::Linear> {
-    Ok(decoder::Linear(QMatMul::Tensor(vb.get((out_dim, in_dim), "weight")?)))
+    Ok(decoder::Linear::dense(vb.get((out_dim, in_dim), "weight")?))
 }
 
 pub(crate) fn dense_norm(vb: &VarBuilder, dim: usize, eps: f64) -> Result<decoder::RmsNorm> {

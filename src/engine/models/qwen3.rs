@@ -84,7 +84,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
         });
     }
     let lm_head = if cfg.tie_word_embeddings {
-        Linear(candle_core::quantized::QMatMul::Tensor(embed.clone()))
+        Linear::dense(embed.clone())
     } else {
         dense_linear(&vb.pp("lm_head"), dims.vocab, h)?
     };
@@ -137,7 +137,7 @@ pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
     let lm_head = if g.has_tensor("output.weight") {
         g.linear("output.weight")?
     } else {
-        Linear(candle_core::quantized::QMatMul::from_qtensor(embed_q)?)
+        Linear::from_qtensor(embed_q)?
     };
     Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed, layers, lm_head, rope, dims, dtype, device })
 }
