@@ -17,6 +17,7 @@
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
 use half::f16;
+use rayon::prelude::*;
 
 /// Elements per quantization block (Q4_1, Q8_0, Q8_1 alike).
 const QK: usize = 32;
@@ -99,76 +100,117 @@ impl PackedLinear {
 
     /// `x`: `[..., k]` f32 on CPU; returns `[..., n]`, bit-identical to candle's QMatMul.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Self::forward_shared(&[self], x)?.pop().expect("one layer"))
+    }
+
+    /// [`Self::forward`] for several layers that read the same `x` (q, k, v; gate, up): `x` is
+    /// quantized once and all their tiles share one parallel region.
+    pub fn forward_shared(layers: &[&Self], x: &Tensor) -> Result<Vec<Tensor>> {
+        Self::forward_at(layers, x, kernel_level())
+    }
+
+    fn forward_at(layers: &[&Self], x: &Tensor, level: Level) -> Result<Vec<Tensor>> {
+        let k = layers[0].k;
+        if layers.iter().any(|l| l.k != k) {
+            candle_core::bail!("layers sharing an input must have the same input size");
+        }
         let x = x.contiguous()?;
         let mut dims = x.dims().to_vec();
-        match dims.last() {
-            Some(&k) if k == self.k => {}
-            _ => candle_core::bail!("input {:?} does not end in the weight's input size {}", x.shape(), self.k),
+        if dims.last() != Some(&k) {
+            candle_core::bail!("input {:?} does not end in the weight's input size {k}", x.shape());
         }
         if x.dtype() != DType::F32 {
             candle_core::bail!("packed quantized matmul takes f32 input, got {:?}", x.dtype());
         }
-        let m = x.elem_count() / self.k;
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
-        let acts = quantize(&xs, self.k);
-        let mut out = vec![0f32; m * self.n];
-        self.matmul(&acts, m, &mut out, kernel_level());
-        *dims.last_mut().expect("checked above") = self.n;
-        Tensor::from_vec(out, dims, &Device::Cpu)
+        let m = x.elem_count() / k;
+        let acts = {
+            let (storage, layout) = x.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("packed quantized matmul runs on CPU");
+            };
+            let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
+            quantize(xs, level)
+        };
+        let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
+        let jobs: Vec<(&Self, usize)> = layers.iter().zip(&mut outs).map(|(l, o)| (*l, o.as_mut_ptr() as usize)).collect();
+        let starts: Vec<usize> = layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + l.n.div_ceil(COLS)))).collect();
+        let total = starts.last().expect("at least one layer") + layers.last().expect("at least one layer").n.div_ceil(COLS);
+        // Rayon rather than candle's spinning barrier pool: a work item nobody has stolen yet is
+        // run by the caller, so a worker the OS has descheduled (a loaded machine) delays the
+        // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
+        // runs inside candle's rayon pool, so this is that pool.
+        // About a thousand block dots per task: fine enough to share a decode step's matmuls.
+        let min_len = 1024usize.div_ceil(m * (k / QK));
+        (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
+            let j = starts.partition_point(|&s| s <= item) - 1;
+            let (layer, out) = jobs[j];
+            // SAFETY: `out` holds m * n floats and only tile `item - starts[j]` of layer j
+            // writes its columns; no two work items share a tile.
+            unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
+        });
+        outs.into_iter()
+            .zip(layers)
+            .map(|(out, l)| {
+                *dims.last_mut().expect("checked above") = l.n;
+                Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)
+            })
+            .collect()
     }
 
-    fn matmul(&self, acts: &[ActBlock], m: usize, out: &mut [f32], level: Level) {
+    /// Computes columns `8 t..8 t + 8` of `out` (`[m, n]`, row-major) for all rows.
+    ///
+    /// # Safety
+    /// `out` must point to `m * n` writable floats that nobody else writes in those columns.
+    unsafe fn tile(&self, t: usize, acts: &[ActBlock], m: usize, out: *mut f32, level: Level) {
         let (n, blocks) = (self.n, self.k / QK);
-        let n_tiles = n.div_ceil(COLS);
-        let out_ptr = out.as_mut_ptr() as usize;
-        // candle's own worker pool: its workers spin briefly after every candle op, so a second
-        // pool (rayon) would fight them for the same cores.
-        candle_core::utils::barrier_pool().execute_chunked(n_tiles, |range| {
-            for t in range {
-                let col = t * COLS;
-                let width = COLS.min(n - col);
-                for row in (0..m).step_by(ROWS) {
-                    let rows = ROWS.min(m - row);
-                    let a = &acts[row * blocks..(row + rows) * blocks];
-                    let mut tile = [[0f32; COLS]; ROWS];
-                    match &self.tiles {
-                        Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
-                        Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
-                    }
-                    for (r, vals) in tile.iter().take(rows).enumerate() {
-                        // SAFETY: tile `t` alone writes columns col..col + width, and `out` holds
-                        // m * n floats, so the writes are in bounds and never overlap another
-                        // work item's.
-                        unsafe {
-                            let dst = (out_ptr as *mut f32).add((row + r) * n + col);
-                            std::ptr::copy_nonoverlapping(vals.as_ptr(), dst, width);
-                        }
-                    }
-                }
+        let col = t * COLS;
+        let width = COLS.min(n - col);
+        for row in (0..m).step_by(ROWS) {
+            let rows = ROWS.min(m - row);
+            let a = &acts[row * blocks..(row + rows) * blocks];
+            let mut tile = [[0f32; COLS]; ROWS];
+            match &self.tiles {
+                Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
+                Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
             }
-        });
+            for (r, vals) in tile.iter().take(rows).enumerate() {
+                std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
+            }
+        }
     }
 }
 
-/// Quantizes each row of `xs` (`k` wide) to blocks, as candle's `BlockQ8_1::from_float`.
-fn quantize(xs: &[f32], k: usize) -> Vec<ActBlock> {
-    let mut out = Vec::with_capacity(xs.len() / QK);
-    for row in xs.chunks_exact(k) {
-        for x in row.chunks_exact(QK) {
-            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let d = f16::from_f32(d);
-            let mut qs = [0i8; QK];
-            for (q, v) in qs.iter_mut().zip(x) {
-                *q = (v * id).round() as i8;
+/// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
+fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
+    let zero = ActBlock { qs: [0; QK], d: 0.0, s: 0.0 };
+    let mut out = vec![zero; xs.len() / QK];
+    for (x, b) in xs.chunks_exact(QK).zip(&mut out) {
+        let x: &[f32; QK] = x.try_into().expect("chunks of QK");
+        let amax = match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
+            Level::Avx2 => unsafe { avx2::amax(x) },
+            Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
+        };
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Level::Avx2 => unsafe { avx2::round_to_i8(x, id, &mut b.qs) },
+            Level::Scalar => {
+                for (q, v) in b.qs.iter_mut().zip(x) {
+                    *q = (v * id).round() as i8;
+                }
             }
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            // candle multiplies the two f16s (half rounds the f32 product back to f16).
-            let s = f16::from_f32(sum as f32) * d;
-            out.push(ActBlock { qs, d: d.to_f32(), s: s.to_f32() });
         }
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        let d = f16::from_f32(d);
+        // candle multiplies the two f16s (half rounds the f32 product back to f16).
+        b.s = (f16::from_f32(sum as f32) * d).to_f32();
+        b.d = d.to_f32();
     }
+    debug_assert_eq!(out.len() * QK, xs.len());
     out
 }
 
@@ -241,6 +283,7 @@ fn kernel_level() -> Level {
     Level::Scalar
 }
 
+#[inline(never)]
 /// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
 fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
     match level {
@@ -278,6 +321,7 @@ fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
     }
 }
 
+#[inline(never)]
 /// Like [`q4_1_tile`] for Q8_0. Only reached with AVX2 (see [`PackedLinear::new`]); the scalar
 /// arm emulates candle's AVX2 kernel for tests and other targets' builds.
 fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
@@ -322,6 +366,43 @@ mod avx2 {
     #[inline(always)]
     unsafe fn broadcast4(a: &ActBlock, at: usize) -> __m256i {
         _mm256_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
+    }
+
+    /// The largest |x|: max is exact, so the order does not matter.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn amax(x: &[f32; 32]) -> f32 {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut m = _mm256_setzero_ps();
+        for i in 0..4 {
+            m = _mm256_max_ps(m, _mm256_and_ps(abs, _mm256_loadu_ps(x.as_ptr().add(8 * i))));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+    }
+
+    /// `(x * id).round() as i8` per element: round half away from zero, as `f32::round`, built
+    /// from truncation (the fraction `v - trunc(v)` is exact).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn round_to_i8(x: &[f32; 32], id: f32, qs: &mut [i8; 32]) {
+        let id = _mm256_set1_ps(id);
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let mut ints = [_mm256_setzero_si256(); 4];
+        for (i, out) in ints.iter_mut().enumerate() {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(8 * i)), id);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_and_ps(_mm256_sub_ps(v, t), abs), half);
+            let step = _mm256_or_ps(_mm256_and_ps(up, one), _mm256_and_ps(v, sign));
+            let r = _mm256_add_ps(t, _mm256_and_ps(up, step));
+            *out = _mm256_cvttps_epi32(r);
+        }
+        // Saturating packs, like `as i8`; they interleave 128-bit lanes, which the permute undoes.
+        let w = _mm256_packs_epi16(_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3]));
+        let w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, w);
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -401,13 +482,29 @@ mod tests {
             let got = packed.forward(&x).unwrap().to_vec2::<f32>().unwrap();
             let bits = |v: &Vec<Vec<f32>>| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert!(bits(&want) == bits(&got), "{dtype:?} n={n} k={k} m={m}: not bit-identical");
-            // The scalar kernel is the same math.
-            let xs = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let mut scalar = vec![0f32; m * n];
-            packed.matmul(&quantize(&xs, k), m, &mut scalar, Level::Scalar);
-            let scalar_bits: Vec<u32> = scalar.iter().map(|f| f.to_bits()).collect();
-            assert!(bits(&want) == scalar_bits, "{dtype:?} n={n} k={k} m={m}: scalar not bit-identical");
+            // The scalar kernels are the same math.
+            let scalar = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
+            assert!(bits(&want) == bits(&scalar.to_vec2::<f32>().unwrap()), "{dtype:?} n={n} k={k} m={m}: scalar not bit-identical");
         }
+    }
+
+    #[test]
+    fn vector_quantization_rounds_like_f32_round() {
+        // amax 127 makes the scale exactly 1, so these hit every rounding tie.
+        let mut xs: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        xs[0] = 127.0;
+        xs[1] = -126.5;
+        xs[2] = 0.5;
+        xs[3] = -0.49999997;
+        xs.extend((0..32).map(|i| (i as f32 * 0.37).sin() * 3.0));
+        xs.extend([0f32; 32]);
+        let scalar = quantize(&xs, Level::Scalar);
+        let vector = quantize(&xs, kernel_level());
+        for (s, v) in scalar.iter().zip(&vector) {
+            assert_eq!((s.qs, s.d.to_bits(), s.s.to_bits()), (v.qs, v.d.to_bits(), v.s.to_bits()));
+        }
+        assert_eq!(scalar[0].qs[1], -127);
+        assert_eq!(scalar[0].qs[2], 1);
     }
 
     #[test]
