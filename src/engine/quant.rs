@@ -189,7 +189,7 @@ fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
         let amax = match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
-            Level::Avx2 => unsafe { avx2::amax(x) },
+            Level::Avx2 | Level::Vnni => unsafe { avx2::amax(x) },
             Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
         };
         let d = amax / 127.0;
@@ -197,7 +197,7 @@ fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
         match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Level::Avx2 => unsafe { avx2::round_to_i8(x, id, &mut b.qs) },
+            Level::Avx2 | Level::Vnni => unsafe { avx2::round_to_i8(x, id, &mut b.qs) },
             Level::Scalar => {
                 for (q, v) in b.qs.iter_mut().zip(x) {
                     *q = (v * id).round() as i8;
@@ -262,6 +262,10 @@ enum Level {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 plus AVX-512 VNNI on 256-bit registers: `vpdpbusd` does a 4-byte dot and its
+    /// accumulation in one instruction (the integers are exact either way).
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
 }
 
 fn avx2() -> bool {
@@ -276,11 +280,20 @@ fn avx2() -> bool {
 }
 
 fn kernel_level() -> Level {
+    *levels().last().expect("scalar is always there")
+}
+
+/// The kernels this CPU can run, slowest first.
+fn levels() -> Vec<Level> {
+    let mut levels = vec![Level::Scalar];
     #[cfg(target_arch = "x86_64")]
     if avx2() {
-        return Level::Avx2;
+        levels.push(Level::Avx2);
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            levels.push(Level::Vnni);
+        }
     }
-    Level::Scalar
+    levels
 }
 
 #[inline(never)]
@@ -295,6 +308,16 @@ fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
                 3 => avx2::q4_1::<3>(w, a, out),
                 2 => avx2::q4_1::<2>(w, a, out),
                 _ => avx2::q4_1::<1>(w, a, out),
+            }
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Level::Vnni => unsafe {
+            match rows {
+                4 => avx2::q4_1_vnni::<4>(w, a, out),
+                3 => avx2::q4_1_vnni::<3>(w, a, out),
+                2 => avx2::q4_1_vnni::<2>(w, a, out),
+                _ => avx2::q4_1_vnni::<1>(w, a, out),
             }
         },
         Level::Scalar => {
@@ -332,6 +355,16 @@ fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
             let blocks = w.len();
             for (r, out) in out.iter_mut().take(rows).enumerate() {
                 avx2::q8_0(w, &a[r * blocks..(r + 1) * blocks], out)
+            }
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Level::Vnni => unsafe {
+            match rows {
+                4 => avx2::q8_0_vnni::<4>(w, a, out),
+                3 => avx2::q8_0_vnni::<3>(w, a, out),
+                2 => avx2::q8_0_vnni::<2>(w, a, out),
+                _ => avx2::q8_0_vnni::<1>(w, a, out),
             }
         },
         Level::Scalar => {
@@ -461,6 +494,63 @@ mod avx2 {
         let h: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[4 + i], acc[i]));
         _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(_mm256_add_ps(h[0], h[2]), _mm256_add_ps(h[1], h[3])));
     }
+
+    /// [`q4_1`] with `vpdpbusd` for the integer dots.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q4_1_vnni<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], lo, broadcast4(ab, 4 * g));
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], hi, broadcast4(ab, 16 + 4 * g));
+                }
+            }
+            let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
+            let wm = _mm256_cvtph_ps(_mm_loadu_si128(wb.m.as_ptr() as *const __m128i));
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                let t = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sumi[r]), wd), _mm256_set1_ps(ab.d));
+                let u = _mm256_mul_ps(wm, _mm256_set1_ps(ab.s));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_add_ps(t, u));
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`q8_0`] for `R` rows at once (AVX-512 has 32 vector registers) with `vpdpbusd`.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q8_0_vnni<const R: usize>(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let zero = _mm256_setzero_si256();
+        let mut acc = [[_mm256_setzero_ps(); 8]; R];
+        for (b, wb) in w.iter().enumerate() {
+            let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
+            let d: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(wd, _mm256_set1_ps(a[r * blocks + b].d)));
+            for g in 0..8 {
+                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let ax = _mm256_sign_epi8(x, x);
+                for r in 0..R {
+                    let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
+                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, ax, y));
+                    acc[r][g] = _mm256_fmadd_ps(d[r], q, acc[r][g]);
+                }
+            }
+        }
+        for r in 0..R {
+            let h: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[r][4 + i], acc[r][i]));
+            _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(_mm256_add_ps(h[0], h[2]), _mm256_add_ps(h[1], h[3])));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -482,9 +572,11 @@ mod tests {
             let got = packed.forward(&x).unwrap().to_vec2::<f32>().unwrap();
             let bits = |v: &Vec<Vec<f32>>| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert!(bits(&want) == bits(&got), "{dtype:?} n={n} k={k} m={m}: not bit-identical");
-            // The scalar kernels are the same math.
-            let scalar = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
-            assert!(bits(&want) == bits(&scalar.to_vec2::<f32>().unwrap()), "{dtype:?} n={n} k={k} m={m}: scalar not bit-identical");
+            // Every kernel this CPU can run is the same math.
+            for level in levels() {
+                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+                assert!(bits(&want) == bits(&got.to_vec2::<f32>().unwrap()), "{dtype:?} n={n} k={k} m={m}: {level:?} not bit-identical");
+            }
         }
     }
 
@@ -499,7 +591,7 @@ mod tests {
         xs.extend((0..32).map(|i| (i as f32 * 0.37).sin() * 3.0));
         xs.extend([0f32; 32]);
         let scalar = quantize(&xs, Level::Scalar);
-        let vector = quantize(&xs, kernel_level());
+        let vector = quantize(&xs, *levels().last().unwrap());
         for (s, v) in scalar.iter().zip(&vector) {
             assert_eq!((s.qs, s.d.to_bits(), s.s.to_bits()), (v.qs, v.d.to_bits(), v.s.to_bits()));
         }
