@@ -6,6 +6,7 @@
 
 pub mod kv_cache;
 pub mod models;
+pub mod quant;
 pub mod rate_limit;
 pub mod sampler;
 pub mod scheduler;

@@ -7,18 +7,58 @@
 //! table; only attention is per row, against that row's KV-cache slot. Logits are computed only
 //! for rows that will be sampled this step.
 
-use candle_core::quantized::QMatMul;
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
 use crate::engine::kv_cache::KvCache;
+use crate::engine::quant::PackedLinear;
 
-/// A linear layer without bias: quantized (GGUF) or dense (safetensors), both behind candle's QMatMul.
+/// A linear layer without bias: quantized (GGUF) or dense (safetensors) behind candle's
+/// QMatMul, or GGUF weights repacked for [`PackedLinear`]'s CPU kernels, which give the same
+/// bits faster.
 #[derive(Debug, Clone)]
-pub struct Linear(pub QMatMul);
+pub enum Linear {
+    Candle(QMatMul),
+    Packed(Arc<PackedLinear>),
+}
 
 impl Linear {
+    /// The fastest bit-identical matmul for `w`: packed where supported, candle's otherwise.
+    pub fn from_qtensor(w: QTensor) -> Result<Self> {
+        Ok(match PackedLinear::new(&w)? {
+            Some(packed) => Self::Packed(Arc::new(packed)),
+            None => Self::Candle(QMatMul::from_qtensor(w)?),
+        })
+    }
+
+    pub fn dense(w: Tensor) -> Self {
+        Self::Candle(QMatMul::Tensor(w))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.0.forward(x)
+        match self {
+            Self::Candle(m) => m.forward(x),
+            Self::Packed(p) => p.forward(x),
+        }
+    }
+
+    /// `x` through several layers that read it (q, k, v; gate, up): packed layers quantize it
+    /// once, in one parallel region.
+    pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+        let packed: Option<Vec<&PackedLinear>> = layers
+            .iter()
+            .map(|l| match l {
+                Self::Packed(p) => Some(p.as_ref()),
+                Self::Candle(_) => None,
+            })
+            .collect();
+        let outs = match packed {
+            Some(packed) => PackedLinear::forward_shared(&packed, x)?,
+            None => layers.iter().map(|l| l.forward(x)).collect::<Result<Vec<_>>>()?,
+        };
+        Ok(outs.try_into().expect("one output per layer"))
     }
 }
 
@@ -43,8 +83,8 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate.forward(x)?)?;
-        self.down.forward(&(gate * self.up.forward(x)?)?)
+        let [gate, up] = Linear::forward_shared([&self.gate, &self.up], x)?;
+        self.down.forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 }
 
@@ -150,6 +190,13 @@ impl Decoder {
 
     /// Runs one step. Returns f32 logits `[rows wanting logits, vocab]`, in batch order.
     pub fn forward(&self, batch: &[SeqStep], cache: &mut KvCache) -> Result<Tensor> {
+        // On CPU this runs the step on a worker of candle's thread pool, so the many small
+        // parallel ops of a step (rope, softmax, norms) start there instead of each handing its
+        // work over from this thread and sleeping until it is done.
+        self.device.with_context(|| self.forward_step(batch, cache))
+    }
+
+    fn forward_step(&self, batch: &[SeqStep], cache: &mut KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let total: usize = batch.iter().map(|s| s.tokens.len()).sum();
         if total == 0 {
@@ -204,9 +251,10 @@ impl Decoder {
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
         let group = nh / nkv;
 
-        let mut q = attn.q.forward(x)?.reshape((total, nh, hd))?;
-        let mut k = attn.k.forward(x)?.reshape((total, nkv, hd))?;
-        let v = attn.v.forward(x)?.reshape((total, nkv, hd))?;
+        let [q, k, v] = Linear::forward_shared([&attn.q, &attn.k, &attn.v], x)?;
+        let mut q = q.reshape((total, nh, hd))?;
+        let mut k = k.reshape((total, nkv, hd))?;
+        let v = v.reshape((total, nkv, hd))?;
         if let Some(norm) = &attn.q_norm {
             q = norm.forward(&q)?;
         }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -163,7 +163,7 @@ impl Gguf {
         self.content.tensor(&mut self.file, name, &self.device).map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
     }
     pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
-        Ok(decoder::Linear(QMatMul::from_qtensor(self.qtensor(name)?)?))
+        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?)?)
     }
     pub fn dense(&mut self, name: &str) -> Result<Tensor> {
         Ok(self.qtensor(name)?.dequantize(&self.device)?)
@@ -189,7 +189,7 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) ->
 
 /// Safetensors weight helpers shared by the families' loaders.
 pub(crate) fn dense_linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<decoder::Linear> {
-    Ok(decoder::Linear(QMatMul::Tensor(vb.get((out_dim, in_dim), "weight")?)))
+    Ok(decoder::Linear::dense(vb.get((out_dim, in_dim), "weight")?))
 }
 
 pub(crate) fn dense_norm(vb: &VarBuilder, dim: usize, eps: f64) -> Result<decoder::RmsNorm> {
@@ -227,7 +227,7 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, dims: Dims, intermediate: usize, eps: 
             },
         });
     }
-    let lm_head = if tied { decoder::Linear(QMatMul::Tensor(embed.clone())) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
+    let lm_head = if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
     let dtype = activation_dtype(device);
     Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone() })
 }
@@ -259,6 +259,6 @@ pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, em
     }
     let device = g.device.clone();
     let dense_embed = embed.dequantize(&device)?;
-    let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear(QMatMul::from_qtensor(embed)?) };
+    let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
     Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device })
 }

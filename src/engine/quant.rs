@@ -1,0 +1,618 @@
+//! CPU matmuls for GGUF Q4_1 and Q8_0 weights that give the same f32 bits as candle's
+//! `QMatMul::forward`, but reuse each weight block across several activation rows.
+//!
+//! candle 0.11 computes every (row, column) dot on its own, and Q4_1's without SIMD, so a batch
+//! of rows costs as much per row as one row. Here the weights are repacked at load into tiles of
+//! 8 columns whose bytes interleave so that one 256-bit register holds 4 elements of each of the
+//! 8 columns: one load of a weight tile serves several rows, and the 8 columns' dots land in the
+//! 8 lanes of one register with no horizontal sums.
+//!
+//! Why bit-identical: on Q4_1 models a one-ulp change anywhere flips an 8-bit activation
+//! quantization step and moves logits by ~0.5 (tests/oracle_gguf.rs). So the activations are
+//! quantized exactly as candle's `BlockQ8_1::from_float` (or `BlockQ8_0`'s), the per-block
+//! integer dots are exact, and the f32 accumulation repeats candle's operations in candle's
+//! order: for Q4_1 its scalar `vec_dot_unopt` (the only path it has), for Q8_0 its AVX2
+//! `vec_dot_q8_0_q8_0` (8 lane accumulators, fma, then `hsum_float_8`).
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Result, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// Elements per quantization block (Q4_1, Q8_0, Q8_1 alike).
+const QK: usize = 32;
+/// Columns per weight tile: one per 32-bit lane of a 256-bit register.
+const COLS: usize = 8;
+/// Activation rows per kernel call: each weight tile is loaded once for this many rows.
+const ROWS: usize = 4;
+
+/// One Q4_1 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s byte `4 * g + i`, whose low
+/// nibble is element `4 * g + i` and high nibble element `16 + 4 * g + i` (GGUF's layout).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q4_1x8 {
+    qs: [[u8; 32]; 4],
+    d: [f16; COLS],
+    m: [f16; COLS],
+}
+
+/// One Q8_0 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s element `4 * g + i`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q8_0x8 {
+    qs: [[i8; 32]; 8],
+    d: [f16; COLS],
+}
+
+/// One block of an activation row, quantized as candle's `BlockQ8_1::from_float`; Q8_0 uses
+/// the same `qs` and `d` and ignores `s`. The scales are kept as the f32 values of candle's f16s.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ActBlock {
+    qs: [i8; QK],
+    d: f32,
+    s: f32,
+}
+
+enum Tiles {
+    Q4_1(Vec<Q4_1x8>),
+    Q8_0(Vec<Q8_0x8>),
+}
+
+/// A linear layer `x @ wᵀ` over repacked GGUF weights, on CPU. Tile `t`, block `b` is at
+/// `tiles[t * blocks + b]`; the last tile is padded with zero columns.
+pub struct PackedLinear {
+    tiles: Tiles,
+    /// Output columns (the weight's rows) and input size.
+    n: usize,
+    k: usize,
+}
+
+impl std::fmt::Debug for PackedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dtype = match self.tiles {
+            Tiles::Q4_1(_) => "Q4_1",
+            Tiles::Q8_0(_) => "Q8_0",
+        };
+        write!(f, "PackedLinear({dtype}, n={}, k={})", self.n, self.k)
+    }
+}
+
+impl PackedLinear {
+    /// Repacks `w` (`[n, k]`) if this module can reproduce candle's result for it bit for bit,
+    /// faster: Q4_1 on CPU always; Q8_0 on CPU with AVX2 and FMA (candle's path there) when `k`
+    /// is not a multiple of 256 (with AVX-512 VNNI candle repacks those itself, with other math).
+    pub fn new(w: &QTensor) -> Result<Option<Self>> {
+        if !matches!(w.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let (n, k) = w.shape().dims2()?;
+        if k % QK != 0 {
+            return Ok(None);
+        }
+        let tiles = match w.dtype() {
+            GgmlDType::Q4_1 => Tiles::Q4_1(pack_q4_1(&w.data()?, n, k)),
+            GgmlDType::Q8_0 if avx2() && k % 256 != 0 => Tiles::Q8_0(pack_q8_0(&w.data()?, n, k)),
+            _ => return Ok(None),
+        };
+        Ok(Some(Self { tiles, n, k }))
+    }
+
+    /// `x`: `[..., k]` f32 on CPU; returns `[..., n]`, bit-identical to candle's QMatMul.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Self::forward_shared(&[self], x)?.pop().expect("one layer"))
+    }
+
+    /// [`Self::forward`] for several layers that read the same `x` (q, k, v; gate, up): `x` is
+    /// quantized once and all their tiles share one parallel region.
+    pub fn forward_shared(layers: &[&Self], x: &Tensor) -> Result<Vec<Tensor>> {
+        Self::forward_at(layers, x, kernel_level())
+    }
+
+    fn forward_at(layers: &[&Self], x: &Tensor, level: Level) -> Result<Vec<Tensor>> {
+        let k = layers[0].k;
+        if layers.iter().any(|l| l.k != k) {
+            candle_core::bail!("layers sharing an input must have the same input size");
+        }
+        let x = x.contiguous()?;
+        let mut dims = x.dims().to_vec();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("input {:?} does not end in the weight's input size {k}", x.shape());
+        }
+        if x.dtype() != DType::F32 {
+            candle_core::bail!("packed quantized matmul takes f32 input, got {:?}", x.dtype());
+        }
+        let m = x.elem_count() / k;
+        let acts = {
+            let (storage, layout) = x.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("packed quantized matmul runs on CPU");
+            };
+            let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
+            quantize(xs, level)
+        };
+        let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
+        let jobs: Vec<(&Self, usize)> = layers.iter().zip(&mut outs).map(|(l, o)| (*l, o.as_mut_ptr() as usize)).collect();
+        let starts: Vec<usize> = layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + l.n.div_ceil(COLS)))).collect();
+        let total = starts.last().expect("at least one layer") + layers.last().expect("at least one layer").n.div_ceil(COLS);
+        // Rayon rather than candle's spinning barrier pool: a work item nobody has stolen yet is
+        // run by the caller, so a worker the OS has descheduled (a loaded machine) delays the
+        // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
+        // runs inside candle's rayon pool, so this is that pool.
+        // About a thousand block dots per task: fine enough to share a decode step's matmuls.
+        let min_len = 1024usize.div_ceil(m * (k / QK));
+        (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
+            let j = starts.partition_point(|&s| s <= item) - 1;
+            let (layer, out) = jobs[j];
+            // SAFETY: `out` holds m * n floats and only tile `item - starts[j]` of layer j
+            // writes its columns; no two work items share a tile.
+            unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
+        });
+        outs.into_iter()
+            .zip(layers)
+            .map(|(out, l)| {
+                *dims.last_mut().expect("checked above") = l.n;
+                Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)
+            })
+            .collect()
+    }
+
+    /// Computes columns `8 t..8 t + 8` of `out` (`[m, n]`, row-major) for all rows.
+    ///
+    /// # Safety
+    /// `out` must point to `m * n` writable floats that nobody else writes in those columns.
+    unsafe fn tile(&self, t: usize, acts: &[ActBlock], m: usize, out: *mut f32, level: Level) {
+        let (n, blocks) = (self.n, self.k / QK);
+        let col = t * COLS;
+        let width = COLS.min(n - col);
+        for row in (0..m).step_by(ROWS) {
+            let rows = ROWS.min(m - row);
+            let a = &acts[row * blocks..(row + rows) * blocks];
+            let mut tile = [[0f32; COLS]; ROWS];
+            match &self.tiles {
+                Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
+                Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
+            }
+            for (r, vals) in tile.iter().take(rows).enumerate() {
+                std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
+            }
+        }
+    }
+}
+
+/// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
+fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
+    let zero = ActBlock { qs: [0; QK], d: 0.0, s: 0.0 };
+    let mut out = vec![zero; xs.len() / QK];
+    for (x, b) in xs.chunks_exact(QK).zip(&mut out) {
+        let x: &[f32; QK] = x.try_into().expect("chunks of QK");
+        let amax = match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
+            Level::Avx2 | Level::Vnni => unsafe { avx2::amax(x) },
+            Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
+        };
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Level::Avx2 | Level::Vnni => unsafe { avx2::round_to_i8(x, id, &mut b.qs) },
+            Level::Scalar => {
+                for (q, v) in b.qs.iter_mut().zip(x) {
+                    *q = (v * id).round() as i8;
+                }
+            }
+        }
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        let d = f16::from_f32(d);
+        // candle multiplies the two f16s (half rounds the f32 product back to f16).
+        b.s = (f16::from_f32(sum as f32) * d).to_f32();
+        b.d = d.to_f32();
+    }
+    debug_assert_eq!(out.len() * QK, xs.len());
+    out
+}
+
+fn pack_q4_1(data: &[u8], n: usize, k: usize) -> Vec<Q4_1x8> {
+    const BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
+    let blocks = k / QK;
+    assert_eq!(data.len(), n * blocks * BYTES, "Q4_1 tensor size");
+    let zero = Q4_1x8 { qs: [[0; 32]; 4], d: [f16::ZERO; COLS], m: [f16::ZERO; COLS] };
+    let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+    for col in 0..n {
+        let (t, c) = (col / COLS, col % COLS);
+        for b in 0..blocks {
+            let src = &data[(col * blocks + b) * BYTES..][..BYTES];
+            let dst = &mut tiles[t * blocks + b];
+            dst.d[c] = f16::from_le_bytes([src[0], src[1]]);
+            dst.m[c] = f16::from_le_bytes([src[2], src[3]]);
+            for g in 0..4 {
+                dst.qs[g][4 * c..4 * c + 4].copy_from_slice(&src[4 + 4 * g..][..4]);
+            }
+        }
+    }
+    tiles
+}
+
+fn pack_q8_0(data: &[u8], n: usize, k: usize) -> Vec<Q8_0x8> {
+    const BYTES: usize = 34; // d: f16, qs: [i8; 32]
+    let blocks = k / QK;
+    assert_eq!(data.len(), n * blocks * BYTES, "Q8_0 tensor size");
+    let zero = Q8_0x8 { qs: [[0; 32]; 8], d: [f16::ZERO; COLS] };
+    let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+    for col in 0..n {
+        let (t, c) = (col / COLS, col % COLS);
+        for b in 0..blocks {
+            let src = &data[(col * blocks + b) * BYTES..][..BYTES];
+            let dst = &mut tiles[t * blocks + b];
+            dst.d[c] = f16::from_le_bytes([src[0], src[1]]);
+            for g in 0..8 {
+                for i in 0..4 {
+                    dst.qs[g][4 * c + i] = src[2 + 4 * g + i] as i8;
+                }
+            }
+        }
+    }
+    tiles
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Level {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX2 plus AVX-512 VNNI on 256-bit registers: `vpdpbusd` does a 4-byte dot and its
+    /// accumulation in one instruction (the integers are exact either way).
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn kernel_level() -> Level {
+    *levels().last().expect("scalar is always there")
+}
+
+/// The kernels this CPU can run, slowest first.
+fn levels() -> Vec<Level> {
+    let mut levels = vec![Level::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        levels.push(Level::Avx2);
+        if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            levels.push(Level::Vnni);
+        }
+    }
+    levels
+}
+
+#[inline(never)]
+/// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
+fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2, FMA and F16C.
+        Level::Avx2 => unsafe {
+            match rows {
+                4 => avx2::q4_1::<4>(w, a, out),
+                3 => avx2::q4_1::<3>(w, a, out),
+                2 => avx2::q4_1::<2>(w, a, out),
+                _ => avx2::q4_1::<1>(w, a, out),
+            }
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Level::Vnni => unsafe {
+            match rows {
+                4 => avx2::q4_1_vnni::<4>(w, a, out),
+                3 => avx2::q4_1_vnni::<3>(w, a, out),
+                2 => avx2::q4_1_vnni::<2>(w, a, out),
+                _ => avx2::q4_1_vnni::<1>(w, a, out),
+            }
+        },
+        Level::Scalar => {
+            let blocks = w.len();
+            for (r, out) in out.iter_mut().take(rows).enumerate() {
+                let a = &a[r * blocks..(r + 1) * blocks];
+                for (c, out) in out.iter_mut().enumerate() {
+                    let mut sumf = 0f32;
+                    for (wb, ab) in w.iter().zip(a) {
+                        let mut sumi = 0i32;
+                        for g in 0..4 {
+                            for i in 0..4 {
+                                let q = wb.qs[g][4 * c + i] as i32;
+                                sumi += (q & 0x0F) * ab.qs[4 * g + i] as i32 + (q >> 4) * ab.qs[16 + 4 * g + i] as i32;
+                            }
+                        }
+                        // candle's BlockQ4_1::vec_dot_unopt, operation for operation.
+                        sumf += sumi as f32 * wb.d[c].to_f32() * ab.d + wb.m[c].to_f32() * ab.s;
+                    }
+                    *out = sumf;
+                }
+            }
+        }
+    }
+}
+
+#[inline(never)]
+/// Like [`q4_1_tile`] for Q8_0. Only reached with AVX2 (see [`PackedLinear::new`]); the scalar
+/// arm emulates candle's AVX2 kernel for tests and other targets' builds.
+fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2, FMA and F16C.
+        Level::Avx2 => unsafe {
+            let blocks = w.len();
+            for (r, out) in out.iter_mut().take(rows).enumerate() {
+                avx2::q8_0(w, &a[r * blocks..(r + 1) * blocks], out)
+            }
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Level::Vnni => unsafe {
+            match rows {
+                4 => avx2::q8_0_vnni::<4>(w, a, out),
+                3 => avx2::q8_0_vnni::<3>(w, a, out),
+                2 => avx2::q8_0_vnni::<2>(w, a, out),
+                _ => avx2::q8_0_vnni::<1>(w, a, out),
+            }
+        },
+        Level::Scalar => {
+            let blocks = w.len();
+            for (r, out) in out.iter_mut().take(rows).enumerate() {
+                let a = &a[r * blocks..(r + 1) * blocks];
+                for (c, out) in out.iter_mut().enumerate() {
+                    let mut acc = [0f32; 8];
+                    for (wb, ab) in w.iter().zip(a) {
+                        let d = wb.d[c].to_f32() * ab.d;
+                        for (g, acc) in acc.iter_mut().enumerate() {
+                            let q: i32 = (0..4).map(|i| wb.qs[g][4 * c + i] as i32 * ab.qs[4 * g + i] as i32).sum();
+                            *acc = d.mul_add(q as f32, *acc);
+                        }
+                    }
+                    // candle's hsum_float_8.
+                    let h: Vec<f32> = (0..4).map(|i| acc[4 + i] + acc[i]).collect();
+                    *out = (h[0] + h[2]) + (h[1] + h[3]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{ActBlock, Q4_1x8, Q8_0x8, COLS, ROWS};
+
+    /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
+    #[inline(always)]
+    unsafe fn broadcast4(a: &ActBlock, at: usize) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
+    }
+
+    /// The largest |x|: max is exact, so the order does not matter.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn amax(x: &[f32; 32]) -> f32 {
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut m = _mm256_setzero_ps();
+        for i in 0..4 {
+            m = _mm256_max_ps(m, _mm256_and_ps(abs, _mm256_loadu_ps(x.as_ptr().add(8 * i))));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+    }
+
+    /// `(x * id).round() as i8` per element: round half away from zero, as `f32::round`, built
+    /// from truncation (the fraction `v - trunc(v)` is exact).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn round_to_i8(x: &[f32; 32], id: f32, qs: &mut [i8; 32]) {
+        let id = _mm256_set1_ps(id);
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+        let half = _mm256_set1_ps(0.5);
+        let one = _mm256_set1_ps(1.0);
+        let mut ints = [_mm256_setzero_si256(); 4];
+        for (i, out) in ints.iter_mut().enumerate() {
+            let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(8 * i)), id);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v);
+            let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_and_ps(_mm256_sub_ps(v, t), abs), half);
+            let step = _mm256_or_ps(_mm256_and_ps(up, one), _mm256_and_ps(v, sign));
+            let r = _mm256_add_ps(t, _mm256_and_ps(up, step));
+            *out = _mm256_cvttps_epi32(r);
+        }
+        // Saturating packs, like `as i8`; they interleave 128-bit lanes, which the permute undoes.
+        let w = _mm256_packs_epi16(_mm256_packs_epi32(ints[0], ints[1]), _mm256_packs_epi32(ints[2], ints[3]));
+        let w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, w);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q4_1<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            // Unsigned nibbles times signed bytes: maddubs is exact here (|pair| ≤ 2·15·128),
+            // and 8 of its i16 results still fit in i16, so one madd per block widens them.
+            let mut sumi16 = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, broadcast4(ab, 4 * g)), _mm256_maddubs_epi16(hi, broadcast4(ab, 16 + 4 * g)));
+                    sumi16[r] = _mm256_add_epi16(sumi16[r], s);
+                }
+            }
+            let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
+            let wm = _mm256_cvtph_ps(_mm_loadu_si128(wb.m.as_ptr() as *const __m128i));
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                let sumi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sumi16[r], ones));
+                // sumf += sumi * x.d * y.d + x.m * y.s, as separate roundings (no fma).
+                let t = _mm256_mul_ps(_mm256_mul_ps(sumi, wd), _mm256_set1_ps(ab.d));
+                let u = _mm256_mul_ps(wm, _mm256_set1_ps(ab.s));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_add_ps(t, u));
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q8_0(w: &[Q8_0x8], a: &[ActBlock], out: &mut [f32; COLS]) {
+        let ones = _mm256_set1_epi16(1);
+        // acc[g] lane c: column c's accumulator for the block's elements 4g..4g + 4, which is
+        // lane g of candle's single accumulator register for that column.
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (wb, ab) in w.iter().zip(a) {
+            let d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i)), _mm256_set1_ps(ab.d));
+            for (g, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let y = broadcast4(ab, 4 * g);
+                let dot = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+                let q = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, ones));
+                *acc = _mm256_fmadd_ps(d, q, *acc);
+            }
+        }
+        // candle's hsum_float_8: (a4 + a0), ... then (h0 + h2) + (h1 + h3).
+        let h: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[4 + i], acc[i]));
+        _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(_mm256_add_ps(h[0], h[2]), _mm256_add_ps(h[1], h[3])));
+    }
+
+    /// [`q4_1`] with `vpdpbusd` for the integer dots.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q4_1_vnni<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], lo, broadcast4(ab, 4 * g));
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], hi, broadcast4(ab, 16 + 4 * g));
+                }
+            }
+            let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
+            let wm = _mm256_cvtph_ps(_mm_loadu_si128(wb.m.as_ptr() as *const __m128i));
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                let t = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sumi[r]), wd), _mm256_set1_ps(ab.d));
+                let u = _mm256_mul_ps(wm, _mm256_set1_ps(ab.s));
+                acc[r] = _mm256_add_ps(acc[r], _mm256_add_ps(t, u));
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`q8_0`] for `R` rows at once (AVX-512 has 32 vector registers) with `vpdpbusd`.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q8_0_vnni<const R: usize>(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let zero = _mm256_setzero_si256();
+        let mut acc = [[_mm256_setzero_ps(); 8]; R];
+        for (b, wb) in w.iter().enumerate() {
+            let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
+            let d: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(wd, _mm256_set1_ps(a[r * blocks + b].d)));
+            for g in 0..8 {
+                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let ax = _mm256_sign_epi8(x, x);
+                for r in 0..R {
+                    let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
+                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, ax, y));
+                    acc[r][g] = _mm256_fmadd_ps(d[r], q, acc[r][g]);
+                }
+            }
+        }
+        for r in 0..R {
+            let h: [__m256; 4] = std::array::from_fn(|i| _mm256_add_ps(acc[r][4 + i], acc[r][i]));
+            _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(_mm256_add_ps(h[0], h[2]), _mm256_add_ps(h[1], h[3])));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::QMatMul;
+    use candle_core::Module;
+
+    /// Bitwise comparison with candle on random weights and activations.
+    fn check(dtype: GgmlDType, n: usize, k: usize, ms: &[usize]) {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let packed = PackedLinear::new(&q).unwrap().expect("packable");
+        let reference = QMatMul::from_qtensor(q).unwrap();
+        for &m in ms {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let want = reference.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let got = packed.forward(&x).unwrap().to_vec2::<f32>().unwrap();
+            let bits = |v: &Vec<Vec<f32>>| v.iter().flatten().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&want) == bits(&got), "{dtype:?} n={n} k={k} m={m}: not bit-identical");
+            // Every kernel this CPU can run is the same math.
+            for level in levels() {
+                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+                assert!(bits(&want) == bits(&got.to_vec2::<f32>().unwrap()), "{dtype:?} n={n} k={k} m={m}: {level:?} not bit-identical");
+            }
+        }
+    }
+
+    #[test]
+    fn vector_quantization_rounds_like_f32_round() {
+        // amax 127 makes the scale exactly 1, so these hit every rounding tie.
+        let mut xs: Vec<f32> = (0..32).map(|i| i as f32 - 15.5).collect();
+        xs[0] = 127.0;
+        xs[1] = -126.5;
+        xs[2] = 0.5;
+        xs[3] = -0.49999997;
+        xs.extend((0..32).map(|i| (i as f32 * 0.37).sin() * 3.0));
+        xs.extend([0f32; 32]);
+        let scalar = quantize(&xs, Level::Scalar);
+        let vector = quantize(&xs, *levels().last().unwrap());
+        for (s, v) in scalar.iter().zip(&vector) {
+            assert_eq!((s.qs, s.d.to_bits(), s.s.to_bits()), (v.qs, v.d.to_bits(), v.s.to_bits()));
+        }
+        assert_eq!(scalar[0].qs[1], -127);
+        assert_eq!(scalar[0].qs[2], 1);
+    }
+
+    #[test]
+    fn q4_1_is_bit_identical_to_candle() {
+        check(GgmlDType::Q4_1, 1536, 576, &[1, 3, 8, 33, 256]);
+        check(GgmlDType::Q4_1, 576, 1536, &[1, 5]);
+        // A last tile with padding columns.
+        check(GgmlDType::Q4_1, 61, 64, &[1, 7]);
+    }
+
+    #[test]
+    fn q8_0_is_bit_identical_to_candle() {
+        if !avx2() {
+            return;
+        }
+        check(GgmlDType::Q8_0, 1000, 576, &[1, 3, 8, 33, 256]);
+        check(GgmlDType::Q8_0, 13, 96, &[2]);
+    }
+}
