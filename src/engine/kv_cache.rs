@@ -46,6 +46,11 @@ impl KvCache {
         self.values[layer][slot].slice_set(v, 1, start)
     }
 
+    /// A slot's whole keys and values tensors, `[kv_heads, max_len, head_dim]`, contiguous.
+    pub fn slot(&self, layer: usize, slot: usize) -> (&Tensor, &Tensor) {
+        (&self.keys[layer][slot], &self.values[layer][slot])
+    }
+
     /// Views of the first `len` cached positions of a slot: keys and values `[kv_heads, len, head_dim]`.
     pub fn read(&self, layer: usize, slot: usize, len: usize) -> Result<(Tensor, Tensor)> {
         Ok((self.keys[layer][slot].narrow(1, 0, len)?, self.values[layer][slot].narrow(1, 0, len)?))

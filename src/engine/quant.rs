@@ -50,6 +50,8 @@ struct Q8_0x8 {
 #[repr(C)]
 struct ActBlock {
     qs: [i8; QK],
+    /// `qs + 128` as unsigned bytes, for `vpdpbusd` against signed Q8_0 weights.
+    qu: [u8; QK],
     d: f32,
     s: f32,
 }
@@ -182,7 +184,7 @@ impl PackedLinear {
 
 /// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
 fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
-    let zero = ActBlock { qs: [0; QK], d: 0.0, s: 0.0 };
+    let zero = ActBlock { qs: [0; QK], qu: [0; QK], d: 0.0, s: 0.0 };
     let mut out = vec![zero; xs.len() / QK];
     for (x, b) in xs.chunks_exact(QK).zip(&mut out) {
         let x: &[f32; QK] = x.try_into().expect("chunks of QK");
@@ -209,6 +211,7 @@ fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
         // candle multiplies the two f16s (half rounds the f32 product back to f16).
         b.s = (f16::from_f32(sum as f32) * d).to_f32();
         b.d = d.to_f32();
+        b.qu = b.qs.map(|q| (q as u8) ^ 0x80);
     }
     debug_assert_eq!(out.len() * QK, xs.len());
     out
@@ -527,21 +530,25 @@ mod avx2 {
         }
     }
 
-    /// [`q8_0`] for `R` rows at once (AVX-512 has 32 vector registers) with `vpdpbusd`.
+    /// [`q8_0`] for `R` rows at once (AVX-512 has 32 vector registers) with `vpdpbusd`, which
+    /// takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w − 128·Σ w, the last term once per
+    /// weight tile (all exact in i32).
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
     pub(super) unsafe fn q8_0_vnni<const R: usize>(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
         let blocks = w.len();
         let zero = _mm256_setzero_si256();
+        let bias = _mm256_set1_epi8(-128);
         let mut acc = [[_mm256_setzero_ps(); 8]; R];
         for (b, wb) in w.iter().enumerate() {
             let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
             let d: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(wd, _mm256_set1_ps(a[r * blocks + b].d)));
             for g in 0..8 {
                 let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
-                let ax = _mm256_sign_epi8(x, x);
+                let corr = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, x));
                 for r in 0..R {
-                    let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
-                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(zero, ax, y));
+                    let ab = &a[r * blocks + b];
+                    let y = _mm256_set1_epi32(std::ptr::read_unaligned(ab.qu.as_ptr().add(4 * g) as *const i32));
+                    let q = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, y, x));
                     acc[r][g] = _mm256_fmadd_ps(d[r], q, acc[r][g]);
                 }
             }

@@ -274,16 +274,19 @@ impl Decoder {
             let n = s.tokens.len();
             let len = s.start + n;
             cache.write(layer, s.slot, s.start, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
-            let (keys, values) = cache.read(layer, s.slot, len)?;
-            // Grouped-query attention: query head h reads kv head h / group. The kv heads are
-            // repeated to one per query head so each head's product has the same shapes as in
-            // candle-transformers' models (m = rows of this chunk): on quantized models the
-            // logits are sensitive to float summation order, and identical shapes keep them
-            // bit-identical to the oracle.
-            let keys = repeat_kv(&keys, group)?;
-            let values = repeat_kv(&values, group)?;
+            // Grouped-query attention: query head h reads kv head h / group. Each head's product
+            // has the same shapes as in candle-transformers' models (m = rows of this chunk): on
+            // quantized models the logits are sensitive to float summation order, and identical
+            // shapes keep them bit-identical to the oracle. On CPU the kv heads are read in
+            // place (see `gqa_matmul`); elsewhere they are repeated to one per query head.
+            let in_place = matches!(self.device, Device::Cpu) && self.dtype == DType::F32;
             let q_row = q.narrow(1, offset, n)?.contiguous()?;
-            let scores = (q_row.matmul(&keys.t()?)? / scale)?;
+            let scores = if in_place {
+                gqa_matmul(&q_row, cache.slot(layer, s.slot).0, len, group, KvOperand::KeysT)?
+            } else {
+                q_row.matmul(&repeat_kv(&cache.read(layer, s.slot, len)?.0, group)?.t()?)?
+            };
+            let scores = (scores / scale)?;
             let scores = if n > 1 {
                 let mask = causal_mask(n, s.start, &self.device)?.to_dtype(scores.dtype())?;
                 scores.broadcast_add(&mask)?
@@ -291,13 +294,95 @@ impl Decoder {
                 scores
             };
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let out = probs.matmul(&values)?.transpose(0, 1)?.reshape((n, nh * hd))?;
+            let out = if in_place {
+                gqa_matmul(&probs, cache.slot(layer, s.slot).1, len, group, KvOperand::Values)?
+            } else {
+                probs.matmul(&repeat_kv(&cache.read(layer, s.slot, len)?.1, group)?)?
+            };
+            let out = out.transpose(0, 1)?.reshape((n, nh * hd))?;
             outputs.push(out);
             offset += n;
         }
         let out = if outputs.len() == 1 { outputs.pop().expect("one row") } else { Tensor::cat(&outputs, 0)? };
         attn.o.forward(&out)
     }
+}
+
+/// Which cached operand [`gqa_matmul`] multiplies by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KvOperand {
+    /// `scores = q @ keysᵀ`.
+    KeysT,
+    /// `out = probs @ values`.
+    Values,
+}
+
+/// `lhs[h] @ kv(h / group)` for every head h, where `kv` is the first `len` positions of a
+/// cache slot (`[kv_heads, max_len, hd]`, contiguous); `lhs` is `[heads, m, k]`, contiguous.
+///
+/// This calls gemm once per head with exactly the arguments candle's CPU matmul passes for
+/// `lhs.matmul(repeat_kv(kv))` (same m, n, k, strides, alpha, beta and parallelism), so the
+/// result is the same bits, but it reads each kv head where the cache keeps it instead of
+/// copying the slot's whole history `group` times per layer and step.
+fn gqa_matmul(lhs: &Tensor, kv: &Tensor, len: usize, group: usize, operand: KvOperand) -> Result<Tensor> {
+    let lhs = lhs.contiguous()?;
+    let (heads, m, k) = lhs.dims3()?;
+    let (_, max_len, hd) = kv.dims3()?;
+    let n = match operand {
+        KvOperand::KeysT => len,
+        KvOperand::Values => hd,
+    };
+    let expected_k = if operand == KvOperand::KeysT { hd } else { len };
+    if k != expected_k || !kv.is_contiguous() || len > max_len {
+        candle_core::bail!("gqa_matmul: lhs {:?} does not fit {len} cached positions of {:?}", lhs.shape(), kv.shape());
+    }
+    // (column stride, row stride) of the right operand, as candle derives them from
+    // `keys.t()` and `values` of a contiguous `[heads, len, hd]`.
+    let (rhs_cs, rhs_rs) = match operand {
+        KvOperand::KeysT => (hd as isize, 1),
+        KvOperand::Values => (1, hd as isize),
+    };
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let mut dst = vec![0f32; heads * m * n];
+    {
+        let (lhs_storage, lhs_layout) = lhs.storage_and_layout();
+        let (kv_storage, kv_layout) = kv.storage_and_layout();
+        let (candle_core::Storage::Cpu(l), candle_core::Storage::Cpu(r)) = (&*lhs_storage, &*kv_storage) else {
+            candle_core::bail!("gqa_matmul runs on CPU");
+        };
+        let l = &l.as_slice::<f32>()?[lhs_layout.start_offset()..][..heads * m * k];
+        let r = &r.as_slice::<f32>()?[kv_layout.start_offset()..];
+        for h in 0..heads {
+            let rhs = &r[(h / group) * max_len * hd..][..len * hd];
+            // SAFETY: each operand slice holds the m x k, k x n and m x n elements these strides
+            // address.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    dst[h * m * n..].as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    l[h * m * k..].as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr(),
+                    rhs_cs,
+                    rhs_rs,
+                    0f32,
+                    1f32,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            }
+        }
+    }
+    Tensor::from_vec(dst, (heads, m, n), &Device::Cpu)
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.
@@ -318,3 +403,30 @@ fn causal_mask(n: usize, start: usize, device: &Device) -> Result<Tensor> {
     Tensor::from_vec(mask, (n, len), device)
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The in-place grouped-query products against candle's matmul on repeated kv heads.
+    #[test]
+    fn gqa_matmul_is_bit_identical_to_repeat_kv_then_matmul() {
+        let dev = Device::Cpu;
+        let (heads, kv_heads, hd, max_len) = (9, 3, 64, 300);
+        let group = heads / kv_heads;
+        let keys = Tensor::randn(0f32, 1.0, (kv_heads, max_len, hd), &dev).unwrap();
+        let values = Tensor::randn(0f32, 1.0, (kv_heads, max_len, hd), &dev).unwrap();
+        let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        for (m, len) in [(1, 1), (1, 17), (1, 200), (3, 40), (17, 17), (48, 250), (200, 200)] {
+            let q = Tensor::randn(0f32, 1.0, (heads, m, hd), &dev).unwrap();
+            let want = q.matmul(&repeat_kv(&keys.narrow(1, 0, len).unwrap(), group).unwrap().t().unwrap()).unwrap();
+            let got = gqa_matmul(&q, &keys, len, group, KvOperand::KeysT).unwrap();
+            assert_eq!(bits(&want), bits(&got), "scores, m={m} len={len}");
+
+            let probs = candle_nn::ops::softmax_last_dim(&want).unwrap();
+            let want = probs.matmul(&repeat_kv(&values.narrow(1, 0, len).unwrap(), group).unwrap()).unwrap();
+            let got = gqa_matmul(&probs, &values, len, group, KvOperand::Values).unwrap();
+            assert_eq!(bits(&want), bits(&got), "values, m={m} len={len}");
+        }
+    }
+}
