@@ -542,8 +542,8 @@ mod avx2 {
         for (b, wb) in w.iter().enumerate() {
             let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
             let d: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(wd, _mm256_set1_ps(a[r * blocks + b].d)));
-            for g in 0..8 {
-                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+            for (g, qs) in wb.qs.iter().enumerate() {
+                let x = _mm256_loadu_si256(qs.as_ptr() as *const __m256i);
                 let corr = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, x));
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
