@@ -112,12 +112,14 @@ impl PackedLinear {
     }
 
     fn forward_at(layers: &[&Self], x: &Tensor, level: Level) -> Result<Vec<Tensor>> {
-        let k = layers[0].k;
+        let Some(k) = layers.first().map(|l| l.k) else {
+            return Ok(Vec::new());
+        };
         if layers.iter().any(|l| l.k != k) {
             candle_core::bail!("layers sharing an input must have the same input size");
         }
         let x = x.contiguous()?;
-        let mut dims = x.dims().to_vec();
+        let dims = x.dims().to_vec();
         if dims.last() != Some(&k) {
             candle_core::bail!("input {:?} does not end in the weight's input size {k}", x.shape());
         }
@@ -125,6 +127,10 @@ impl PackedLinear {
             candle_core::bail!("packed quantized matmul takes f32 input, got {:?}", x.dtype());
         }
         let m = x.elem_count() / k;
+        let out_dims = |n: usize| [&dims[..dims.len() - 1], &[n]].concat();
+        if m == 0 {
+            return layers.iter().map(|l| Tensor::zeros(out_dims(l.n), DType::F32, &Device::Cpu)).collect();
+        }
         let acts = {
             let (storage, layout) = x.storage_and_layout();
             let candle_core::Storage::Cpu(cpu) = &*storage else {
@@ -150,13 +156,7 @@ impl PackedLinear {
             // writes its columns; no two work items share a tile.
             unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
         });
-        outs.into_iter()
-            .zip(layers)
-            .map(|(out, l)| {
-                *dims.last_mut().expect("checked above") = l.n;
-                Tensor::from_vec(out, dims.as_slice(), &Device::Cpu)
-            })
-            .collect()
+        outs.into_iter().zip(layers).map(|(out, l)| Tensor::from_vec(out, out_dims(l.n), &Device::Cpu)).collect()
     }
 
     /// Computes columns `8 t..8 t + 8` of `out` (`[m, n]`, row-major) for all rows.
@@ -542,8 +542,8 @@ mod avx2 {
         for (b, wb) in w.iter().enumerate() {
             let wd = _mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i));
             let d: [__m256; R] = std::array::from_fn(|r| _mm256_mul_ps(wd, _mm256_set1_ps(a[r * blocks + b].d)));
-            for g in 0..8 {
-                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+            for (g, qs) in wb.qs.iter().enumerate() {
+                let x = _mm256_loadu_si256(qs.as_ptr() as *const __m256i);
                 let corr = _mm256_sub_epi32(zero, _mm256_dpbusd_epi32(zero, bias, x));
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
@@ -611,7 +611,7 @@ mod tests {
         check(GgmlDType::Q4_1, 1536, 576, &[1, 3, 8, 33, 256]);
         check(GgmlDType::Q4_1, 576, 1536, &[1, 5]);
         // A last tile with padding columns.
-        check(GgmlDType::Q4_1, 61, 64, &[1, 7]);
+        check(GgmlDType::Q4_1, 61, 64, &[1, 7, 0]);
     }
 
     #[test]
