@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -89,6 +91,14 @@ pub struct RunArgs {
     /// Replace the output dataset if it exists.
     #[arg(long)]
     pub overwrite: bool,
+    /// Discard the journal of an interrupted run of this recipe and start over (by default
+    /// `synth run` resumes it).
+    #[arg(long)]
+    pub restart: bool,
+    /// Extra attempts for an empty or cut-off generation, each with a new sampling seed (only
+    /// when sampling: at temperature 0 a retry would repeat itself).
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -214,6 +224,9 @@ fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> R
         limit: args.limit,
         model_path: args.engine.model_path.clone(),
         overwrite: args.overwrite,
+        restart: args.restart,
+        retries: args.retries,
+        stop: Some(stop_on_ctrl_c()?),
         progress,
         engine: args.engine.options()?,
     };
@@ -232,6 +245,23 @@ fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> R
     println!("{}", report.id);
     eprintln!("dataset `{}` is at {}", report.id, report.path.display());
     Ok(())
+}
+
+/// The first Ctrl-C sets the returned flag: the run stops admitting new generations, finishes
+/// the ones in flight (each is journaled) and exits as interrupted. A second one exits at once;
+/// the journal already holds every finished generation.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nstopping now; run the same command again to resume");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the generations in flight, then stopping (Ctrl-C again stops at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 /// Reads `synth generate --input`: `{"messages": [...]}` or `{"prompt": "..."}` per line.
@@ -297,7 +327,7 @@ fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: Progress
         })
         .collect();
     let mut bar = Progress::new("generating", jobs.len(), progress);
-    let results = synthesis::generate(&model, &jobs, &args.engine.options()?, None, None, &mut bar)?;
+    let results = synthesis::generate(&model, &jobs, &args.engine.options()?, None, None, &mut bar, |_, _| Ok(()))?;
     bar.finish();
 
     let mut out = Vec::new();

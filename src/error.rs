@@ -9,8 +9,10 @@ pub enum ErrorKind {
     Invalid,
     /// Something the user named does not exist: a dataset id, a model's files. Exit code 3.
     NotFound,
-    /// Anything else: I/O, a model that fails to load, an interrupted run. Exit code 1.
+    /// Anything else: I/O, a model that fails to load. Exit code 1.
     Failed,
+    /// The user stopped the run (Ctrl-C); its work is kept for a resume. Exit code 130.
+    Interrupted,
 }
 
 #[derive(Debug)]
@@ -29,6 +31,9 @@ impl SynthError {
     }
     pub fn failed(message: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Failed, message: message.into(), hint: None }
+    }
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Interrupted, message: message.into(), hint: None }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -50,13 +55,14 @@ macro_rules! invalid {
     ($($arg:tt)*) => { ::anyhow::Error::from($crate::error::SynthError::invalid(format!($($arg)*))) };
 }
 
-/// The exit code for an error: 2 invalid input, 3 not found, 1 anything else.
+/// The exit code for an error: 2 invalid input, 3 not found, 130 interrupted, 1 anything else.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     match err.chain().find_map(|e| e.downcast_ref::<SynthError>()) {
         Some(e) => match e.kind {
             ErrorKind::Invalid => 2,
             ErrorKind::NotFound => 3,
             ErrorKind::Failed => 1,
+            ErrorKind::Interrupted => 130,
         },
         None => 1,
     }

@@ -1,7 +1,8 @@
 //! Continuous batching. Requests wait in a queue; up to `max_batch` run at once, each in its
 //! own KV-cache slot. Every step runs all decoding rows plus up to `prefill_chunk` prompt
 //! tokens, so a long prompt is fed in pieces instead of stalling everyone's decoding. A row
-//! that finishes frees its slot, and the next request takes it in the same step.
+//! that finishes frees its slot, and the next request takes it in the same step. A row's
+//! pieces are the same whatever else runs, so its output is too.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,7 +21,7 @@ pub struct Request {
     pub params: SamplingParams,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// A stop token was sampled (it is not part of `tokens`).
@@ -149,10 +150,13 @@ pub fn run<M: BatchModel>(
                 plan.push((i, a.len() - 1, 1));
             }
         }
+        // A prompt is always cut at multiples of `chunk` from its own start, never by what is
+        // left of the budget: the cut changes the floating-point sums, so a row's logits (and
+        // sampled tokens) would otherwise depend on what it shares a step with, and a resumed
+        // run would not repeat an uninterrupted one. A row whose next piece does not fit waits.
         for (i, a) in active.iter().enumerate() {
-            let remaining = a.request.prompt.len() - a.prefilled;
-            if remaining > 0 && budget > 0 {
-                let n = remaining.min(budget);
+            let n = (a.request.prompt.len() - a.prefilled).min(chunk);
+            if n > 0 && n <= budget {
                 budget -= n;
                 plan.push((i, a.prefilled, n));
             }
@@ -298,6 +302,20 @@ mod tests {
         // requests waiting, except the tail.
         let busy = model.steps.iter().filter(|s| s.len() == 2).count();
         assert!(busy * 2 > model.steps.len(), "{:?}", model.steps);
+    }
+
+    #[test]
+    fn prompts_are_cut_at_the_same_places_whatever_shares_the_step() {
+        for slots in [1, 2, 5] {
+            let mut model = echo(slots, 64);
+            run_all(&mut model, 4, requests(6));
+            for step in &model.steps {
+                for &(_, start, n) in step.iter().filter(|s| s.2 > 1) {
+                    assert_eq!(start % 4, 0, "slots {slots}: a piece starts mid-chunk: {step:?}");
+                    assert!(n <= 4);
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! batch, and runs the scheduler with the rate cap.
 
 pub mod general;
+pub mod journal;
 pub mod run;
 
 use anyhow::Result;
@@ -23,7 +24,8 @@ pub struct Job {
     pub params: SamplingParams,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Generated {
     pub text: String,
     pub finish: FinishReason,
@@ -62,7 +64,9 @@ impl RateCap {
     }
 }
 
-/// Completes every job; results come back in job order whatever order they finished in.
+/// Completes every job; results come back in job order whatever order they finished in, and
+/// `on_result` sees each as it finishes (the run journal). A job is `None` only when
+/// `admission` closed before it started.
 pub fn generate(
     model: &LoadedModel,
     jobs: &[Job],
@@ -70,6 +74,7 @@ pub fn generate(
     rate: Option<&mut RateCap>,
     admission: Option<&dyn Admission>,
     progress: &mut Progress,
+    mut on_result: impl FnMut(usize, &Generated) -> Result<()>,
 ) -> Result<Vec<Option<Generated>>> {
     let mut requests = Vec::with_capacity(jobs.len());
     let mut max_len = 1;
@@ -89,7 +94,9 @@ pub fn generate(
     scheduler::run(&mut engine, &config, requests, limiter, admission, |done| {
         let text = model.text.tokenizer.decode(&done.tokens, true)?;
         progress.row_done(done.tokens.len());
-        results[done.id] = Some(Generated { text, finish: done.finish, prompt_tokens: done.prompt_tokens, generated_tokens: done.tokens.len() });
+        let generated = Generated { text, finish: done.finish, prompt_tokens: done.prompt_tokens, generated_tokens: done.tokens.len() };
+        on_result(done.id, &generated)?;
+        results[done.id] = Some(generated);
         Ok(())
     })?;
     Ok(results)

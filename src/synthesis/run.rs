@@ -1,18 +1,22 @@
 //! `synth run`: a recipe becomes a published, split dataset.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
 use super::general::{self, DropReason};
-use super::{generate, mix_seed, EngineOptions, RateCap};
+use super::journal::{self, Journal, Key};
+use super::{generate, mix_seed, EngineOptions, Generated, Job, RateCap};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::SynthError;
 use crate::model::{LoadedModel, Registry};
 use crate::output;
+use crate::engine::scheduler::Admission;
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::{Recipe, SynthesisType};
 use crate::store::{Row, Store, KIND_SYNTHESIZED};
@@ -24,6 +28,12 @@ pub struct RunOptions {
     pub limit: Option<usize>,
     pub model_path: Option<PathBuf>,
     pub overwrite: bool,
+    /// Discard the journal of an interrupted run instead of resuming it.
+    pub restart: bool,
+    /// Extra attempts for a degenerate generation (only when sampling, temperature > 0).
+    pub retries: u32,
+    /// Set (by Ctrl-C) to stop admitting new generations; the run then ends as interrupted.
+    pub stop: Option<Arc<AtomicBool>>,
     pub progress: ProgressMode,
     pub engine: EngineOptions,
 }
@@ -60,7 +70,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
         return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows")).hint("import rows with `synth datasets import FILE --id ID`").into());
     }
 
-    // Settle the output id before hours of generation, not after.
+    // Settle a chosen output id before hours of generation, not after.
     let output_id = match &options.output_id {
         Some(id) => {
             store.dataset_dir(id)?;
@@ -69,9 +79,9 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
                     .hint("choose another `--output-id`, or pass `--overwrite` to replace it")
                     .into());
             }
-            id.clone()
+            Some(id.clone())
         }
-        None => store.next_free_id(&format!("{dataset_id}_synth"))?,
+        None => None,
     };
 
     let device = device::open(options.device)?;
@@ -89,6 +99,23 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
         .into());
     }
 
+    let model_files = model_manifest(&model)?;
+    let fingerprint = journal::fingerprint(&recipe.source, &seeds, &model_files["files"], &device::name(&device))?;
+    let output_id = match output_id {
+        Some(id) => id,
+        None => {
+            let prefix = format!("{dataset_id}_synth");
+            match Journal::find_resumable(store, &prefix, &fingerprint)? {
+                Some(id) => id,
+                None => Journal::next_free_id(store, &prefix)?,
+            }
+        }
+    };
+    let journal = Journal::open(store, &output_id, &fingerprint, options.restart)?;
+    if journal.replayed() > 0 && options.progress != ProgressMode::Quiet {
+        eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
+    }
+
     let params = |row: usize, stage: u64| SamplingParams {
         temperature: inference.temperature,
         top_p: inference.top_p,
@@ -96,46 +123,42 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
         max_new_tokens: inference.max_new_tokens,
         seed: mix_seed(mix_seed(inference.seed, row as u64), stage),
     };
-    let engine = EngineOptions { enable_thinking: Some(inference.enable_thinking), ..options.engine.clone() };
-    let mut rate = inference.requests_per_minute.map(RateCap::per_minute);
+    let mut stages = Stages {
+        model: &model,
+        engine: EngineOptions { enable_thinking: Some(inference.enable_thinking), ..options.engine.clone() },
+        rate: inference.requests_per_minute.map(RateCap::per_minute),
+        journal,
+        stop: options.stop.as_deref(),
+        progress: options.progress,
+        retries: if inference.temperature > 0.0 { options.retries } else { 0 },
+        counts: Counts::default(),
+    };
 
     // Stage 1: new requests.
     let request_jobs = general::request_jobs(&seeds, |i| params(i, 1));
-    let runnable: Vec<(usize, super::Job)> = request_jobs.into_iter().enumerate().filter_map(|(i, j)| j.map(|j| (i, j))).collect();
     let mut drops: Vec<DropReason> = Vec::new();
+    let runnable: Vec<(usize, super::Job)> = request_jobs.into_iter().enumerate().filter_map(|(i, j)| j.map(|j| (i, j))).collect();
     drops.extend(std::iter::repeat_n(DropReason::SeedWithoutUserMessage, seeds.len() - runnable.len()));
-    let jobs: Vec<super::Job> = runnable.iter().map(|(_, j)| j.clone()).collect();
-    let mut progress = Progress::new("requests", jobs.len(), options.progress);
-    let requests = generate(&model, &jobs, &engine, rate.as_mut(), None, &mut progress)?;
-    progress.finish();
-    let mut generated_tokens: usize = requests.iter().flatten().map(|g| g.generated_tokens).sum();
-    let mut prompt_tokens: usize = requests.iter().flatten().map(|g| g.prompt_tokens).sum();
+    let mut answer_jobs = Vec::new();
+    for (seed_index, outcome) in stages.run(1, "requests", runnable, |g| general::check(g, DropReason::EmptyRequest, DropReason::RequestCutOff))? {
+        match outcome {
+            Ok(request) => answer_jobs.push((seed_index, general::answer_job(&seeds[seed_index], &request, params(seed_index, 2)))),
+            Err(reason) => drops.push(reason),
+        }
+    }
 
     // Stage 2: answers to the requests that survived.
-    let mut answer_inputs: Vec<(usize, String)> = Vec::new();
-    for ((seed_index, _), result) in runnable.iter().zip(requests) {
-        let result = result.context("a request generation did not finish")?;
-        match general::check(&result, DropReason::EmptyRequest, DropReason::RequestCutOff) {
-            Ok(text) => answer_inputs.push((*seed_index, text)),
-            Err(reason) => drops.push(reason),
-        }
-    }
-    let jobs: Vec<super::Job> = answer_inputs.iter().map(|(i, request)| general::answer_job(&seeds[*i], request, params(*i, 2))).collect();
-    let mut progress = Progress::new("answers", jobs.len(), options.progress);
-    let answers = generate(&model, &jobs, &engine, rate.as_mut(), None, &mut progress)?;
-    progress.finish();
-    generated_tokens += answers.iter().flatten().map(|g| g.generated_tokens).sum::<usize>();
-    prompt_tokens += answers.iter().flatten().map(|g| g.prompt_tokens).sum::<usize>();
-
     let provenance: Map<String, Value> = [("model".to_string(), json!(model.resolved.spec.name)), ("seedDataset".to_string(), json!(dataset_id))].into_iter().collect();
+    let requests: Vec<(usize, String)> = answer_jobs.iter().map(|(i, job)| (*i, job.messages.last().map(|m| m.content.clone()).unwrap_or_default())).collect();
+    let answers = stages.run(2, "answers", answer_jobs, |g| general::check(g, DropReason::EmptyAnswer, DropReason::AnswerCutOff))?;
     let mut rows: Vec<Row> = Vec::new();
-    for ((seed_index, request), answer) in answer_inputs.into_iter().zip(answers) {
-        let answer = answer.context("an answer generation did not finish")?;
-        match general::check(&answer, DropReason::EmptyAnswer, DropReason::AnswerCutOff) {
-            Ok(text) => rows.push(general::new_row(&seeds[seed_index], seed_index, request, text, &provenance, mix_seed(inference.seed, seed_index as u64))),
+    for ((seed_index, request), (_, outcome)) in requests.into_iter().zip(answers) {
+        match outcome {
+            Ok(answer) => rows.push(general::new_row(&seeds[seed_index], seed_index, request, answer, &provenance, mix_seed(inference.seed, seed_index as u64))),
             Err(reason) => drops.push(reason),
         }
     }
+    let Stages { journal, counts, retries, .. } = stages;
     if rows.is_empty() {
         return Err(SynthError::failed(format!(
             "every generation was degenerate ({}), so there is no dataset to publish",
@@ -144,6 +167,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
         .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
         .into());
     }
+    let (prompt_tokens, generated_tokens) = (counts.prompt_tokens, counts.generated_tokens);
 
     let wall_seconds = started.elapsed().as_secs_f64();
     let mut extra = Map::new();
@@ -151,7 +175,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     extra.insert("recipeFile".into(), json!(recipe_path.display().to_string()));
     extra.insert("recipe".into(), recipe.source.clone());
     extra.insert("seedDataset".into(), json!({"id": dataset_id, "rowsUsed": seeds.len()}));
-    extra.insert("model".into(), model_manifest(&model)?);
+    extra.insert("model".into(), model_files);
     extra.insert("device".into(), json!(device::name(&device)));
     extra.insert("inferenceSeed".into(), json!(inference.seed));
     extra.insert(
@@ -161,15 +185,20 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
             "rows": rows.len(),
             "dropped": drops.len(),
             "droppedBy": Value::Object(general::drop_counts(&drops)),
-            "degeneratePolicy": "dropped: empty or cut-off requests and answers are not kept",
+            "degeneratePolicy": "empty or cut-off requests and answers are retried with a new sampling seed, then dropped",
+            "retriesPerGeneration": retries,
+            "retried": counts.retried,
+            "recoveredByRetry": counts.recovered,
         }),
     );
+    extra.insert("resumedGenerations".into(), json!(journal.replayed()));
     extra.insert("tokens".into(), json!({"prompt": prompt_tokens, "generated": generated_tokens}));
     extra.insert("wallSeconds".into(), json!(round3(wall_seconds)));
     extra.insert("tokensPerSecond".into(), json!(round3(generated_tokens as f64 / wall_seconds.max(1e-9))));
 
     let distribution = recipe.synthesis.distribution;
     let (path, splits) = output::publish(store, &output_id, rows, distribution, inference.seed, KIND_SYNTHESIZED, extra, options.overwrite)?;
+    journal.remove();
     Ok(RunReport { id: output_id, path, splits, seed_rows: seeds.len(), dropped: drops.len(), generated_tokens, wall_seconds })
 }
 
@@ -186,4 +215,108 @@ fn model_manifest(model: &LoadedModel) -> Result<Value> {
         files.push(json!({"name": name, "path": path.display().to_string(), "bytes": bytes, "sha256": output::file_sha256(path)?}));
     }
     Ok(json!({"name": spec.name, "hfRepo": spec.hf_repo, "revision": spec.revision, "source": model.resolved.source.path().display().to_string(), "files": files}))
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    prompt_tokens: usize,
+    generated_tokens: usize,
+    /// Generations that were a retry of a degenerate one.
+    retried: usize,
+    /// Rows kept thanks to a retry.
+    recovered: usize,
+}
+
+/// Runs the stages of a run: every generation is journaled as it finishes, replayed from the
+/// journal when an earlier run already did it, and retried when degenerate.
+struct Stages<'a> {
+    model: &'a LoadedModel,
+    engine: EngineOptions,
+    rate: Option<RateCap>,
+    journal: Journal,
+    stop: Option<&'a AtomicBool>,
+    progress: ProgressMode,
+    retries: u32,
+    counts: Counts,
+}
+
+impl Stages<'_> {
+    /// Generates `jobs` (seed row, job) for `stage`; for each row, in row order, the accepted
+    /// text or why it was dropped. Attempt `a > 0` of a row samples with a seed mixed from its
+    /// first seed and `a`, so retries are as reproducible as first tries.
+    fn run(
+        &mut self,
+        stage: u8,
+        label: &str,
+        jobs: Vec<(usize, Job)>,
+        check: impl Fn(&Generated) -> Result<String, DropReason>,
+    ) -> Result<Vec<(usize, Result<String, DropReason>)>> {
+        let mut outcome = Vec::with_capacity(jobs.len());
+        let mut pending = jobs;
+        for attempt in 0..=self.retries {
+            let firsts = std::mem::take(&mut pending);
+            let jobs: Vec<(usize, Job)> = firsts
+                .iter()
+                .map(|(row, first)| {
+                    let mut job = first.clone();
+                    if attempt > 0 {
+                        job.params.seed = mix_seed(first.params.seed, attempt as u64);
+                    }
+                    (*row, job)
+                })
+                .collect();
+            let key = |row| Key { stage, row, attempt };
+            let mut results: Vec<Option<Generated>> = jobs.iter().map(|(row, _)| self.journal.get(key(*row)).cloned()).collect();
+            let todo: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
+            if !todo.is_empty() {
+                let todo_jobs: Vec<Job> = todo.iter().map(|&i| jobs[i].1.clone()).collect();
+                let label = if attempt == 0 { label.to_string() } else { format!("{label} retry {attempt}") };
+                let mut progress = Progress::new(&label, todo_jobs.len(), self.progress);
+                let journal = &mut self.journal;
+                let admission = self.stop.map(|s| s as &dyn Admission);
+                let fresh = generate(self.model, &todo_jobs, &self.engine, self.rate.as_mut(), admission, &mut progress, |i, g| {
+                    journal.record(key(jobs[todo[i]].0), g)
+                });
+                progress.finish();
+                let fresh = fresh.map_err(|e| self.stopped_by(e))?;
+                self.journal.sync()?;
+                for (&i, generated) in todo.iter().zip(fresh) {
+                    results[i] = generated;
+                }
+                if results.iter().any(Option::is_none) {
+                    return Err(self.interrupted());
+                }
+            }
+            for ((row, first), generated) in firsts.into_iter().zip(results.into_iter().flatten()) {
+                self.counts.prompt_tokens += generated.prompt_tokens;
+                self.counts.generated_tokens += generated.generated_tokens;
+                self.counts.retried += usize::from(attempt > 0);
+                match check(&generated) {
+                    Ok(text) => {
+                        self.counts.recovered += usize::from(attempt > 0);
+                        outcome.push((row, Ok(text)));
+                    }
+                    Err(reason) if attempt < self.retries && reason != DropReason::PromptTooLong => pending.push((row, first)),
+                    Err(reason) => outcome.push((row, Err(reason))),
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        outcome.sort_by_key(|(row, _)| *row);
+        Ok(outcome)
+    }
+
+    fn interrupted(&self) -> anyhow::Error {
+        SynthError::interrupted(format!("interrupted: {} finished generations are kept in `{}`", self.journal.len(), self.journal.path().display()))
+            .hint("run the same command again to resume where this run stopped (`--restart` starts over)")
+            .into()
+    }
+
+    /// An engine error ends the run, but what finished stays in the journal.
+    fn stopped_by(&self, err: anyhow::Error) -> anyhow::Error {
+        let kept = format!("the run stopped; {} finished generations are kept in `{}` and a rerun resumes from them", self.journal.len(), self.journal.path().display());
+        err.context(kept)
+    }
 }

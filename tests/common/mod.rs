@@ -60,14 +60,19 @@ impl Home {
 
     /// Runs the `synth` binary with this home, from the repository root.
     pub fn synth(&self, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(env!("CARGO_BIN_EXE_synth"))
+        self.command(args).output().unwrap()
+    }
+
+    /// The `synth` command [`Home::synth`] runs, to spawn it instead.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_synth"));
+        command
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("SYNTH_HOME", self.dir.path())
             .env("HF_HUB_CACHE", self.dir.path().join("hf"))
-            .env_remove("HF_HOME")
-            .output()
-            .unwrap()
+            .env_remove("HF_HOME");
+        command
     }
 }
 
