@@ -5,6 +5,7 @@
 
 pub mod chat_template;
 pub mod download;
+pub mod gguf_header;
 pub mod load;
 pub mod registry;
 pub mod resolve;
@@ -97,10 +98,15 @@ impl ModelText {
     }
 }
 
-/// Reads a GGUF file's metadata and tensor index (not the tensors).
+/// Reads a GGUF file's metadata and tensor index (not the tensors), after [`gguf_header::check`]
+/// has made sure the header cannot take candle out of bounds.
 pub fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
     let mut file =
         std::fs::File::open(path).map_err(|err| SynthError::failed(format!("cannot open `{}`: {err}", path.display())))?;
+    gguf_header::check(&mut file).map_err(|err| {
+        SynthError::invalid(format!("`{}` is not a valid GGUF file: {err}", path.display()))
+            .hint("the download may be incomplete or damaged; fetch the file again")
+    })?;
     gguf_file::Content::read(&mut file).map_err(|err| {
         SynthError::invalid(format!("`{}` is not a readable GGUF file: {err}", path.display()))
             .hint("the download may be incomplete; fetch the file again")

@@ -9,11 +9,15 @@
 //! from exported datasets survive an import. Writing always produces the chat shape, one row per
 //! `\n`-terminated line, `messages` before `metadata`.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use serde_json::{Map, Value};
 
 use super::row::{Message, Row};
+
+/// The longest line read (8 MiB): far past any training example, and a bound on what one bad
+/// line (a binary file, a missing newline) can make the reader hold in memory.
+pub const MAX_LINE_BYTES: usize = 8 << 20;
 
 /// Roles a stored message may have.
 pub const ROLES: [&str; 3] = ["system", "user", "assistant"];
@@ -61,8 +65,17 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             self.buf.clear();
-            match self.inner.read_until(b'\n', &mut self.buf) {
+            match (&mut self.inner).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut self.buf) {
                 Ok(0) => self.done = true,
+                Ok(n) if n > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') => {
+                    self.line += 1;
+                    if let Err(e) = skip_line(&mut self.inner) {
+                        self.done = true;
+                        return Some((self.line, Err(LineError::Io(e))));
+                    }
+                    let message = format!("the line is longer than {} MiB, the most a row may take", MAX_LINE_BYTES >> 20);
+                    return Some((self.line, Err(LineError::Invalid(message))));
+                }
                 Ok(_) => {
                     self.line += 1;
                     let mut bytes = self.buf.as_slice();
@@ -82,6 +95,30 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             }
         }
         None
+    }
+}
+
+/// Consumes the rest of an over-long line without keeping it.
+fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+            }
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use decoder::{Attention, Dims, Layer, Mlp, Rope};
 
 /// Loads a GGUF file, picking the family from `general.architecture`.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening `{}`", path.display()))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| anyhow::anyhow!("`{}` is not a readable GGUF file: {e}", path.display()))?;
+    let content = crate::model::read_gguf(path)?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening `{}`", path.display()))?;
     let mut gguf = Gguf { content, file, device: device.clone() };
     let arch = gguf.string("general.architecture")?;
     match arch.as_str() {
