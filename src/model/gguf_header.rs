@@ -26,7 +26,14 @@ pub struct HeaderSummary {
 }
 
 /// Checks the header of the GGUF file in `reader`; the error names the first problem found.
+/// Leaves the reader at the start of the file, ready for candle.
 pub fn check<R: Read + Seek>(reader: &mut R) -> Result<HeaderSummary, String> {
+    let summary = walk(reader);
+    reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    summary
+}
+
+fn walk<R: Read + Seek>(reader: &mut R) -> Result<HeaderSummary, String> {
     let file_len = reader.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     reader.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let mut r = Walker { reader, pos: 0, file_len, wide: true };
@@ -247,7 +254,9 @@ mod tests {
         let bytes = tiny(32, 8);
         let summary = check(&mut Cursor::new(&bytes)).unwrap();
         assert_eq!((summary.version, summary.tensors, summary.metadata), (3, 1, 1));
-        let content = candle_core::quantized::gguf_file::Content::read(&mut Cursor::new(&bytes)).unwrap();
+        let mut cursor = Cursor::new(&bytes);
+        check(&mut cursor).unwrap();
+        let content = candle_core::quantized::gguf_file::Content::read(&mut cursor).unwrap();
         assert_eq!(content.tensor_data_offset, summary.data_offset);
     }
 
