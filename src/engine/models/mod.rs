@@ -18,6 +18,11 @@ use crate::error::SynthError;
 pub use decoder::{Decoder, SeqStep};
 use decoder::{Attention, Dims, Layer, Mlp, Rope};
 
+/// A model of a family synth has no decoder for: the user's input, not a failure.
+fn unsupported(message: String) -> anyhow::Error {
+    SynthError::invalid(message).hint("synth runs Llama- and Qwen3-family models; see `synth models list`").into()
+}
+
 /// Loads a GGUF file, picking the family from `general.architecture`.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
     let content = crate::model::read_gguf(path)?;
@@ -27,7 +32,7 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
     match arch.as_str() {
         "llama" => llama::from_gguf(&mut gguf),
         "qwen3" => qwen3::from_gguf(&mut gguf),
-        other => bail!("`{}`: architecture `{other}` is not supported (supported: `llama`, `qwen3`)", path.display()),
+        other => Err(unsupported(format!("`{}`: architecture `{other}` is not supported (supported: `llama`, `qwen3`)", path.display()))),
     }
     .with_context(|| format!("loading `{}`", path.display()))
 }
@@ -38,10 +43,10 @@ pub fn load_safetensors(config_path: &Path, weights: &[PathBuf], device: &Device
     let text = std::fs::read_to_string(config_path).with_context(|| format!("reading `{}`", config_path.display()))?;
     let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", config_path.display()))?;
     let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) else {
-        bail!("`{}` has no `model_type` string, so the model family is unknown", config_path.display());
+        return Err(unsupported(format!("`{}` has no `model_type` string, so the model family is unknown", config_path.display())));
     };
     if !matches!(model_type, "llama" | "qwen3") {
-        bail!("`{}`: model_type `{model_type}` is not supported (supported: `llama`, `qwen3`)", config_path.display());
+        return Err(unsupported(format!("`{}`: model_type `{model_type}` is not supported (supported: `llama`, `qwen3`)", config_path.display())));
     }
     if weights.is_empty() {
         bail!("no safetensors weight files given for `{}`", config_path.display());
