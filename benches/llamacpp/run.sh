@@ -4,6 +4,7 @@
 # into a virtual environment cached under .cache/llamacpp-venv; later runs reuse it.
 #
 #   benches/llamacpp/run.sh [--rows prefill,1,8,32] [--model PATH]
+#   benches/llamacpp/run.sh --synth-run --model PATH --seed-jsonl FILE   (synth_run.py)
 #
 # Env: LLAMACPP_PYTHON_VERSION (default 0.3.36), LLAMACPP_VENV (default .cache/llamacpp-venv),
 #      BENCH_THREADS (default 2).
@@ -27,4 +28,8 @@ if [[ ! -f "$stamp" ]]; then
     touch "$stamp"
 fi
 
+if [[ "${1:-}" == "--synth-run" ]]; then
+    shift
+    exec "$venv/bin/python" "$root/benches/llamacpp/synth_run.py" "$@"
+fi
 exec "$venv/bin/python" "$root/benches/llamacpp/bench.py" "$@"
