@@ -28,7 +28,7 @@ use candle_transformers::models::quantized_llama::ModelWeights;
 use serde::{Deserialize, Serialize};
 use synth::engine::models::load_gguf;
 use synth::engine::sampler::argmax;
-use synth::engine::scheduler::{self, AlwaysAdmit, BatchModel};
+use synth::engine::scheduler::{self, AlwaysAdmit, BatchModel, Logits};
 use synth::engine::{Engine, Request, SamplingParams, SchedulerConfig, SeqStep};
 
 const CHILD_ENV: &str = "SYNTH_BENCH_CHILD";
@@ -342,7 +342,7 @@ impl BatchModel for Timed {
     fn slots(&self) -> usize {
         BatchModel::slots(&self.engine)
     }
-    fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>> {
+    fn forward(&mut self, batch: &[SeqStep]) -> Result<Logits> {
         let started = Instant::now();
         let rows = self.engine.forward(batch)?;
         let total = started.elapsed();

@@ -4,6 +4,7 @@
 //! each step it asks a [`DecoderModel`] for one forward over a mixed batch (prefill chunks and
 //! single decode tokens, each row at its own position) and samples one token per finished row.
 
+pub mod device_sampler;
 pub mod kv_cache;
 pub mod models;
 pub mod quant;
@@ -24,6 +25,8 @@ pub use scheduler::{Completion, FinishReason, Request, SchedulerConfig};
 pub struct Engine {
     pub decoder: Decoder,
     cache: KvCache,
+    /// Sample on the model's device instead of copying logits to the host.
+    device_sampling: bool,
 }
 
 /// How much memory the KV cache may take when the caller does not say.
@@ -38,7 +41,15 @@ impl Engine {
         let per_slot = KvCache::bytes_per_token(d.n_layers, d.n_kv_heads, d.head_dim, decoder.dtype) * max_len;
         let slots = (cache_bytes / per_slot.max(1)).clamp(1, max_batch.max(1));
         let cache = decoder.new_cache(slots, max_len)?;
-        Ok(Self { decoder, cache })
+        let device_sampling = device_sampler::samples_on(&decoder.device);
+        Ok(Self { decoder, cache, device_sampling })
+    }
+
+    /// Samples on the device (the default off the CPU) or on the host; tests use it to run the
+    /// device sampler on the CPU.
+    pub fn with_device_sampling(mut self, on: bool) -> Self {
+        self.device_sampling = on;
+        self
     }
 
     pub fn slots(&self) -> usize {
@@ -57,8 +68,10 @@ impl scheduler::BatchModel for Engine {
     fn slots(&self) -> usize {
         self.cache.slots()
     }
-    fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>> {
+    /// On CUDA and Metal the logits stay on the device and are sampled there; on the CPU the
+    /// host sampler reads them in place.
+    fn forward(&mut self, batch: &[SeqStep]) -> Result<scheduler::Logits> {
         let logits = self.decoder.forward(batch, &mut self.cache)?;
-        Ok(logits.to_vec2::<f32>()?)
+        Ok(if self.device_sampling { scheduler::Logits::Device(logits) } else { scheduler::Logits::Host(logits.to_vec2::<f32>()?) })
     }
 }

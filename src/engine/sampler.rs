@@ -5,6 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::device_sampler::RowDraw;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
     /// 0 means greedy (argmax).
@@ -18,7 +20,7 @@ pub struct SamplingParams {
 }
 
 /// Below this temperature sampling is greedy: dividing by it would overflow the logits.
-const GREEDY_BELOW: f64 = 1e-5;
+pub(crate) const GREEDY_BELOW: f64 = 1e-5;
 
 #[derive(Debug, Clone)]
 pub struct Sampler {
@@ -38,13 +40,21 @@ impl Sampler {
         &self.params
     }
 
+    /// This token's random number: one per token whatever the settings, so the stream stays
+    /// aligned; none when greedy. The device sampler takes it from here.
+    pub fn draw(&mut self) -> Option<f64> {
+        (self.params.temperature >= GREEDY_BELOW).then(|| self.rng.random())
+    }
+
+    /// This token's settings and draw for the device sampler.
+    pub fn row_draw(&mut self) -> RowDraw {
+        let uniform = self.draw().unwrap_or(0.0);
+        RowDraw { temperature: self.params.temperature, top_k: self.params.top_k, top_p: self.params.top_p, uniform }
+    }
+
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        if self.params.temperature < GREEDY_BELOW {
-            return argmax(logits);
-        }
-        // One draw per token whatever the settings, so the stream stays aligned.
-        let draw: f64 = self.rng.random();
+        let Some(draw) = self.draw() else { return argmax(logits) };
         let inv_t = 1.0 / self.params.temperature;
 
         let mut candidates: Vec<(u32, f32)> = logits

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use candle_core::Tensor;
+
+use super::device_sampler::{self, RowDraw};
 use super::models::SeqStep;
 use super::rate_limit::{Clock, TokenBucket};
 use super::sampler::{Sampler, SamplingParams};
@@ -40,14 +43,21 @@ pub struct Completion {
     pub prompt_tokens: usize,
 }
 
-/// What the scheduler needs from a model: one forward over a mixed batch. Returns one row of
-/// logits per entry with `logits: true`, in batch order.
+/// One step's logits: one row per batch entry with `logits: true`, in batch order.
+pub enum Logits {
+    /// On the host: the CPU sampler reads them.
+    Host(Vec<Vec<f32>>),
+    /// `[rows, vocab]` on the model's device: sampled there, only token ids come back.
+    Device(Tensor),
+}
+
+/// What the scheduler needs from a model: one forward over a mixed batch.
 pub trait BatchModel {
     /// Longest sequence (prompt + generated) a slot holds.
     fn max_len(&self) -> usize;
     /// Concurrent sequences the model's cache holds.
     fn slots(&self) -> usize;
-    fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>>;
+    fn forward(&mut self, batch: &[SeqStep]) -> Result<Logits>;
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +188,20 @@ pub fn run<M: BatchModel>(
         let logits = model.forward(&steps)?;
         drop(steps);
 
-        let mut rows = logits.into_iter();
+        // One token for each row that asked for logits, in batch order.
+        let sampling: Vec<usize> = plan.iter().zip(&wants).filter(|(_, w)| **w).map(|(&(i, _, _), _)| i).collect();
+        let tokens: Vec<u32> = match logits {
+            Logits::Host(rows) => {
+                anyhow::ensure!(rows.len() == sampling.len(), "the model returned {} logit rows for {} sampling rows", rows.len(), sampling.len());
+                sampling.iter().zip(&rows).map(|(&i, row)| active[i].sampler.sample(row)).collect()
+            }
+            Logits::Device(tensor) => {
+                let draws: Vec<RowDraw> = sampling.iter().map(|&i| active[i].sampler.row_draw()).collect();
+                device_sampler::sample(&tensor, &draws)?
+            }
+        };
+
+        let mut tokens = tokens.into_iter();
         let mut finished = Vec::new();
         for (&(i, _, n), wants) in plan.iter().zip(wants) {
             let a = &mut active[i];
@@ -188,8 +211,7 @@ pub fn run<M: BatchModel>(
             if !wants {
                 continue;
             }
-            let row = rows.next().ok_or_else(|| anyhow::anyhow!("model returned too few logit rows"))?;
-            let token = a.sampler.sample(&row);
+            let token = tokens.next().ok_or_else(|| anyhow::anyhow!("the sampler returned too few tokens"))?;
             let finish = if config.stop_tokens.contains(&token) {
                 Some(FinishReason::Stop)
             } else {
@@ -234,7 +256,7 @@ mod tests {
         fn slots(&self) -> usize {
             self.slots
         }
-        fn forward(&mut self, batch: &[SeqStep]) -> Result<Vec<Vec<f32>>> {
+        fn forward(&mut self, batch: &[SeqStep]) -> Result<Logits> {
             self.steps.push(batch.iter().map(|s| (s.slot, s.start, s.tokens.len())).collect());
             let mut out = Vec::new();
             for s in batch {
@@ -249,7 +271,7 @@ mod tests {
                     out.push(row);
                 }
             }
-            Ok(out)
+            Ok(Logits::Host(out))
         }
     }
 
