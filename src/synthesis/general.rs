@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{Generated, Job};
-use crate::engine::{FinishReason, SamplingParams};
+use super::{Generated, Pipeline};
+use crate::engine::FinishReason;
 use crate::store::{Message, Row};
 
 /// Why a seed row produced no new row.
@@ -62,18 +62,6 @@ pub fn seed_parts(seed: &Row) -> (Option<&str>, Option<&str>) {
     (system, user)
 }
 
-/// Stage 1 jobs; `None` for seeds without a user message.
-pub fn request_jobs(seeds: &[Row], params: impl Fn(usize) -> SamplingParams) -> Vec<Option<Job>> {
-    seeds
-        .iter()
-        .enumerate()
-        .map(|(i, seed)| {
-            let (_, user) = seed_parts(seed);
-            user.map(|u| Job { messages: vec![Message::new("user", request_prompt(u))], params: params(i) })
-        })
-        .collect()
-}
-
 /// Removes what small models wrap a request in: surrounding whitespace, echoed example tags,
 /// a leading label, matching quotes, and an answer or commentary they run on into.
 pub fn clean_request(text: &str) -> String {
@@ -114,24 +102,31 @@ pub fn check(generated: &Generated, empty: DropReason, cut_off: DropReason) -> R
     }
 }
 
-/// Stage 2 job for a seed and its new request.
-pub fn answer_job(seed: &Row, request: &str, params: SamplingParams) -> Job {
-    let (system, _) = seed_parts(seed);
-    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
-    messages.push(Message::new("user", request));
-    Job { messages, params }
+/// General synthesis over seed rows.
+pub struct General<'a> {
+    pub seeds: &'a [Row],
 }
 
-/// The finished row with its provenance.
-pub fn new_row(seed: &Row, seed_index: usize, request: String, answer: String, provenance: &Map<String, Value>, row_seed: u64) -> Row {
-    let (system, _) = seed_parts(seed);
-    let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
-    messages.push(Message::new("user", request));
-    messages.push(Message::new("assistant", answer));
-    let mut metadata = provenance.clone();
-    metadata.insert("seedRow".into(), json!(seed_index));
-    metadata.insert("samplingSeed".into(), json!(row_seed));
-    Row { messages, metadata: Some(metadata) }
+impl Pipeline for General<'_> {
+    fn request(&self, i: usize) -> Result<Vec<Message>, DropReason> {
+        let (_, user) = seed_parts(&self.seeds[i]);
+        let user = user.ok_or(DropReason::SeedWithoutUserMessage)?;
+        Ok(vec![Message::new("user", request_prompt(user))])
+    }
+
+    /// The new request under the seed's system message, if any.
+    fn answer(&self, i: usize, request: &str) -> Vec<Message> {
+        let (system, _) = seed_parts(&self.seeds[i]);
+        let mut messages: Vec<Message> = system.map(|s| Message::new("system", s)).into_iter().collect();
+        messages.push(Message::new("user", request));
+        messages
+    }
+
+    fn row(&self, i: usize, request: String, answer: String, provenance: Map<String, Value>) -> Row {
+        let mut messages = self.answer(i, &request);
+        messages.push(Message::new("assistant", answer));
+        Row { messages, metadata: Some(provenance) }
+    }
 }
 
 /// Counts of dropped rows by reason, as the manifest shows them.
@@ -178,8 +173,12 @@ mod tests {
             metadata: None,
         };
         assert_eq!(seed_parts(&row), (Some("Be brief."), Some("Hi")));
-        let job = answer_job(&row, "New question", SamplingParams { temperature: 0.0, top_p: 1.0, top_k: 0, max_new_tokens: 4, seed: 1 });
-        assert_eq!(job.messages, vec![Message::new("system", "Be brief."), Message::new("user", "New question")]);
+        let seeds = [row, Row { messages: vec![Message::new("assistant", "Hello")], metadata: None }];
+        let general = General { seeds: &seeds };
+        assert_eq!(general.answer(0, "New question"), vec![Message::new("system", "Be brief."), Message::new("user", "New question")]);
+        assert_eq!(general.request(1), Err(DropReason::SeedWithoutUserMessage));
+        let made = general.row(0, "New question".into(), "Sure.".into(), Map::new());
+        assert_eq!(made.messages.len(), 3);
         let counts = drop_counts(&[DropReason::EmptyAnswer, DropReason::EmptyAnswer, DropReason::RequestCutOff]);
         assert_eq!(serde_json::Value::Object(counts), json!({"requestCutOff": 1, "emptyAnswer": 2}));
     }

@@ -17,6 +17,17 @@ use crate::model::LoadedModel;
 use crate::progress::Progress;
 use crate::store::Message;
 
+/// What one kind of synthesis asks of the model and makes of its answers, for each seed row:
+/// `synth run` does the rest (model, journal, batched stages, retries, splits, manifest).
+pub trait Pipeline {
+    /// Stage 1: the conversation that asks for a new request, or why this row is skipped.
+    fn request(&self, row: usize) -> Result<Vec<Message>, general::DropReason>;
+    /// Stage 2: the conversation whose completion answers the new request.
+    fn answer(&self, row: usize, request: &str) -> Vec<Message>;
+    /// The new dataset row; `provenance` holds the metadata every row carries.
+    fn row(&self, row: usize, request: String, answer: String, provenance: serde_json::Map<String, serde_json::Value>) -> crate::store::Row;
+}
+
 /// One conversation to complete.
 #[derive(Debug, Clone)]
 pub struct Job {

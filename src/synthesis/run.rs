@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::general::{self, DropReason};
 use super::journal::{self, Journal, Key};
-use super::{generate, mix_seed, EngineOptions, Generated, Job, RateCap};
+use super::{generate, mix_seed, EngineOptions, Generated, Job, Pipeline, RateCap};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::SynthError;
@@ -69,6 +69,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     if seeds.is_empty() {
         return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows")).hint("import rows with `synth datasets import FILE --id ID`").into());
     }
+    let pipeline: Box<dyn Pipeline + '_> = Box::new(general::General { seeds: &seeds });
 
     // Settle a chosen output id before hours of generation, not after.
     let output_id = match &options.output_id {
@@ -135,26 +136,36 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     };
 
     // Stage 1: new requests.
-    let request_jobs = general::request_jobs(&seeds, |i| params(i, 1));
     let mut drops: Vec<DropReason> = Vec::new();
-    let runnable: Vec<(usize, super::Job)> = request_jobs.into_iter().enumerate().filter_map(|(i, j)| j.map(|j| (i, j))).collect();
-    drops.extend(std::iter::repeat_n(DropReason::SeedWithoutUserMessage, seeds.len() - runnable.len()));
+    let mut request_jobs = Vec::new();
+    for i in 0..seeds.len() {
+        match pipeline.request(i) {
+            Ok(messages) => request_jobs.push((i, Job { messages, params: params(i, 1) })),
+            Err(reason) => drops.push(reason),
+        }
+    }
     let mut answer_jobs = Vec::new();
-    for (seed_index, outcome) in stages.run(1, "requests", runnable, |g| general::check(g, DropReason::EmptyRequest, DropReason::RequestCutOff))? {
+    let mut requests = Vec::new();
+    for (i, outcome) in stages.run(1, "requests", request_jobs, |g| general::check(g, DropReason::EmptyRequest, DropReason::RequestCutOff))? {
         match outcome {
-            Ok(request) => answer_jobs.push((seed_index, general::answer_job(&seeds[seed_index], &request, params(seed_index, 2)))),
+            Ok(request) => {
+                answer_jobs.push((i, Job { messages: pipeline.answer(i, &request), params: params(i, 2) }));
+                requests.push(request);
+            }
             Err(reason) => drops.push(reason),
         }
     }
 
     // Stage 2: answers to the requests that survived.
-    let provenance: Map<String, Value> = [("model".to_string(), json!(model.resolved.spec.name)), ("seedDataset".to_string(), json!(dataset_id))].into_iter().collect();
-    let requests: Vec<(usize, String)> = answer_jobs.iter().map(|(i, job)| (*i, job.messages.last().map(|m| m.content.clone()).unwrap_or_default())).collect();
-    let answers = stages.run(2, "answers", answer_jobs, |g| general::check(g, DropReason::EmptyAnswer, DropReason::AnswerCutOff))?;
     let mut rows: Vec<Row> = Vec::new();
-    for ((seed_index, request), (_, outcome)) in requests.into_iter().zip(answers) {
+    let answers = stages.run(2, "answers", answer_jobs, |g| general::check(g, DropReason::EmptyAnswer, DropReason::AnswerCutOff))?;
+    for (request, (i, outcome)) in requests.into_iter().zip(answers) {
         match outcome {
-            Ok(answer) => rows.push(general::new_row(&seeds[seed_index], seed_index, request, answer, &provenance, mix_seed(inference.seed, seed_index as u64))),
+            Ok(answer) => {
+                let provenance = json!({"model": model.resolved.spec.name, "seedDataset": dataset_id, "seedRow": i, "samplingSeed": mix_seed(inference.seed, i as u64)});
+                let Value::Object(provenance) = provenance else { unreachable!("an object literal") };
+                rows.push(pipeline.row(i, request, answer, provenance));
+            }
             Err(reason) => drops.push(reason),
         }
     }
