@@ -4,6 +4,7 @@
 //! it renders each conversation with the model's chat template, sizes an [`Engine`] for the
 //! batch, and runs the scheduler with the rate cap.
 
+pub mod failure_modes;
 pub mod general;
 pub mod run;
 

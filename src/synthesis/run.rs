@@ -15,7 +15,7 @@ use crate::model::{LoadedModel, Registry};
 use crate::output;
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::{Recipe, SynthesisType};
-use crate::store::{Row, Store, KIND_SYNTHESIZED};
+use crate::store::{Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
     pub device: DeviceChoice,
@@ -49,6 +49,11 @@ impl RunReport {
 pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let recipe = Recipe::from_path(recipe_path)?;
+    if let Ok(seed) = store.manifest(&recipe.synthesis.dataset_id) {
+        if seed.kind == KIND_FAILURE_MODES {
+            return super::failure_modes::run(recipe, recipe_path, store, options, seed, started);
+        }
+    }
     let SynthesisType::General = recipe.synthesis.kind;
     let dataset_id = &recipe.synthesis.dataset_id;
 
@@ -178,7 +183,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// The model as the manifest records it: names and every file with its sha256.
-fn model_manifest(model: &LoadedModel) -> Result<Value> {
+pub(crate) fn model_manifest(model: &LoadedModel) -> Result<Value> {
     let spec = &model.resolved.spec;
     let mut files = Vec::new();
     for (name, path) in &model.resolved.files {
