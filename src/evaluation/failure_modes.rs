@@ -78,9 +78,9 @@ pub fn group(failures: &[Failure]) -> Vec<FailureMode> {
             let what = if words.is_empty() { "no-rationale".to_string() } else { words.join("-") };
             let medoid = texts[medoid(&texts)].trim();
             let description = if medoid.is_empty() {
-                format!("the judge `{evaluator}` judged the answer wrong without saying why ({} rows)", cluster_members.len())
+                format!("the judge `{evaluator}` judged the answer wrong without saying why")
             } else {
-                format!("the judge `{evaluator}` judged the answer wrong ({} rows), for example: \"{}\"", cluster_members.len(), medoid)
+                format!("the judge `{evaluator}` judged the answer wrong, saying: \"{medoid}\"")
             };
             modes.push(FailureMode { label: format!("{evaluator}/{what}"), evaluator: evaluator.clone(), description, members: cluster_members });
         }
@@ -112,26 +112,25 @@ fn output_problem(f: &Failure) -> Option<&'static str> {
 
 fn describe(evaluator: &str, what: &str, members: &[usize], failures: &[Failure]) -> String {
     let summary = match what {
-        "prompt-too-long" => "the prompt did not fit the model's context, so there was no answer".to_string(),
-        "empty-output" => "the answer was empty".to_string(),
-        "cut-off" => "the answer ran on until the token limit cut it off, instead of ending with a short answer".to_string(),
-        other => format!("the answer failed `{evaluator}` ({})", other.replace('-', " ")),
+        "prompt-too-long" => return "the prompt did not fit the model's context, so there was no answer".to_string(),
+        "empty-output" => return "the answer was empty".to_string(),
+        "cut-off" => "the answer rambled on until the token limit cut it off, instead of ending with a short answer".to_string(),
+        other => format!("the `{evaluator}` check failed: {}", other.replace('-', " ")),
     };
-    let mut examples: Vec<String> = Vec::new();
+    let mut examples: Vec<&str> = Vec::new();
     for &i in members {
         let r = failures[i].rationale.trim();
-        if !r.is_empty() && !examples.iter().any(|e| e == r) {
-            examples.push(r.to_string());
+        if !r.is_empty() && !examples.contains(&r) {
+            examples.push(r);
         }
         if examples.len() == EXAMPLES {
             break;
         }
     }
-    let count = if members.len() == 1 { "1 row".to_string() } else { format!("{} rows", members.len()) };
-    if examples.is_empty() || matches!(what, "prompt-too-long" | "empty-output") {
-        format!("{summary} ({count})")
+    if examples.is_empty() {
+        summary
     } else {
-        format!("{summary} ({count}; {})", examples.join("; "))
+        format!("{summary}; for example: {}", examples.join("; "))
     }
 }
 
@@ -272,7 +271,7 @@ mod tests {
             [("numeric/wrong-number", 2), ("exact/empty-output", 1), ("exact/mismatch", 1), ("numeric/cut-off", 1), ("numeric/no-number", 1)]
         );
         assert_eq!(modes.iter().map(FailureMode::count).sum::<usize>(), failures.len());
-        assert!(modes[0].description.contains("expected 56, got 54") && modes[0].description.contains("2 rows"), "{}", modes[0].description);
+        assert_eq!(modes[0].description, "the `numeric` check failed: wrong number; for example: expected 56, got 54; expected 9, got 8");
     }
 
     #[test]

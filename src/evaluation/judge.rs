@@ -5,7 +5,9 @@
 //!    `pass`) key: `{"verdict": "fail", "rationale": "..."}`;
 //! 2. a labelled line: `Verdict: PASS`, `**Final verdict** - incorrect`, `Judgement = yes`;
 //! 3. a bold verdict on its own: `**Correct**`, `**FAIL.**`;
-//! 4. a reply that starts with one: `Yes, ...`, `Incorrect. ...`, `PASS`.
+//! 4. a reply that starts with one: `Yes, ...`, `Incorrect. ...`, `PASS`;
+//! 5. a first sentence that states one: `The student answer is incorrect.`, `... is not correct`
+//!    (every such statement in it must agree).
 //!
 //! A labelled verdict that names both outcomes (`Verdict: PASS or FAIL`, the template echoed
 //! back) or no known word is *unparseable*, and so is a reply with no verdict at all: counted as
@@ -36,7 +38,7 @@ pub fn parse(reply: &str) -> JudgeReply {
     let text = reply.trim();
     let rationale = labelled_rationale(text);
     // Each rule says: not mine (`None`), mine but no readable verdict (`Some(None)`), or a verdict.
-    let found = json_verdict(text).or_else(|| labelled_verdict(text)).or_else(|| bold_verdict(text)).or_else(|| leading_verdict(text));
+    let found = json_verdict(text).or_else(|| labelled_verdict(text)).or_else(|| bold_verdict(text)).or_else(|| leading_verdict(text)).or_else(|| sentence_verdict(text));
     match found {
         Some(Some(Found { pass, rationale: from_json })) => {
             let rationale = from_json.or(rationale).unwrap_or_else(|| without_verdict_lines(text));
@@ -148,6 +150,21 @@ fn leading_verdict(text: &str) -> Rule {
     decided(Some(pass))
 }
 
+fn sentence_verdict(text: &str) -> Rule {
+    static STATED: OnceLock<Regex> = OnceLock::new();
+    let re = STATED.get_or_init(|| {
+        Regex::new(r"(?i)\b(?:is|was|are|seems)\s+(not\s+)?(?:entirely\s+|completely\s+|fully\s+|indeed\s+|totally\s+)?(correct|incorrect|right|wrong|accurate|inaccurate)\b")
+            .expect("the statement pattern is valid")
+    });
+    let first = text.split_inclusive(['.', '!', '?', '\n']).next().unwrap_or(text);
+    let stated: Vec<bool> = re
+        .captures_iter(first)
+        .filter_map(|c| Some(word_verdict(c.get(2)?.as_str())? != c.get(1).is_some()))
+        .collect();
+    let first_verdict = *stated.first()?;
+    decided(stated.iter().all(|v| *v == first_verdict).then_some(first_verdict))
+}
+
 /// The text after `Rationale:` (or `Reason:`, `Explanation:`, ...), up to a verdict line.
 fn labelled_rationale(text: &str) -> Option<String> {
     static LABEL: OnceLock<Regex> = OnceLock::new();
@@ -215,6 +232,9 @@ mod tests {
         assert_eq!(verdict("No. It should be 9."), Verdict::Fail);
         assert_eq!(verdict("PASS"), Verdict::Pass);
         assert_eq!(verdict("incorrect"), Verdict::Fail);
+        assert_eq!(verdict("The student answer is incorrect."), Verdict::Fail);
+        assert_eq!(verdict("The student's answer is not entirely accurate. It says 5."), Verdict::Fail);
+        assert_eq!(verdict("The answer to the question is 81, which is correct."), Verdict::Pass);
     }
 
     #[test]
@@ -230,6 +250,8 @@ mod tests {
             "**Correct** answer would be **Incorrect**",
             "Nothing to see; correct or not, who knows",
             "Verdict:",
+            "The answer to grade is indeed correct, but the reference answer is incorrect.",
+            "The answer to the question is 15 + 27 = 32.",
         ] {
             assert_eq!(verdict(reply), Verdict::Unparseable, "{reply:?}");
         }

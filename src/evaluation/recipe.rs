@@ -40,13 +40,10 @@ pub const DEFAULT_RELATIVE_TOLERANCE: f64 = 0.0;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// The judge prompt used when an `llm_judge` evaluator gives no `promptTemplate`.
-pub const DEFAULT_JUDGE_TEMPLATE: &str = "You are grading an answer to a question.\n\n\
-Question:\n{prompt}\n\n\
-Reference answer:\n{reference}\n\n\
-Answer to grade:\n{output}\n\n\
-Is the answer to grade correct, given the reference answer? Reply in exactly this format:\n\
-Verdict: PASS or FAIL\n\
-Rationale: one sentence saying why";
+pub const DEFAULT_JUDGE_TEMPLATE: &str = "Question: {prompt}\n\
+Reference answer: {reference}\n\
+Student answer: {output}\n\n\
+Does the student answer agree with the reference answer? Start your reply with Yes or No, then say why in one sentence.";
 
 const CONFIG: &str = "recipeConfig.evaluationConfig";
 

@@ -39,6 +39,8 @@ pub struct FailedExample {
     pub reference: String,
     pub system: Option<String>,
     pub evaluator: Option<String>,
+    /// Why the evaluator failed this row (metadata `rationale`), if recorded.
+    pub rationale: Option<String>,
 }
 
 /// Reads a failure-mode row: its label (metadata `failureMode`), the mode's description from
@@ -54,20 +56,24 @@ pub fn failed_example(row: &Row, descriptions: &BTreeMap<String, String>) -> std
     let request = request.ok_or("has no user message")?.to_string();
     let reference = row.messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.clone()).ok_or("has no assistant message (the reference)")?;
     let description = descriptions.get(&label).cloned().unwrap_or_else(|| format!("failure mode `{label}`"));
-    let evaluator = meta.and_then(|m| m.get("evaluator")).and_then(Value::as_str).map(str::to_string);
-    Ok(FailedExample { label, description, request, reference, system: system.map(str::to_string), evaluator })
+    let text = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
+    Ok(FailedExample { label, description, request, reference, system: system.map(str::to_string), evaluator: text("evaluator"), rationale: text("rationale") })
 }
 
 /// The instruction for stage 1.
 pub fn request_prompt(failed: &FailedExample) -> String {
+    let why = match &failed.rationale {
+        Some(r) => format!("The assistant's answer was wrong ({}).", r.trim()),
+        None => "The assistant's answer was wrong.".to_string(),
+    };
     format!(
-        "An AI assistant answered this request wrongly:\n\n<request>\n{}\n</request>\n\n\
-         What went wrong ({}): {}\n\n\
-         Write one new request that tests the same skill and could trip an assistant up in the same way, \
-         but about something different. Reply with the new request only, without any preamble, quotes or answer.",
+        "Here is a request that an AI assistant got wrong:\n\n<request>\n{}\n</request>\n\n\
+         {why} This kind of mistake ({}): {}.\n\n\
+         Write one new request of the same kind, about something different, that tests the same skill. \
+         Reply with the new request only, without any preamble, quotes or answer.",
         failed.request.trim(),
         failed.label,
-        failed.description.trim()
+        failed.description.trim().trim_end_matches('.')
     )
 }
 
@@ -260,13 +266,14 @@ mod tests {
     #[test]
     fn reads_failed_rows_with_their_mode() {
         let descriptions: BTreeMap<String, String> = [("numeric/wrong-number".to_string(), "the answer gave a wrong number".to_string())].into();
-        let f = failed_example(&row(json!({"failureMode": "numeric/wrong-number", "evaluator": "numeric"})), &descriptions).unwrap();
+        let f = failed_example(&row(json!({"failureMode": "numeric/wrong-number", "evaluator": "numeric", "rationale": "expected 56, got 54"})), &descriptions).unwrap();
+        assert_eq!(f.rationale.as_deref(), Some("expected 56, got 54"));
         assert_eq!(f.request, "What is 7 times 8?");
         assert_eq!(f.reference, "56");
         assert_eq!(f.description, "the answer gave a wrong number");
         assert_eq!(f.evaluator.as_deref(), Some("numeric"));
         let prompt = request_prompt(&f);
-        assert!(prompt.contains("What is 7 times 8?") && prompt.contains("wrong number") && prompt.contains("numeric/wrong-number"), "{prompt}");
+        assert!(prompt.contains("What is 7 times 8?") && prompt.contains("wrong number") && prompt.contains("numeric/wrong-number") && prompt.contains("got 54"), "{prompt}");
         let ground = grounding(&f);
         assert!(ground.contains("56") && ground.contains("What is 7 times 8?"), "{ground}");
 
