@@ -226,6 +226,23 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
     let registry = Registry::load(Some(store.root()))?;
     let model = LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
     check_context(&model, &recipe.inference, recipe_path, "recipeConfig.evaluationConfig.inferenceConfig")?;
+    // Judge models load before any generation, so a missing one fails fast; a judge naming the
+    // evaluated model shares it.
+    let mut judge_models: Vec<(String, LoadedModel)> = Vec::new();
+    let mut judge_of: BTreeMap<usize, String> = BTreeMap::new();
+    for (index, evaluator) in recipe.evaluators.iter().enumerate() {
+        let EvaluatorKind::LlmJudge(spec) = &evaluator.kind else { continue };
+        let name = registry.get(&spec.model.model_name)?.name.clone();
+        if name != model.resolved.spec.name && !judge_models.iter().any(|(n, _)| *n == name) {
+            let loaded = LoadedModel::load(&registry, &name, None, store.root(), &device)
+                .with_context(|| format!("loading the judge model of evaluator `{}`", evaluator.name))?;
+            judge_models.push((name.clone(), loaded));
+        }
+        let judge_model = judge_models.iter().find(|(n, _)| *n == name).map_or(&model, |(_, m)| m);
+        let at = format!("recipeConfig.evaluationConfig.evaluators[{index}].inferenceConfig");
+        check_context(judge_model, &spec.inference, recipe_path, &at)?;
+        judge_of.insert(index, name);
+    }
 
     // The model's answers.
     let jobs: Vec<Job> = examples
@@ -245,7 +262,6 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
     }
 
     // Every evaluator, in recipe order; judges run batched over all rows.
-    let mut judge_models: Vec<(String, LoadedModel)> = Vec::new();
     let mut judge_tokens = (0usize, 0usize);
     for (index, evaluator) in recipe.evaluators.iter().enumerate() {
         let EvaluatorKind::LlmJudge(spec) = &evaluator.kind else {
@@ -255,18 +271,8 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
             }
             continue;
         };
-        let name = registry.get(&spec.model.model_name)?.name.clone();
-        let judge_model: &LoadedModel = if name == model.resolved.spec.name {
-            &model
-        } else {
-            if !judge_models.iter().any(|(n, _)| *n == name) {
-                let loaded = LoadedModel::load(&registry, &name, None, store.root(), &device)?;
-                judge_models.push((name.clone(), loaded));
-            }
-            &judge_models.iter().find(|(n, _)| *n == name).context("the judge model was just loaded")?.1
-        };
-        let at = format!("recipeConfig.evaluationConfig.evaluators[{index}].inferenceConfig");
-        check_context(judge_model, &spec.inference, recipe_path, &at)?;
+        let name = judge_of.get(&index).context("every judge's model was resolved")?;
+        let judge_model = judge_models.iter().find(|(n, _)| n == name).map_or(&model, |(_, m)| m);
         let jobs: Vec<Job> = results
             .iter()
             .enumerate()
@@ -350,6 +356,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
         "recipe": recipe.source,
         "dataset": {"id": dataset_id, "rowsUsed": results.len(), "rowsInDataset": rows_in_dataset},
         "model": model_manifest(&model)?,
+        "judges": judge_of.iter().map(|(i, name)| (recipe.evaluators[*i].name.clone(), json!(name))).collect::<Map<String, Value>>(),
         "judgeModels": judges,
         "device": device::name(&device),
         "inferenceSeed": recipe.inference.seed,
