@@ -149,9 +149,9 @@ pub fn render_template(template: &str, prompt: &str, reference: &str, output: &s
         }
         let mut replaced = false;
         for (name, value) in [("{prompt}", prompt), ("{reference}", reference), ("{output}", output)] {
-            if tail.starts_with(name) {
+            if let Some(after) = tail.strip_prefix(name) {
                 out.push_str(value);
-                rest = &tail[name.len()..];
+                rest = after;
                 replaced = true;
                 break;
             }
@@ -575,7 +575,7 @@ mod tests {
             (with(&format!("{E}.generateFailureModes"), json!("true")), format!("{E}.generateFailureModes"), "true"),
         ];
         for (text, path, value) in cases {
-            assert_error(&text, &path, &value);
+            assert_error(&text, &path, value);
         }
     }
 
