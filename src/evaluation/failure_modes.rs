@@ -159,28 +159,44 @@ pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
 }
 
 /// Average-linkage agglomerative clustering of texts; clusters of indices, each ascending,
-/// in order of their first member.
+/// in order of their first member. Merges the most similar pair of clusters (the first in
+/// index order on ties) while its similarity is at least [`MERGE_THRESHOLD`]. Each cluster
+/// keeps its best partner among the later clusters, so a merge only rescans the rows it
+/// touched: about O(n²) rather than O(n³) for n failures.
 pub fn cluster(texts: &[&str]) -> Vec<Vec<usize>> {
     let sets: Vec<BTreeSet<String>> = texts.iter().map(|t| tokens(t)).collect();
     let n = sets.len();
-    let sim: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| jaccard(&sets[i], &sets[j])).collect()).collect();
+    // Average similarity between live clusters, kept up to date (Lance-Williams).
+    let mut link = vec![vec![0.0f64; n]; n];
+    for i in 0..n {
+        for j in i + 1..n {
+            let s = jaccard(&sets[i], &sets[j]);
+            link[i][j] = s;
+            link[j][i] = s;
+        }
+    }
     let mut clusters: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
-    // Average similarity between clusters, kept up to date (Lance-Williams for average linkage).
-    let mut link = sim.clone();
     let mut alive: Vec<bool> = vec![true; n];
-    loop {
-        let mut best: Option<(f64, usize, usize)> = None;
-        for a in 0..n {
-            if !alive[a] {
-                continue;
+    let row_best = |a: usize, link: &[Vec<f64>], alive: &[bool]| -> Option<(f64, usize)> {
+        let mut best: Option<(f64, usize)> = None;
+        for b in a + 1..n {
+            if alive[b] && best.is_none_or(|(s, _)| link[a][b] > s) {
+                best = Some((link[a][b], b));
             }
-            for b in a + 1..n {
-                if alive[b] && link[a][b] >= MERGE_THRESHOLD && best.is_none_or(|(s, _, _)| link[a][b] > s) {
-                    best = Some((link[a][b], a, b));
+        }
+        best
+    };
+    let mut best: Vec<Option<(f64, usize)>> = (0..n).map(|a| row_best(a, &link, &alive)).collect();
+    loop {
+        let mut pick: Option<(f64, usize, usize)> = None;
+        for a in (0..n).filter(|&a| alive[a]) {
+            if let Some((s, b)) = best[a] {
+                if s >= MERGE_THRESHOLD && pick.is_none_or(|(p, _, _)| s > p) {
+                    pick = Some((s, a, b));
                 }
             }
         }
-        let Some((_, a, b)) = best else { break };
+        let Some((_, a, b)) = pick else { break };
         let (na, nb) = (clusters[a].len() as f64, clusters[b].len() as f64);
         for c in 0..n {
             if alive[c] && c != a && c != b {
@@ -193,6 +209,20 @@ pub fn cluster(texts: &[&str]) -> Vec<Vec<usize>> {
         clusters[a].extend(moved);
         clusters[a].sort_unstable();
         alive[b] = false;
+        best[b] = None;
+        best[a] = row_best(a, &link, &alive);
+        for c in (0..n).filter(|&c| alive[c] && c != a) {
+            match best[c] {
+                Some((_, t)) if t == a || t == b => best[c] = row_best(c, &link, &alive),
+                current if c < a => {
+                    let s = link[c][a];
+                    if current.is_none_or(|(v, t)| s > v || (s == v && a < t)) {
+                        best[c] = Some((s, a));
+                    }
+                }
+                _ => {}
+            }
+        }
     }
     clusters.into_iter().zip(alive).filter(|(c, alive)| *alive && !c.is_empty()).map(|(c, _)| c).collect()
 }
@@ -298,6 +328,53 @@ mod tests {
         let mut all: Vec<usize> = modes.iter().flat_map(|m| m.members.clone()).collect();
         all.sort();
         assert_eq!(all, [0, 1, 2, 3, 4]);
+    }
+
+    /// The plain O(n³) algorithm: scan every pair for the best merge each time.
+    fn cluster_naive(texts: &[&str]) -> Vec<Vec<usize>> {
+        let sets: Vec<BTreeSet<String>> = texts.iter().map(|t| tokens(t)).collect();
+        let n = sets.len();
+        let mut link: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| jaccard(&sets[i], &sets[j])).collect()).collect();
+        let mut clusters: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
+        let mut alive = vec![true; n];
+        loop {
+            let mut best: Option<(f64, usize, usize)> = None;
+            for a in (0..n).filter(|&a| alive[a]) {
+                for b in (a + 1..n).filter(|&b| alive[b]) {
+                    if link[a][b] >= MERGE_THRESHOLD && best.is_none_or(|(s, _, _)| link[a][b] > s) {
+                        best = Some((link[a][b], a, b));
+                    }
+                }
+            }
+            let Some((_, a, b)) = best else { break };
+            let (na, nb) = (clusters[a].len() as f64, clusters[b].len() as f64);
+            for c in (0..n).filter(|&c| alive[c] && c != a && c != b) {
+                let merged = (na * link[a][c] + nb * link[b][c]) / (na + nb);
+                link[a][c] = merged;
+                link[c][a] = merged;
+            }
+            let moved = std::mem::take(&mut clusters[b]);
+            clusters[a].extend(moved);
+            clusters[a].sort_unstable();
+            alive[b] = false;
+        }
+        clusters.into_iter().zip(alive).filter(|(_, alive)| *alive).map(|(c, _)| c).collect()
+    }
+
+    #[test]
+    fn fast_clustering_merges_exactly_like_the_plain_algorithm() {
+        let words = ["capital", "city", "wrong", "number", "units", "meters", "grams", "missing", "format", "rambles", "country", "sum"];
+        let mut state: u64 = 7;
+        let mut next = |m: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % m) as usize
+        };
+        for round in 0..20 {
+            let n = 5 + round * 3;
+            let texts: Vec<String> = (0..n).map(|_| (0..1 + next(4)).map(|_| words[next(words.len() as u64)]).collect::<Vec<_>>().join(" ")).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            assert_eq!(cluster(&refs), cluster_naive(&refs), "{refs:?}");
+        }
     }
 
     #[test]
