@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::{self, SynthError};
+use crate::evaluation;
+use crate::evaluation::recipe::{is_evaluation_recipe, EvalRecipe};
+use crate::evaluation::run::EvalOptions;
 use crate::model::{presence, LoadedModel, Presence, Registry};
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::Recipe;
@@ -43,6 +46,8 @@ pub enum Command {
     },
     /// Run a synthesis recipe and publish the new dataset.
     Run(RunArgs),
+    /// Run an evaluation recipe (`synth eval RECIPE`), or look at a stored run (`synth eval show RUN`).
+    Eval(EvalArgs),
     /// Complete conversations with a model: one completion per input, in input order.
     Generate(GenerateArgs),
     /// Manage stored datasets (under `SYNTH_HOME`).
@@ -101,6 +106,36 @@ pub struct RunArgs {
     pub retries: u32,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
+    /// The evaluation recipe file (JSON).
+    #[arg(required = true)]
+    pub recipe: Option<PathBuf>,
+    /// Id of the new run (default: the next free `eval_run_<n>`); existing runs are never replaced.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Evaluate only the first N dataset rows.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvalCommand {
+    /// Print a stored run's summary and its worst rows.
+    Show {
+        /// The run id, e.g. `eval_run_1`.
+        run: String,
+        /// How many of the worst rows (most failed evaluators first) to print.
+        #[arg(long, default_value_t = 5)]
+        worst: usize,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -189,6 +224,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { recipes } => validate(&recipes),
         Command::Run(args) => run_command(args, cli.device, progress),
+        Command::Eval(args) => eval_command(args, cli.device, progress),
         Command::Generate(args) => generate_command(args, cli.device, progress),
         Command::Datasets(command) => datasets_command(command),
         Command::Models(ModelsCommand::List) => models_list(),
@@ -199,6 +235,13 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn validate(paths: &[PathBuf]) -> Result<()> {
     let mut failures = Vec::new();
     for path in paths {
+        if is_evaluation_recipe(path) {
+            match EvalRecipe::from_path(path) {
+                Ok(r) => println!("ok: {} (evaluation: model `{}`, dataset `{}`, {} evaluators)", path.display(), r.model.model_name, r.dataset_id, r.evaluators.len()),
+                Err(err) => failures.push(err),
+            }
+            continue;
+        }
         match Recipe::from_path(path) {
             Ok(recipe) => println!("ok: {} (model `{}`, dataset `{}`)", path.display(), recipe.model.model_name, recipe.synthesis.dataset_id),
             Err(err) => failures.push(err),
@@ -262,6 +305,40 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     })
     .context("cannot install the Ctrl-C handler")?;
     Ok(stop)
+}
+
+fn eval_command(args: EvalArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
+    let store = Store::open_default()?;
+    if let Some(EvalCommand::Show { run, worst }) = args.command {
+        print!("{}", evaluation::run::show(&store, &run, worst)?);
+        return Ok(());
+    }
+    let recipe = args.recipe.context("clap requires a recipe")?;
+    let options = EvalOptions {
+        device,
+        run_id: args.run_id,
+        limit: args.limit,
+        model_path: args.engine.model_path.clone(),
+        progress,
+        engine: args.engine.options()?,
+    };
+    let report = evaluation::run::run(&recipe, &store, &options)?;
+    for e in &report.evaluators {
+        let rate = e.pass_rate().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        eprintln!("{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)", e.name, e.pass, e.fail, e.unparseable, e.skipped);
+    }
+    eprintln!("evaluated {} rows in {:.1}s, {} failed; run `{}` is at {}", report.rows, report.wall_seconds, report.failed_rows, report.run_id, report.path.display());
+    println!("{}", report.run_id);
+    match &report.failure_modes_dataset {
+        Some(id) => {
+            eprintln!("{} failure modes over {} failed rows: dataset `{id}`", report.failure_modes, report.failed_rows);
+            println!("{id}");
+        }
+        None if report.failed_rows == 0 => eprintln!("no row failed, so there is no failure-mode dataset"),
+        None => {}
+    }
+    eprintln!("see `synth eval show {}`", report.run_id);
+    Ok(())
 }
 
 /// Reads `synth generate --input`: `{"messages": [...]}` or `{"prompt": "..."}` per line.

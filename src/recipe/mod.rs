@@ -33,8 +33,8 @@
 //! to write `512`. The extensions are not part of Oumi's schema; recipes that use them are not
 //! portable to Oumi.
 
-mod raw;
-mod validate;
+pub(crate) mod raw;
+pub(crate) mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -200,6 +200,17 @@ const STRUCTURE_HINT: &str =
     "a recipe is a JSON object with `modelIdentifier`, `synthesisConfig` and optionally `inferenceConfig`; see recipes/general.json";
 
 fn failure_to_error(failure: raw::Failure, origin: &str) -> anyhow::Error {
+    if failure.path == "recipeConfig" && failure.message.starts_with("unknown field") {
+        return SynthError::invalid(format!("{origin}: this is an evaluation recipe (it has `recipeConfig`), not a synthesis recipe"))
+            .hint(format!("run it with `synth eval {origin}`"))
+            .into();
+    }
+    failure_to_error_with(failure, origin, STRUCTURE_HINT)
+}
+
+/// `<origin>: <json.path>: <problem>` as an `Invalid` error; `structure_hint` goes with errors
+/// about the document's overall shape.
+pub(crate) fn failure_to_error_with(failure: raw::Failure, origin: &str, structure_hint: &str) -> anyhow::Error {
     let message = if failure.path.is_empty() {
         format!("{origin}: {}", failure.message)
     } else {
@@ -209,7 +220,7 @@ fn failure_to_error(failure: raw::Failure, origin: &str) -> anyhow::Error {
     if let Some(hint) = failure.hint {
         err = err.hint(hint);
     } else if failure.path.is_empty() && failure.message.starts_with("expected ") {
-        err = err.hint(STRUCTURE_HINT);
+        err = err.hint(structure_hint);
     }
     err.into()
 }

@@ -14,7 +14,7 @@ use serde_path_to_error::Segment;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawRecipe {
+pub(crate) struct RawRecipe {
     pub model_identifier: Obj<RawModelIdentifier>,
     pub inference_config: Option<Obj<RawInferenceConfig>>,
     pub synthesis_config: Obj<RawSynthesisConfig>,
@@ -22,7 +22,7 @@ pub(super) struct RawRecipe {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawModelIdentifier {
+pub(crate) struct RawModelIdentifier {
     pub model_type: Option<Text>,
     pub model_name: Text,
     pub model_id: Option<Text>,
@@ -31,7 +31,7 @@ pub(super) struct RawModelIdentifier {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawInferenceConfig {
+pub(crate) struct RawInferenceConfig {
     pub inference_temperature: Option<Number>,
     pub inference_max_new_tokens: Option<Count>,
     pub inference_seed: Option<Count>,
@@ -44,21 +44,21 @@ pub(super) struct RawInferenceConfig {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawSynthesisConfig {
+pub(crate) struct RawSynthesisConfig {
     pub synthesis_type: Text,
     pub synthesis_config: Obj<RawGeneralConfig>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RawGeneralConfig {
+pub(crate) struct RawGeneralConfig {
     pub dataset_id: Text,
     pub dataset_distribution: Option<Obj<RawDistribution>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawDistribution {
+pub(crate) struct RawDistribution {
     pub train: Option<Number>,
     pub validation: Option<Number>,
     pub test: Option<Number>,
@@ -66,16 +66,21 @@ pub(super) struct RawDistribution {
 
 /// Parses `text` into the raw shapes. On failure returns the JSON path (empty for the whole
 /// document or a syntax error) and a message without the file name.
-pub(super) fn parse(text: &str) -> Result<RawRecipe, Failure> {
+pub(crate) fn parse(text: &str) -> Result<RawRecipe, Failure> {
+    parse_as(text)
+}
+
+/// Parses `text` into any raw shape built from this module's pieces (the evaluation recipe's too).
+pub(crate) fn parse_as<T: DeserializeOwned>(text: &str) -> Result<T, Failure> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let raw: Obj<RawRecipe> = serde_path_to_error::deserialize(&mut de).map_err(|e| translate(text, e))?;
+    let raw: Obj<T> = serde_path_to_error::deserialize(&mut de).map_err(|e| translate(text, e))?;
     de.end().map_err(|e| syntax(&e))?;
     Ok(raw.0)
 }
 
 /// A parse failure: where in the document, what is wrong, and what to do about it.
 #[derive(Debug)]
-pub(super) struct Failure {
+pub(crate) struct Failure {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
@@ -243,7 +248,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A JSON object deserialized into `T`; arrays are refused.
-pub(super) struct Obj<T>(pub T);
+pub(crate) struct Obj<T>(pub T);
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Obj<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -334,7 +339,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 /// Any JSON number, as f64. Range rules are checked in stage two.
 /// `shown` is the value as written, for messages: `-1` stays `-1`, `1.0` stays `1.0`.
-pub(super) struct Number {
+pub(crate) struct Number {
     pub value: f64,
     pub shown: String,
 }
@@ -351,7 +356,7 @@ impl<'de> Deserialize<'de> for Number {
 }
 
 /// A non-negative integer that fits in u64, written without a fraction or exponent.
-pub(super) struct Count(pub u64);
+pub(crate) struct Count(pub u64);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -375,7 +380,7 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
-pub(super) struct Text(pub String);
+pub(crate) struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -386,7 +391,7 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-pub(super) struct Flag(pub bool);
+pub(crate) struct Flag(pub bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -398,7 +403,7 @@ impl<'de> Deserialize<'de> for Flag {
 }
 
 /// A float as the user most likely wrote it: `512.0` keeps its point, huge values use exponents.
-pub(super) fn show_float(f: f64) -> String {
+pub(crate) fn show_float(f: f64) -> String {
     if f != 0.0 && (f.abs() >= 1e16 || f.abs() < 1e-6) {
         format!("{f:e}")
     } else {
@@ -407,7 +412,7 @@ pub(super) fn show_float(f: f64) -> String {
 }
 
 /// A string for a message in backticks: as is when that is unambiguous, else as JSON.
-pub(super) fn show_text(s: &str) -> String {
+pub(crate) fn show_text(s: &str) -> String {
     let plain =
         !s.is_empty() && s.chars().count() <= 60 && s.trim() == s && !s.chars().any(|c| c.is_control() || c == '`');
     if plain {
@@ -418,7 +423,7 @@ pub(super) fn show_text(s: &str) -> String {
 }
 
 /// A string as JSON (quoted, escaped), cut short so a pasted document does not flood the terminal.
-pub(super) fn show_str(s: &str) -> String {
+pub(crate) fn show_str(s: &str) -> String {
     const MAX_CHARS: usize = 60;
     if s.chars().count() <= MAX_CHARS {
         serde_json::Value::from(s).to_string()

@@ -11,22 +11,23 @@ const DISTRIBUTION: &str = "synthesisConfig.synthesisConfig.datasetDistribution"
 
 pub(super) fn recipe(raw: RawRecipe, source: serde_json::Value) -> Result<Recipe, Failure> {
     Ok(Recipe {
-        model: model(raw.model_identifier.0)?,
-        inference: inference(raw.inference_config.map(|c| c.0))?,
+        model: model(raw.model_identifier.0, MODEL)?,
+        inference: inference(raw.inference_config.map(|c| c.0), INFERENCE)?,
         synthesis: synthesis(raw.synthesis_config.0)?,
         source,
     })
 }
 
-fn fail(path: String, message: String) -> Failure {
+pub(crate) fn fail(path: String, message: String) -> Failure {
     Failure { path, message, hint: None }
 }
 
-fn model(raw: super::raw::RawModelIdentifier) -> Result<ModelIdentifier, Failure> {
+/// `modelIdentifier` found at JSON path `at`.
+pub(crate) fn model(raw: super::raw::RawModelIdentifier, at: &str) -> Result<ModelIdentifier, Failure> {
     let model_type = raw.model_type.map_or_else(|| DEFAULT_MODEL_TYPE.to_string(), |t| t.0);
     if !SUPPORTED_MODEL_TYPES.contains(&model_type.as_str()) {
         return Err(fail(
-            format!("{MODEL}.modelType"),
+            format!("{at}.modelType"),
             format!(
                 "`{}` is not supported, the only supported model type is `{DEFAULT_MODEL_TYPE}`",
                 show_text(&model_type)
@@ -36,7 +37,7 @@ fn model(raw: super::raw::RawModelIdentifier) -> Result<ModelIdentifier, Failure
     let model_name = raw.model_name.0;
     if model_name.trim().is_empty() {
         return Err(Failure {
-            path: format!("{MODEL}.modelName"),
+            path: format!("{at}.modelName"),
             message: format!("`{}` must not be empty", show_text(&model_name)),
             hint: Some("name the model to run, for example `Qwen3-0.6B`".into()),
         });
@@ -49,10 +50,11 @@ fn model(raw: super::raw::RawModelIdentifier) -> Result<ModelIdentifier, Failure
     })
 }
 
-fn inference(raw: Option<super::raw::RawInferenceConfig>) -> Result<InferenceSettings, Failure> {
+/// `inferenceConfig` found at JSON path `at`.
+pub(crate) fn inference(raw: Option<super::raw::RawInferenceConfig>, at: &str) -> Result<InferenceSettings, Failure> {
     let defaults = InferenceSettings::default();
     let Some(raw) = raw else { return Ok(defaults) };
-    let path = |field: &str| format!("{INFERENCE}.{field}");
+    let path = |field: &str| format!("{at}.{field}");
 
     let temperature = match raw.inference_temperature {
         None => defaults.temperature,

@@ -19,6 +19,8 @@ pub const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 pub const KIND_IMPORTED: &str = "imported";
 pub const KIND_SYNTHESIZED: &str = "synthesized";
+/// Failed rows of an evaluation run, labelled by failure mode (`synth eval` with `generateFailureModes`).
+pub const KIND_FAILURE_MODES: &str = "failure_modes";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

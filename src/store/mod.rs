@@ -32,7 +32,7 @@ use crate::error::SynthError;
 pub use id::validate_dataset_id;
 pub use import::{ImportReport, RowFormatCounts};
 pub use jsonl::{JsonlReader, LineError, RowFormat};
-pub use manifest::{Manifest, SplitInfo, KIND_IMPORTED, KIND_SYNTHESIZED, MANIFEST_FILE, SPLITS};
+pub use manifest::{Manifest, SplitInfo, KIND_FAILURE_MODES, KIND_IMPORTED, KIND_SYNTHESIZED, MANIFEST_FILE, SPLITS};
 pub use pending::PendingDataset;
 pub use row::{Message, Row};
 

@@ -4,6 +4,7 @@
 //! it renders each conversation with the model's chat template, sizes an [`Engine`] for the
 //! batch, and runs the scheduler with the rate cap.
 
+pub mod failure_modes;
 pub mod general;
 pub mod journal;
 pub mod run;
@@ -26,6 +27,10 @@ pub trait Pipeline {
     fn answer(&self, row: usize, request: &str) -> Vec<Message>;
     /// The new dataset row; `provenance` holds the metadata every row carries.
     fn row(&self, row: usize, request: String, answer: String, provenance: serde_json::Map<String, serde_json::Value>) -> crate::store::Row;
+    /// Manifest fields of this kind of synthesis, given the rows made.
+    fn manifest(&self, _rows: &[crate::store::Row]) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }
 
 /// One conversation to complete.

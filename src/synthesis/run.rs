@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 
+use super::failure_modes::FailureModes;
 use super::general::{self, DropReason};
 use super::journal::{self, Journal, Key};
 use super::{generate, mix_seed, EngineOptions, Generated, Job, Pipeline, RateCap};
@@ -19,7 +20,7 @@ use crate::output;
 use crate::engine::scheduler::Admission;
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::{Recipe, SynthesisType};
-use crate::store::{Row, Store, KIND_SYNTHESIZED};
+use crate::store::{Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
     pub device: DeviceChoice,
@@ -69,7 +70,14 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     if seeds.is_empty() {
         return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows")).hint("import rows with `synth datasets import FILE --id ID`").into());
     }
-    let pipeline: Box<dyn Pipeline + '_> = Box::new(general::General { seeds: &seeds });
+    // A seed made by `synth eval` (failure modes) gets examples aimed at each mode.
+    let seed_manifest = store.manifest(dataset_id)?;
+    let seed_kind = seed_manifest.kind.clone();
+    let pipeline: Box<dyn Pipeline + '_> = if seed_kind == KIND_FAILURE_MODES {
+        Box::new(FailureModes::new(dataset_id, &seed_manifest, &seeds)?)
+    } else {
+        Box::new(general::General { seeds: &seeds })
+    };
 
     // Settle a chosen output id before hours of generation, not after.
     let output_id = match &options.output_id {
@@ -185,7 +193,8 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     extra.insert("synthVersion".into(), json!(env!("CARGO_PKG_VERSION")));
     extra.insert("recipeFile".into(), json!(recipe_path.display().to_string()));
     extra.insert("recipe".into(), recipe.source.clone());
-    extra.insert("seedDataset".into(), json!({"id": dataset_id, "rowsUsed": seeds.len()}));
+    extra.insert("seedDataset".into(), json!({"id": dataset_id, "kind": seed_kind, "rowsUsed": seeds.len()}));
+    extra.extend(pipeline.manifest(&rows));
     extra.insert("model".into(), model_files);
     extra.insert("device".into(), json!(device::name(&device)));
     extra.insert("inferenceSeed".into(), json!(inference.seed));
@@ -218,7 +227,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// The model as the manifest records it: names and every file with its sha256.
-fn model_manifest(model: &LoadedModel) -> Result<Value> {
+pub(crate) fn model_manifest(model: &LoadedModel) -> Result<Value> {
     let spec = &model.resolved.spec;
     let mut files = Vec::new();
     for (name, path) in &model.resolved.files {
