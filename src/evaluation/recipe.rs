@@ -277,18 +277,7 @@ pub fn is_evaluation_recipe(path: &Path) -> bool {
 impl EvalRecipe {
     /// Reads and validates an evaluation recipe file; every message starts with its path.
     pub fn from_path(path: &Path) -> anyhow::Result<EvalRecipe> {
-        let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
-            let err = match e.kind() {
-                std::io::ErrorKind::NotFound => SynthError::not_found(format!("{origin}: no such file")),
-                _ => SynthError::failed(format!("{origin}: cannot read the file: {e}")),
-            };
-            anyhow::Error::from(err)
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            SynthError::invalid(format!("{origin}: not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
-                .hint("save the recipe as UTF-8 JSON")
-        })?;
+        let (origin, text) = crate::recipe::read_text(path)?;
         Self::from_json_str(&text, &origin)
     }
 

@@ -166,18 +166,7 @@ impl Default for Distribution {
 impl Recipe {
     /// Reads and validates a recipe file. Every error message starts with the file's path.
     pub fn from_path(path: &Path) -> anyhow::Result<Recipe> {
-        let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| {
-            let err = match e.kind() {
-                std::io::ErrorKind::NotFound => SynthError::not_found(format!("{origin}: no such file")),
-                _ => SynthError::failed(format!("{origin}: cannot read the file: {e}")),
-            };
-            anyhow::Error::from(err)
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            SynthError::invalid(format!("{origin}: not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
-                .hint("save the recipe as UTF-8 JSON")
-        })?;
+        let (origin, text) = read_text(path)?;
         Self::from_json_str(&text, &origin)
     }
 
@@ -194,6 +183,23 @@ impl Recipe {
             serde_json::from_str(text).map_err(|e| SynthError::invalid(format!("{origin}: invalid JSON: {e}")))?;
         validate::recipe(raw, source).map_err(|f| failure_to_error(f, origin))
     }
+}
+
+/// A recipe file's text and the name its messages give it; a missing, unreadable or non-UTF-8
+/// file is an error that starts with that name.
+pub fn read_text(path: &Path) -> anyhow::Result<(String, String)> {
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        let err = match e.kind() {
+            std::io::ErrorKind::NotFound => SynthError::not_found(format!("{origin}: no such file")),
+            _ => SynthError::failed(format!("{origin}: cannot read the file: {e}")),
+        };
+        anyhow::Error::from(err)
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        SynthError::invalid(format!("{origin}: not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())).hint("save the recipe as UTF-8 JSON")
+    })?;
+    Ok((origin, text))
 }
 
 const STRUCTURE_HINT: &str =
