@@ -3,12 +3,13 @@
 # candle-transformers' quantized Llama) and benches/llamacpp/run.sh (llama.cpp), then prints
 # one table with the ratios synth/llama.cpp and synth/candle per row.
 #
-#   benches/compare.sh [--rows prefill,1,8,32] [--threads 2] [--run-rows 64]
+#   benches/compare.sh [--rows prefill,1,8,32] [--threads 2] [--run-rows 64] [--run-only]
 #
 # Then the `synth run` row: the quickstart recipe made greedy (so both sides do the same work)
 # over a seed dataset of --run-rows rows (the 16 quickstart seeds repeated), run by the synth
 # binary and by llama.cpp doing the same two stages (benches/llamacpp/synth_run.py); rows/s
-# from start (model load included) to the last token. --run-rows 0 skips it.
+# from start (model load included) to the last token. --run-rows 0 skips it; --run-only skips
+# the token rows.
 #
 # The first run builds llama-cpp-python (several minutes); see benches/llamacpp/run.sh.
 set -euo pipefail
@@ -17,11 +18,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rows="prefill,1,8,32"
 threads="${BENCH_THREADS:-2}"
 run_rows=64
+run_only=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rows) rows="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --run-rows) run_rows="$2"; shift 2 ;;
+        --run-only) run_only=1; shift ;;
         -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "error: unknown argument \`$1\`" >&2; echo >&2; echo "hint: benches/compare.sh --rows prefill,1,8,32 --threads 2" >&2; exit 2 ;;
     esac
@@ -30,6 +33,7 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+if [[ "$run_only" == 0 ]]; then
 # Build first, so the compile does not overlap the llama.cpp measurements.
 (cd "$root" && cargo bench --bench throughput --no-run)
 (cd "$root" && cargo bench --bench throughput -- --rows "$rows" --threads "$threads" --tsv "$tmp/synth.tsv")
@@ -54,6 +58,7 @@ awk -F'\t' '
         }
     }
 ' "$tmp/synth.tsv" "$tmp/llamacpp.tsv"
+fi
 
 [[ "$run_rows" -gt 0 ]] || exit 0
 echo
@@ -85,7 +90,11 @@ print(json.dumps({"seedRows": rows, "keptRows": m["counts"]["rows"], "promptToke
 PY
 )
 echo "synth:     $synth_json"
-llama_json=$("$root/benches/llamacpp/run.sh" --synth-run --model "$model" --seed-jsonl "$seed" --threads "$threads" | tail -n 1)
+# The rows as synth stored them (chat form), in synth's reading order, for the peer.
+for split in train validation test; do
+    cat "$home/datasets/dataset_quickstart_seed/$split.jsonl" 2>/dev/null || true
+done > "$tmp/seed_chat.jsonl"
+llama_json=$("$root/benches/llamacpp/run.sh" --synth-run --model "$model" --seed-jsonl "$tmp/seed_chat.jsonl" --threads "$threads" | tail -n 1)
 echo "llama.cpp: $llama_json"
 python3 - "$synth_json" "$llama_json" <<'PY'
 import json, sys

@@ -112,7 +112,8 @@ class Engine:
         return b"".join(pieces).decode("utf-8", errors="replace")
 
     def generate(self, prompts, max_new):
-        """Continuous batching: returns (texts, generated token count) in prompt order."""
+        """Continuous batching: returns ([(text, stopped)], generated token count) in prompt order;
+        `stopped` is false for a generation cut off at `max_new` tokens."""
         queue = list(range(len(prompts)))[::-1]
         free = list(range(self.max_batch))[::-1]
         active = {}  # seq -> [index, tokens generated, next position, last token]
@@ -152,7 +153,8 @@ class Engine:
                 row = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, k), shape=(self.n_vocab,))
                 nxt = int(row.argmax())
                 state = active[seq]
-                if L.llama_vocab_is_eog(self.vocab, nxt):
+                stopped = L.llama_vocab_is_eog(self.vocab, nxt)
+                if stopped:
                     done = True
                 else:
                     state[1].append(nxt)
@@ -162,7 +164,7 @@ class Engine:
                         state[2] += 1
                     state[3] = nxt
                 if done:
-                    outputs[state[0]] = self.detokenize(state[1])
+                    outputs[state[0]] = (self.detokenize(state[1]), stopped)
                     L.llama_memory_seq_rm(self.memory, seq, -1, -1)
                     del active[seq]
                     free.append(seq)
@@ -196,17 +198,19 @@ def main():
     stage1 = [render([{"role": "user", "content": request_prompt(first(s, "user"))}]) for s in seeds]
     requests, gen1 = engine.generate(stage1, args.max_new_tokens)
     answer_inputs = []
-    for s, r in zip(seeds, requests):
+    for s, (r, stopped) in zip(seeds, requests):
         r = clean_request(r)
-        if r:
+        if r and stopped:  # synth drops empty and cut-off requests
             system = first(s, "system")
             messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r}]
             answer_inputs.append(render(messages))
     answers, gen2 = engine.generate(answer_inputs, args.max_new_tokens)
+    kept = sum(1 for text, stopped in answers if stopped and text.strip())
     seconds = time.perf_counter() - started
     print(json.dumps({
         "seedRows": len(seeds),
         "generations": len(stage1) + len(answer_inputs),
+        "keptRows": kept,
         "promptTokens": sum(map(len, stage1)) + sum(map(len, answer_inputs)),
         "generatedTokens": gen1 + gen2,
         "seconds": round(seconds, 3),
