@@ -18,16 +18,15 @@ use super::failure_modes::{self, FailureMode};
 use super::judge;
 use super::recipe::{render_template, EvalRecipe, EvaluatorKind};
 use crate::device::{self, DeviceChoice};
-use crate::engine::{FinishReason, SamplingParams};
+use crate::engine::FinishReason;
 use crate::error::SynthError;
 use crate::model::{LoadedModel, Registry};
 use crate::progress::{Progress, ProgressMode};
-use crate::recipe::InferenceSettings;
 use crate::store::id::validate_dataset_id;
 use crate::store::manifest::now_rfc3339;
 use crate::store::{Manifest, Message, Row, Store, KIND_FAILURE_MODES};
 use crate::synthesis::run::model_manifest;
-use crate::synthesis::{generate, mix_seed, EngineOptions, Generated, Job, RateCap};
+use crate::synthesis::{check_context, generate, mix_seed, round3, EngineOptions, Generated, Job, RateCap};
 
 pub const EVALS_DIR: &str = "evals";
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -248,7 +247,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
     let jobs: Vec<Job> = examples
         .iter()
         .enumerate()
-        .map(|(i, e)| Job { messages: e.prompt.clone(), params: params(&recipe.inference, mix_seed(recipe.inference.seed, i as u64)) })
+        .map(|(i, e)| Job { messages: e.prompt.clone(), params: recipe.inference.sampling(mix_seed(recipe.inference.seed, i as u64)) })
         .collect();
     let engine = EngineOptions { enable_thinking: Some(recipe.inference.enable_thinking), ..options.engine.clone() };
     let mut rate = recipe.inference.requests_per_minute.map(RateCap::per_minute);
@@ -279,7 +278,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
             .map(|(i, r)| {
                 let prompt = render_template(&spec.template, r.example.prompt_text(), &r.example.reference, r.output.text.trim());
                 let seed = mix_seed(mix_seed(spec.inference.seed, i as u64), 1 + index as u64);
-                Job { messages: vec![Message::new("user", prompt)], params: params(&spec.inference, seed) }
+                Job { messages: vec![Message::new("user", prompt)], params: spec.inference.sampling(seed) }
             })
             .collect();
         let engine = EngineOptions { enable_thinking: Some(spec.inference.enable_thinking), ..options.engine.clone() };
@@ -417,24 +416,6 @@ pub fn run(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Result<E
     })
 }
 
-fn params(inference: &InferenceSettings, seed: u64) -> SamplingParams {
-    SamplingParams { temperature: inference.temperature, top_p: inference.top_p, top_k: inference.top_k, max_new_tokens: inference.max_new_tokens, seed }
-}
-
-fn check_context(model: &LoadedModel, inference: &InferenceSettings, recipe_path: &Path, at: &str) -> Result<()> {
-    let context = model.decoder.dims.context_len;
-    if inference.max_new_tokens >= context {
-        return Err(SynthError::invalid(format!(
-            "{}: {at}.inferenceMaxNewTokens: `{}` must be less than the context length of `{}` ({context} tokens)",
-            recipe_path.display(),
-            inference.max_new_tokens,
-            model.resolved.spec.name
-        ))
-        .into());
-    }
-    Ok(())
-}
-
 fn finish_name(finish: FinishReason) -> &'static str {
     match finish {
         FinishReason::Stop => "stop",
@@ -443,9 +424,6 @@ fn finish_name(finish: FinishReason) -> &'static str {
     }
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
 
 /// Writes the run into a hidden directory and renames it into place; an existing run stays.
 fn write_run(store: &Store, run_id: &str, lines: &[String], summary: &Value) -> Result<PathBuf> {

@@ -118,6 +118,27 @@ pub fn generate(
     Ok(results)
 }
 
+/// `inferenceMaxNewTokens` (at JSON path `at` of the recipe) must leave room for a prompt in the
+/// model's context.
+pub fn check_context(model: &LoadedModel, inference: &crate::recipe::InferenceSettings, recipe_path: &std::path::Path, at: &str) -> Result<()> {
+    let context = model.decoder.dims.context_len;
+    if inference.max_new_tokens >= context {
+        return Err(crate::error::SynthError::invalid(format!(
+            "{}: {at}.inferenceMaxNewTokens: `{}` must be less than the context length of `{}` ({context} tokens)",
+            recipe_path.display(),
+            inference.max_new_tokens,
+            model.resolved.spec.name
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Rounds to three decimals, for the figures manifests and summaries show.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 /// A well-mixed 64-bit value from two inputs (SplitMix64 finalizer), for per-row seeds.
 pub fn mix_seed(a: u64, b: u64) -> u64 {
     let mut z = a ^ b.wrapping_add(0x9E37_79B9_7F4A_7C15).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -11,9 +11,8 @@ use serde_json::{json, Map, Value};
 use super::failure_modes::FailureModes;
 use super::general::{self, DropReason};
 use super::journal::{self, Journal, Key};
-use super::{generate, mix_seed, EngineOptions, Generated, Job, Pipeline, RateCap};
+use super::{check_context, generate, mix_seed, round3, EngineOptions, Generated, Job, Pipeline, RateCap};
 use crate::device::{self, DeviceChoice};
-use crate::engine::SamplingParams;
 use crate::error::SynthError;
 use crate::model::{LoadedModel, Registry};
 use crate::output;
@@ -96,17 +95,8 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     let device = device::open(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
     let model = LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
-    let context = model.decoder.dims.context_len;
     let inference = &recipe.inference;
-    if inference.max_new_tokens >= context {
-        return Err(SynthError::invalid(format!(
-            "{}: inferenceConfig.inferenceMaxNewTokens: `{}` must be less than the context length of `{}` ({context} tokens)",
-            recipe_path.display(),
-            inference.max_new_tokens,
-            model.resolved.spec.name
-        ))
-        .into());
-    }
+    check_context(&model, inference, recipe_path, "inferenceConfig")?;
 
     let model_files = model_manifest(&model)?;
     let fingerprint = journal::fingerprint(&recipe.source, &seeds, &model_files["files"], &device::name(&device))?;
@@ -125,13 +115,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
         eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
     }
 
-    let params = |row: usize, stage: u64| SamplingParams {
-        temperature: inference.temperature,
-        top_p: inference.top_p,
-        top_k: inference.top_k,
-        max_new_tokens: inference.max_new_tokens,
-        seed: mix_seed(mix_seed(inference.seed, row as u64), stage),
-    };
+    let params = |row: usize, stage: u64| inference.sampling(mix_seed(mix_seed(inference.seed, row as u64), stage));
     let mut stages = Stages {
         model: &model,
         engine: EngineOptions { enable_thinking: Some(inference.enable_thinking), ..options.engine.clone() },
@@ -220,10 +204,6 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     let (path, splits) = output::publish(store, &output_id, rows, distribution, inference.seed, KIND_SYNTHESIZED, extra, options.overwrite)?;
     journal.remove();
     Ok(RunReport { id: output_id, path, splits, seed_rows: seeds.len(), dropped: drops.len(), generated_tokens, wall_seconds })
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 /// The model as the manifest records it: names and every file with its sha256.
