@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ fn journal_lines(home: &Home, id: &str) -> usize {
     std::fs::read(journal(home, id)).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
 }
 
-fn spawn(home: &Home, recipe: &PathBuf, id: &str, batch: &str) -> Child {
+fn spawn(home: &Home, recipe: &Path, id: &str, batch: &str) -> Child {
     let args = ["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--output-id", id, "--limit", ROWS, "--max-batch", batch];
     home.command(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }

@@ -149,7 +149,7 @@ mod tests {
         let got = sample(&logits(&rows), &[draw(0.0, 0, 1.0, 0.5), draw(0.0, 0, 1.0, 0.5)]).unwrap();
         assert_eq!(got, vec![2, 0]);
         let rows = random_rows(6, 1000, 1);
-        let got = sample(&logits(&rows), &vec![draw(0.0, 0, 1.0, 0.0); 6]).unwrap();
+        let got = sample(&logits(&rows), &[draw(0.0, 0, 1.0, 0.0); 6]).unwrap();
         assert_eq!(got, rows.iter().map(|r| argmax(r)).collect::<Vec<_>>());
     }
 

@@ -81,7 +81,7 @@ fn walk<R: Read + Seek>(reader: &mut R) -> Result<HeaderSummary, String> {
         }
         let ggml_type = r.u32(&format!("the type of tensor `{name}`"))?;
         let (block, block_bytes) = ggml_block(ggml_type).ok_or_else(|| format!("tensor `{name}` has unknown ggml type {ggml_type}"))?;
-        if elements % block != 0 {
+        if !elements.is_multiple_of(block) {
             return Err(format!("tensor `{name}` has {elements} elements, not a multiple of its type's block of {block}"));
         }
         let bytes = (elements / block).checked_mul(block_bytes).ok_or_else(|| format!("tensor `{name}`: its size overflows"))?;

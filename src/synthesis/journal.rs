@@ -59,13 +59,13 @@ struct Header {
 }
 
 /// What a run's output depends on, hashed.
-pub fn fingerprint(recipe: &Value, seeds: &[Row], model_files: &Value, device: &str) -> Result<String> {
+pub fn fingerprint(recipe: &Value, seeds: &[Row], model_files: &Value, device: impl AsRef<str>) -> Result<String> {
     let identity = json!({
         "synthVersion": env!("CARGO_PKG_VERSION"),
         "recipe": recipe,
         "seedRows": seeds,
         "modelFiles": model_files,
-        "device": device,
+        "device": device.as_ref(),
     });
     Ok(format!("{:x}", Sha256::digest(serde_json::to_vec(&identity)?)))
 }
@@ -196,7 +196,7 @@ impl Journal {
     }
 
     /// Generations the journal holds.
-    pub fn len(&self) -> usize {
+    pub fn generations(&self) -> usize {
         self.entries
     }
 

@@ -99,7 +99,7 @@ pub fn run(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<Ru
     check_context(&model, inference, recipe_path, "inferenceConfig")?;
 
     let model_files = model_manifest(&model)?;
-    let fingerprint = journal::fingerprint(&recipe.source, &seeds, &model_files["files"], &device::name(&device))?;
+    let fingerprint = journal::fingerprint(&recipe.source, &seeds, &model_files["files"], device::name(&device))?;
     let output_id = match output_id {
         Some(id) => id,
         None => {
@@ -309,14 +309,14 @@ impl Stages<'_> {
     }
 
     fn interrupted(&self) -> anyhow::Error {
-        SynthError::interrupted(format!("interrupted: {} finished generations are kept in `{}`", self.journal.len(), self.journal.path().display()))
+        SynthError::interrupted(format!("interrupted: {} finished generations are kept in `{}`", self.journal.generations(), self.journal.path().display()))
             .hint("run the same command again to resume where this run stopped (`--restart` starts over)")
             .into()
     }
 
     /// An engine error ends the run, but what finished stays in the journal.
     fn stopped_by(&self, err: anyhow::Error) -> anyhow::Error {
-        let kept = format!("the run stopped; {} finished generations are kept in `{}` and a rerun resumes from them", self.journal.len(), self.journal.path().display());
+        let kept = format!("the run stopped; {} finished generations are kept in `{}` and a rerun resumes from them", self.journal.generations(), self.journal.path().display());
         err.context(kept)
     }
 }
