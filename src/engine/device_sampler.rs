@@ -105,17 +105,18 @@ fn only_where(on: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// The largest threshold `t` in `[0, max of row]` for which `holds(t)` is true, per row, to
 /// f32 resolution; `holds` must be true at 0 and monotone (true below some point, false above).
 fn bisect_value(values: &Tensor, holds: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let top = values.max_keepdim(D::Minus1)?;
     let mut lo = Tensor::zeros((values.dim(0)?, 1), DType::F32, values.device())?;
-    let mut hi = values.max_keepdim(D::Minus1)?;
-    // `hi` itself may hold (the top token alone is enough): check it first.
-    let top_holds = holds(&hi)?;
+    let mut hi = top.clone();
+    // The top value itself may hold (the top token alone is enough): check it first.
+    let top_holds = holds(&top)?;
     for _ in 0..VALUE_STEPS {
         let mid = ((&lo + &hi)? * 0.5)?;
         let ok = holds(&mid)?;
         lo = ok.where_cond(&mid, &lo)?;
         hi = ok.where_cond(&hi, &mid)?;
     }
-    Ok(top_holds.where_cond(&values.max_keepdim(D::Minus1)?, &lo)?)
+    Ok(top_holds.where_cond(&top, &lo)?)
 }
 
 /// Whether a model on `device` should sample there rather than copy its logits to the host.

@@ -182,16 +182,7 @@ fn settle_run_id(store: &Store, wanted: Option<&str>, with_dataset: bool) -> Res
             }
             Ok(id.to_string())
         }
-        None => {
-            let mut n: u64 = 1;
-            loop {
-                let id = format!("{RUN_ID_PREFIX}_{n}");
-                if !taken(&id)? {
-                    return Ok(id);
-                }
-                n += 1;
-            }
-        }
+        None => crate::store::first_free(RUN_ID_PREFIX, taken),
     }
 }
 

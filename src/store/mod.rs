@@ -186,14 +186,20 @@ impl Store {
     /// The first of `<prefix>_1`, `<prefix>_2`, ... that no stored dataset uses.
     pub fn next_free_id(&self, prefix: &str) -> Result<String> {
         check_id(prefix)?;
-        let mut n: u64 = 1;
-        loop {
-            let id = format!("{prefix}_{n}");
-            if !self.exists(&id)? {
-                return Ok(id);
-            }
-            n += 1;
+        first_free(prefix, |id| self.exists(id))
+    }
+}
+
+/// The first of `<prefix>_1`, `<prefix>_2`, ... that `taken` says is free: default ids of
+/// datasets, interrupted runs and eval runs.
+pub fn first_free(prefix: &str, taken: impl Fn(&str) -> Result<bool>) -> Result<String> {
+    let mut n: u64 = 1;
+    loop {
+        let id = format!("{prefix}_{n}");
+        if !taken(&id)? {
+            return Ok(id);
         }
+        n += 1;
     }
 }
 

@@ -130,14 +130,7 @@ impl Journal {
 
     /// The first of `<prefix>_1`, `<prefix>_2`, ... that neither a dataset nor a journal uses.
     pub fn next_free_id(store: &Store, prefix: &str) -> Result<String> {
-        let mut n: u64 = 1;
-        loop {
-            let id = format!("{prefix}_{n}");
-            if !store.exists(&id)? && run_dir(store, &id)?.symlink_metadata().is_err() {
-                return Ok(id);
-            }
-            n += 1;
-        }
+        crate::store::first_free(prefix, |id| Ok(store.exists(id)? || run_dir(store, id)?.symlink_metadata().is_ok()))
     }
 
     fn try_open(dir: &Path, id: &str, fingerprint: &str, restart: bool) -> Result<std::result::Result<Journal, Refusal>> {
