@@ -12,7 +12,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen3};
-use synth::engine::models::{load_safetensors, safetensors_files, Decoder};
+use synth::engine::models::{load_safetensors, safetensors_files, AttentionPath, Decoder};
 use synth::engine::sampler::argmax;
 use synth::error::render;
 use synth::model::registry::{ModelSpec, Origin};
@@ -96,7 +96,8 @@ fn oracle(model: &mut dyn Oracle, prompt: &[u32], chunk: usize) -> Vec<Vec<f32>>
     rows
 }
 
-/// Runs every prompt through both, whole and in 48-token chunks; asserts per row and step.
+/// Runs every prompt through both, whole and in 48-token chunks, with each of synth's
+/// attention paths (per row, as on the CPU; batched, as on GPUs); asserts per row and step.
 /// Returns the largest logit difference seen.
 fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
     let prompts: Vec<Vec<u32>> =
@@ -105,20 +106,26 @@ fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
     let mut closest_call = f32::INFINITY;
     for chunk in [1000, 48] {
         let expected: Vec<Vec<Vec<f32>>> = prompts.iter().map(|p| oracle(model, p, chunk)).collect();
-        let (got, _) = common::run_batched(decoder, &prompts, chunk, STEPS);
-        for (row, prompt) in prompts.iter().enumerate() {
-            for step in 0..STEPS {
-                let (e, g) = (&expected[row][step], &got[row][step]);
-                let diff = common::max_abs_diff(e, g);
-                assert!(
-                    diff <= TOLERANCE,
-                    "{name}: chunk {chunk} row {row} (prompt {} tokens) step {step}: max abs diff {diff}",
-                    prompt.len()
-                );
-                assert_eq!(argmax(e), argmax(g), "{name}: chunk {chunk} row {row} step {step}: greedy token differs");
-                worst = worst.max(diff);
-                closest_call = closest_call.min(top2_gap(e));
+        for path in [AttentionPath::PerRow, AttentionPath::Batched] {
+            let decoder = decoder.clone().with_attention_path(path);
+            let (got, _) = common::run_batched(&decoder, &prompts, chunk, STEPS);
+            let mut path_worst = 0f32;
+            for (row, prompt) in prompts.iter().enumerate() {
+                for step in 0..STEPS {
+                    let (e, g) = (&expected[row][step], &got[row][step]);
+                    let diff = common::max_abs_diff(e, g);
+                    assert!(
+                        diff <= TOLERANCE,
+                        "{name} {path:?}: chunk {chunk} row {row} (prompt {} tokens) step {step}: max abs diff {diff}",
+                        prompt.len()
+                    );
+                    assert_eq!(argmax(e), argmax(g), "{name} {path:?}: chunk {chunk} row {row} step {step}: greedy token differs");
+                    path_worst = path_worst.max(diff);
+                    closest_call = closest_call.min(top2_gap(e));
+                }
             }
+            eprintln!("{name} {path:?} chunk {chunk}: max abs logit diff {path_worst:e}");
+            worst = worst.max(path_worst);
         }
     }
     eprintln!("{name}: max abs logit diff {worst:e}; smallest top-2 logit gap {closest_call:e}");

@@ -4,8 +4,9 @@
 //! A step takes a mixed batch: prefill chunks and single decode tokens from many sequences.
 //! All their tokens are flattened into one `[tokens, hidden]` matrix, so every projection and
 //! MLP runs as one matmul whatever the rows' lengths; RoPE is applied per token from a position
-//! table; only attention is per row, against that row's KV-cache slot. Logits are computed only
-//! for rows that will be sampled this step.
+//! table; the new keys and values go into the KV cache in one scatter; attention reads each
+//! row's own cache slot, row by row or with all single-token rows batched (see
+//! [`AttentionPath`]). Logits are computed only for rows that will be sampled this step.
 
 use std::sync::Arc;
 
@@ -168,6 +169,29 @@ pub struct SeqStep<'a> {
     pub logits: bool,
 }
 
+/// How a step's attention runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPath {
+    /// One row at a time, each head's product shaped like candle-transformers' models: on the
+    /// CPU in f32 the logits are the oracle's bits, and the kv heads are read in place.
+    PerRow,
+    /// Every single-token row of the step (decoding rows, mostly) in two batched matmuls over
+    /// the range of cache slots they occupy, so a step costs the same few kernel launches per
+    /// layer at 1 or 256 sequences; prompt pieces run per row. The default off the CPU, where
+    /// per-row launches would cost more than the attention itself.
+    Batched,
+}
+
+impl AttentionPath {
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() {
+            Self::PerRow
+        } else {
+            Self::Batched
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub dims: Dims,
@@ -180,12 +204,78 @@ pub struct Decoder {
     /// Activation and KV-cache dtype.
     pub dtype: DType,
     pub device: Device,
+    pub attention_path: AttentionPath,
+}
+
+/// What a step's layers share: where the new keys and values go, and for
+/// [`AttentionPath::Batched`] the single-token rows' layout.
+struct StepPlan {
+    write_index: Tensor,
+    single: Option<SingleRows>,
+}
+
+/// The single-token rows of a step, attended together over slots `first..first + count`.
+struct SingleRows {
+    /// Batch entries (indices into the step) that are single-token rows, in batch order.
+    entries: Vec<usize>,
+    /// `[rows]` u32: each row's token index in the step.
+    tokens: Tensor,
+    /// `[rows]` u32: each row's slot minus `first`.
+    slots: Tensor,
+    first: usize,
+    count: usize,
+    /// Longest cached length among the rows; the attention reads positions `0..len`.
+    len: usize,
+    /// `[count, 1, 1, len]` additive f32 mask: slot i sees its own cached positions only.
+    mask: Tensor,
+}
+
+impl SingleRows {
+    fn plan(batch: &[SeqStep], device: &Device) -> Result<Option<Self>> {
+        let entries: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].tokens.len() == 1).collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let first = entries.iter().map(|&i| batch[i].slot).min().expect("a single row");
+        let count = entries.iter().map(|&i| batch[i].slot).max().expect("a single row") - first + 1;
+        let len = entries.iter().map(|&i| batch[i].start + 1).max().expect("a single row");
+        let mut offsets = Vec::with_capacity(batch.len());
+        let mut offset = 0u32;
+        for s in batch {
+            offsets.push(offset);
+            offset += s.tokens.len() as u32;
+        }
+        // Slots in the range with no row this step still get a (discarded) result; they see
+        // position 0 so their softmax has something finite to normalize.
+        let mut visible = vec![1usize; count];
+        for &i in &entries {
+            visible[batch[i].slot - first] = batch[i].start + 1;
+        }
+        let mask: Vec<f32> = visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let tokens: Vec<u32> = entries.iter().map(|&i| offsets[i]).collect();
+        let slots: Vec<u32> = entries.iter().map(|&i| (batch[i].slot - first) as u32).collect();
+        let rows = entries.len();
+        Ok(Some(Self {
+            tokens: Tensor::from_vec(tokens, rows, device)?,
+            slots: Tensor::from_vec(slots, rows, device)?,
+            mask: Tensor::from_vec(mask, (count, 1, 1, len), device)?,
+            entries,
+            first,
+            count,
+            len,
+        }))
+    }
 }
 
 impl Decoder {
     pub fn new_cache(&self, slots: usize, max_len: usize) -> Result<KvCache> {
         let d = &self.dims;
         KvCache::new(d.n_layers, d.n_kv_heads, d.head_dim, slots, max_len, self.dtype, &self.device)
+    }
+
+    pub fn with_attention_path(mut self, path: AttentionPath) -> Self {
+        self.attention_path = path;
+        self
     }
 
     /// Runs one step. Returns f32 logits `[rows wanting logits, vocab]`, in batch order.
@@ -216,11 +306,18 @@ impl Decoder {
         let positions = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.rope.cos.index_select(&positions, 0)?;
         let sin = self.rope.sin.index_select(&positions, 0)?;
+        let plan = StepPlan {
+            write_index: cache.write_index(batch, &self.device)?,
+            single: match self.attention_path {
+                AttentionPath::PerRow => None,
+                AttentionPath::Batched => SingleRows::plan(batch, &self.device)?,
+            },
+        };
 
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let h = self.attention(index, &layer.attn, &h, batch, &cos, &sin, cache)?;
+            let h = self.attention(index, &layer.attn, &h, batch, &plan, &cos, &sin, cache)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
             x = (x + h)?;
@@ -245,11 +342,10 @@ impl Decoder {
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], plan: &StepPlan, cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let total = x.dim(0)?;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
-        let group = nh / nkv;
 
         let [q, k, v] = Linear::forward_shared([&attn.q, &attn.k, &attn.v], x)?;
         let mut q = q.reshape((total, nh, hd))?;
@@ -266,14 +362,31 @@ impl Decoder {
         let q = self.rope.apply(&q.unsqueeze(0)?.transpose(1, 2)?.contiguous()?, cos, sin)?.squeeze(0)?;
         let k = self.rope.apply(&k.unsqueeze(0)?.transpose(1, 2)?.contiguous()?, cos, sin)?.squeeze(0)?;
         let v = v.transpose(0, 1)?.contiguous()?;
+        cache.write(layer, &plan.write_index, &k, &v)?;
 
+        let out = match &plan.single {
+            None => self.attention_per_row(layer, &q, batch, cache, |_| true)?,
+            Some(single) => self.attention_batched(layer, &q, batch, single, cache)?,
+        };
+        attn.o.forward(&out)
+    }
+
+    /// Attention of the rows `which` selects, one at a time: `[their tokens, heads * hd]` in
+    /// batch order. `q`: the step's queries `[heads, tokens, hd]`, after RoPE.
+    fn attention_per_row(&self, layer: usize, q: &Tensor, batch: &[SeqStep], cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
+        let d = &self.dims;
+        let (nh, hd) = (d.n_heads, d.head_dim);
+        let group = nh / d.n_kv_heads;
         let scale = (hd as f64).sqrt();
         let mut outputs = Vec::with_capacity(batch.len());
         let mut offset = 0;
-        for s in batch {
+        for (i, s) in batch.iter().enumerate() {
             let n = s.tokens.len();
             let len = s.start + n;
-            cache.write(layer, s.slot, s.start, &k.narrow(1, offset, n)?.contiguous()?, &v.narrow(1, offset, n)?.contiguous()?)?;
+            if !which(i) {
+                offset += n;
+                continue;
+            }
             // Grouped-query attention: query head h reads kv head h / group. Each head's product
             // has the same shapes as in candle-transformers' models (m = rows of this chunk): on
             // quantized models the logits are sensitive to float summation order, and identical
@@ -281,10 +394,11 @@ impl Decoder {
             // place (see `gqa_matmul`); elsewhere they are repeated to one per query head.
             let in_place = matches!(self.device, Device::Cpu) && self.dtype == DType::F32;
             let q_row = q.narrow(1, offset, n)?.contiguous()?;
+            let (keys, values) = cache.slot(layer, s.slot)?;
             let scores = if in_place {
-                gqa_matmul(&q_row, cache.slot(layer, s.slot).0, len, group, KvOperand::KeysT)?
+                gqa_matmul(&q_row, &keys, len, group, KvOperand::KeysT)?
             } else {
-                q_row.matmul(&repeat_kv(&cache.read(layer, s.slot, len)?.0, group)?.t()?)?
+                q_row.matmul(&repeat_kv(&keys.narrow(1, 0, len)?, group)?.t()?)?
             };
             let scores = (scores / scale)?;
             let scores = if n > 1 {
@@ -295,16 +409,61 @@ impl Decoder {
             };
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             let out = if in_place {
-                gqa_matmul(&probs, cache.slot(layer, s.slot).1, len, group, KvOperand::Values)?
+                gqa_matmul(&probs, &values, len, group, KvOperand::Values)?
             } else {
-                probs.matmul(&repeat_kv(&cache.read(layer, s.slot, len)?.1, group)?)?
+                probs.matmul(&repeat_kv(&values.narrow(1, 0, len)?, group)?)?
             };
-            let out = out.transpose(0, 1)?.reshape((n, nh * hd))?;
-            outputs.push(out);
+            outputs.push(out.transpose(0, 1)?.reshape((n, nh * hd))?);
             offset += n;
         }
-        let out = if outputs.len() == 1 { outputs.pop().expect("one row") } else { Tensor::cat(&outputs, 0)? };
-        attn.o.forward(&out)
+        match outputs.len() {
+            0 => Tensor::zeros((0, nh * hd), q.dtype(), q.device()),
+            1 => Ok(outputs.pop().expect("one row")),
+            _ => Tensor::cat(&outputs, 0),
+        }
+    }
+
+    /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
+    /// `[tokens, heads * hd]` in step order.
+    fn attention_batched(&self, layer: usize, q: &Tensor, batch: &[SeqStep], single: &SingleRows, cache: &KvCache) -> Result<Tensor> {
+        let d = &self.dims;
+        let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
+        let group = nh / nkv;
+        let rows = single.entries.len();
+        // Each row's query heads, grouped by the kv head they read, placed at the row's slot:
+        // [count, kv, group, hd] against the slots' keys [count, kv, len, hd], so grouped-query
+        // attention needs no repeated keys.
+        let q_single = q.index_select(&single.tokens, 1)?.transpose(0, 1)?.contiguous()?;
+        let q_slots = Tensor::zeros((single.count, nh, hd), q.dtype(), q.device())?.index_add(&single.slots, &q_single, 0)?;
+        let q_slots = q_slots.reshape((single.count, nkv, group, hd))?;
+        let (keys, values) = cache.read_slots(layer, single.first, single.count, single.len)?;
+        let scores = (q_slots.matmul(&keys.t()?)? / (hd as f64).sqrt())?;
+        // Softmax in f32, as candle-transformers' models do for bf16 and f16.
+        let scores = scores.to_dtype(DType::F32)?.broadcast_add(&single.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(values.dtype())?;
+        let out = probs.matmul(&values)?.reshape((single.count, nh * hd))?.index_select(&single.slots, 0)?;
+
+        if rows == batch.len() {
+            return Ok(out);
+        }
+        // Prompt pieces, then every token back in step order.
+        let pieces = self.attention_per_row(layer, q, batch, cache, |i| batch[i].tokens.len() > 1)?;
+        let mut order = vec![0u32; batch.iter().map(|s| s.tokens.len()).sum()];
+        let (mut offset, mut next_single, mut next_piece) = (0usize, 0u32, rows as u32);
+        for s in batch {
+            for slot in &mut order[offset..offset + s.tokens.len()] {
+                if s.tokens.len() == 1 {
+                    *slot = next_single;
+                    next_single += 1;
+                } else {
+                    *slot = next_piece;
+                    next_piece += 1;
+                }
+            }
+            offset += s.tokens.len();
+        }
+        let n = order.len();
+        Tensor::cat(&[out, pieces], 0)?.index_select(&Tensor::from_vec(order, n, q.device())?, 0)
     }
 }
 

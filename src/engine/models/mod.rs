@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::SynthError;
 
-pub use decoder::{Decoder, SeqStep};
+pub use decoder::{AttentionPath, Decoder, SeqStep};
 use decoder::{Attention, Dims, Layer, Mlp, Rope};
 
 /// A model of a family synth has no decoder for: the user's input, not a failure.
@@ -234,7 +234,8 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, dims: Dims, intermediate: usize, eps: 
     }
     let lm_head = if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
     let dtype = activation_dtype(device);
-    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone() })
+    let attention_path = decoder::AttentionPath::for_device(device);
+    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone(), attention_path })
 }
 
 /// Reads a GGUF file's decoder body under llama.cpp's tensor names; the output head is the
@@ -265,5 +266,6 @@ pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, em
     let device = g.device.clone();
     let dense_embed = embed.dequantize(&device)?;
     let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
-    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device })
+    let attention_path = decoder::AttentionPath::for_device(&device);
+    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device, attention_path })
 }
