@@ -197,6 +197,70 @@ fn tiny_qwen3_matches_candle_transformers() {
     compare("qwen3 (tied, head_dim 32)", &decoder, &mut model);
 }
 
+/// The device `SYNTH_TEST_DEVICE` names: `cpu` (the default) or `cuda` (a build with
+/// `--features cuda` on a GPU machine; see benches/cuda/run.sh).
+fn test_device() -> Device {
+    match std::env::var("SYNTH_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("cpu") => Device::Cpu,
+        Ok("cuda") => Device::new_cuda(0).expect("SYNTH_TEST_DEVICE=cuda needs a build with --features cuda and a GPU"),
+        Ok(other) => panic!("SYNTH_TEST_DEVICE={other}: expected cpu or cuda"),
+    }
+}
+
+/// Largest logit difference allowed, relative to the row's largest logit: exact-ish in f32;
+/// bf16 (CUDA) keeps 8 significant bits per activation and weight.
+fn device_tolerance(decoder: &Decoder) -> f32 {
+    if decoder.dtype == DType::F32 {
+        1e-4
+    } else {
+        5e-2
+    }
+}
+
+/// The engine on the test device, with that device's default attention path and dtype
+/// (on CUDA: batched attention, bf16 weights and KV cache), against the f32 oracle on the CPU.
+/// Teacher-forced: both continue with the oracle's greedy tokens, so a near-tie that bf16
+/// breaks the other way does not send the rest of the row down another path; a greedy token
+/// must agree wherever the oracle's top-2 gap is wider than the tolerance.
+fn compare_on_test_device(name: &str, config: &std::path::Path, weights: &[std::path::PathBuf], model: &mut dyn Oracle) {
+    let device = test_device();
+    let decoder = load_safetensors(config, weights, &device).unwrap();
+    assert_eq!(decoder.attention_path, AttentionPath::for_device(&device));
+    let tolerance = device_tolerance(&decoder);
+    let prompts: Vec<Vec<u32>> =
+        LENGTHS.iter().enumerate().map(|(i, &n)| common::token_ids(300 + i as u64, n, decoder.dims.vocab)).collect();
+    for chunk in [1000, 48] {
+        let expected: Vec<Vec<Vec<f32>>> = prompts.iter().map(|p| oracle(model, p, chunk)).collect();
+        let forced: Vec<Vec<u32>> = expected.iter().map(|rows| rows.iter().map(|r| argmax(r)).collect()).collect();
+        let (got, _) = common::run_batched_forced(&decoder, &prompts, chunk, STEPS, Some(&forced));
+        let mut worst = 0f32;
+        for row in 0..prompts.len() {
+            for step in 0..STEPS {
+                let (e, g) = (&expected[row][step], &got[row][step]);
+                let scale = e.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+                let relative = common::max_abs_diff(e, g) / scale;
+                assert!(relative <= tolerance, "{name} on {device:?}: chunk {chunk} row {row} step {step}: logits differ by {relative} of the largest");
+                if top2_gap(e) > 2.0 * tolerance * scale {
+                    assert_eq!(argmax(e), argmax(g), "{name} on {device:?}: chunk {chunk} row {row} step {step}: greedy token differs");
+                }
+                worst = worst.max(relative);
+            }
+        }
+        eprintln!("{name} on {device:?} ({:?}, {:?}), chunk {chunk}: largest logit difference {worst:e} of the row's largest logit", decoder.dtype, decoder.attention_path);
+    }
+}
+
+#[test]
+fn tiny_models_on_the_test_device_match_candle_transformers() {
+    let hub = tempfile::tempdir().unwrap();
+    let tiny = tiny_models::write(hub.path(), "synth-test/tiny-llama", &tiny_models::llama_config(false), 2);
+    let weights = safetensors_files(&tiny.snapshot).unwrap();
+    compare_on_test_device("llama", &tiny.config_path(), &weights, &mut LlamaOracle::new(&tiny.config_json(), &weights));
+    let tiny = tiny_models::write(hub.path(), "synth-test/tiny-qwen3", &tiny_models::qwen3_config(), 1);
+    let weights = safetensors_files(&tiny.snapshot).unwrap();
+    compare_on_test_device("qwen3", &tiny.config_path(), &weights, &mut Qwen3Oracle::new(&tiny.config_json(), &weights));
+}
+
 // Loading errors.
 
 fn error_text<T: std::fmt::Debug>(result: anyhow::Result<T>) -> String {

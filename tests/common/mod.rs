@@ -80,6 +80,18 @@ impl Home {
 /// in chunks of at most `chunk` tokens while rows already past their prompt decode, so steps
 /// mix prefill and decode. Returns every step's logits per row, and the final sequences.
 pub fn run_batched(decoder: &synth::engine::Decoder, prompts: &[Vec<u32>], chunk: usize, steps: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
+    run_batched_forced(decoder, prompts, chunk, steps, None)
+}
+
+/// [`run_batched`], but when `forced` is given row i continues with `forced[i]` instead of its
+/// own greedy tokens (teacher forcing), so a low-precision run stays on the oracle's tokens.
+pub fn run_batched_forced(
+    decoder: &synth::engine::Decoder,
+    prompts: &[Vec<u32>],
+    chunk: usize,
+    steps: usize,
+    forced: Option<&[Vec<u32>]>,
+) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
     use synth::engine::sampler::argmax;
     use synth::engine::SeqStep;
     let mut cache = decoder.new_cache(prompts.len(), 256).unwrap();
@@ -108,7 +120,7 @@ pub fn run_batched(decoder: &synth::engine::Decoder, prompts: &[Vec<u32>], chunk
             }
             if wants {
                 let row = logits.next().unwrap();
-                seqs[i].push(argmax(&row));
+                seqs[i].push(forced.map_or_else(|| argmax(&row), |f| f[i][out[i].len()]));
                 out[i].push(row);
             }
         }

@@ -269,3 +269,33 @@ pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, em
     let attention_path = decoder::AttentionPath::for_device(&device);
     Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device, attention_path })
 }
+
+/// A model of the family and shapes a Hugging Face `config.json` describes, with random
+/// weights made on `device` (normal with std 0.02; norm weights 1) in the dtype safetensors
+/// weights would get there. For benchmarks at real shapes where no weights can be downloaded
+/// (`benches/gpu_throughput.rs`): the work per token depends on the shapes alone.
+pub fn random_weights(config_json: &str, device: &Device) -> Result<Decoder> {
+    struct Random;
+    impl candle_nn::var_builder::SimpleBackend for Random {
+        fn get(&self, shape: candle_core::Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+            if name.ends_with("norm.weight") {
+                Tensor::ones(shape, dtype, dev)
+            } else {
+                Tensor::randn(0f32, 0.02, shape, dev)?.to_dtype(dtype)
+            }
+        }
+        fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+            candle_core::bail!("random weights have no shape for `{name}`")
+        }
+        fn contains_tensor(&self, _: &str) -> bool {
+            true
+        }
+    }
+    let config: serde_json::Value = serde_json::from_str(config_json).context("the model config is not valid JSON")?;
+    let vb = VarBuilder::from_backend(Box::new(Random), activation_dtype(device), device.clone());
+    match config.get("model_type").and_then(|v| v.as_str()) {
+        Some("llama") => llama::from_safetensors(config_json, vb, device),
+        Some("qwen3") => qwen3::from_safetensors(config_json, vb, device),
+        other => Err(unsupported(format!("model_type {other:?} is not supported (supported: `llama`, `qwen3`)"))),
+    }
+}
