@@ -1,13 +1,11 @@
 //! Preallocated KV cache: one tensor per layer for keys and one for values, `[slots, kv_heads,
-//! max_len, head_dim]`, a slot per concurrent sequence. A step writes all its new keys and
-//! values in place with one scatter per layer (no per-step concatenation, reallocation, or
-//! per-row copy launch); a finished sequence's slot is handed to the next one, which simply
-//! overwrites it from position 0. Keeping a layer's slots in one tensor lets attention read
+//! max_len, head_dim]`, a slot per concurrent sequence. New keys and values are written in
+//! place (no per-step concatenation or reallocation): a prompt piece with one strided copy,
+//! all of a step's single tokens with one scatter; a finished sequence's slot is handed to
+//! the next one, which simply overwrites it from position 0. Keeping a layer's slots in one tensor lets attention read
 //! many slots in one batched matmul (see `AttentionPath::Batched` in the decoder).
 
 use candle_core::{DType, Device, Result, Tensor};
-
-use super::models::SeqStep;
 
 #[derive(Debug)]
 pub struct KvCache {
@@ -42,36 +40,43 @@ impl KvCache {
         self.max_len
     }
 
-    /// Where a step's new keys and values go, for [`KvCache::write`]: the row of the cache
-    /// (flattened to `[slots * kv_heads * max_len, head_dim]`) of every (kv head, token), in the
-    /// order of the `[kv_heads, tokens, head_dim]` tensors the decoder writes. The same index
-    /// serves every layer of the step.
-    pub fn write_index(&self, batch: &[SeqStep], device: &Device) -> Result<Tensor> {
-        let tokens: usize = batch.iter().map(|s| s.tokens.len()).sum();
-        let mut rows = Vec::with_capacity(self.kv_heads * tokens);
-        for head in 0..self.kv_heads {
-            for s in batch {
-                if s.slot >= self.slots || s.start + s.tokens.len() > self.max_len {
-                    candle_core::bail!("KV cache write outside the cache: slot {} positions {}..{}", s.slot, s.start, s.start + s.tokens.len());
-                }
-                let base = (s.slot * self.kv_heads + head) * self.max_len;
-                rows.extend((s.start..s.start + s.tokens.len()).map(|p| (base + p) as u32));
-            }
+    /// Stores one row's `k`, `v` (`[kv_heads, n, head_dim]`) at positions `start..start + n`
+    /// of its slot: one strided copy each.
+    pub fn write(&mut self, layer: usize, slot: usize, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        if slot >= self.slots || start + k.dim(1)? > self.max_len {
+            candle_core::bail!("KV cache write outside the cache: slot {slot}, positions {start}..{}", start + k.dim(1)?);
         }
-        let n = rows.len();
-        Tensor::from_vec(rows, (n, 1), device)?.broadcast_as((n, self.head_dim))?.contiguous()
+        self.keys[layer].get(slot)?.slice_set(&k.contiguous()?, 1, start)?;
+        self.values[layer].get(slot)?.slice_set(&v.contiguous()?, 1, start)
     }
 
-    /// Stores a step's `k`, `v` (`[kv_heads, tokens, head_dim]`) where `index` (from
-    /// [`KvCache::write_index`]) says.
-    pub fn write(&mut self, layer: usize, index: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
-        let rows = self.slots * self.kv_heads * self.max_len;
+    /// Stores one token for each of slots `first..first + count` at once: `k`, `v` are
+    /// `[count, kv_heads, head_dim]`, `positions` `[count * kv_heads, 1, head_dim]` u32 (from
+    /// [`KvCache::single_positions`]), `u32::MAX` where a slot gets nothing. One scatter each,
+    /// a thread per element, whatever the number of rows.
+    pub fn write_single(&mut self, layer: usize, first: usize, count: usize, positions: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
+        let shape = (count * self.kv_heads, 1, self.head_dim);
         for (cache, new) in [(&self.keys[layer], k), (&self.values[layer], v)] {
-            let new = new.contiguous()?;
-            let flat = new.reshape((new.elem_count() / self.head_dim, self.head_dim))?;
-            cache.reshape((rows, self.head_dim))?.scatter_set(index, &flat, 0)?;
+            let view = cache.narrow(0, first, count)?.reshape((count * self.kv_heads, self.max_len, self.head_dim))?;
+            view.scatter_set(positions, &new.contiguous()?.reshape(shape)?, 1)?;
         }
         Ok(())
+    }
+
+    /// The `positions` of [`KvCache::write_single`]: `position[i]` for slot `first + i`, or
+    /// `None` for a slot that gets nothing this step.
+    pub fn single_positions(&self, position: &[Option<usize>], device: &Device) -> Result<Tensor> {
+        let mut ids = Vec::with_capacity(position.len() * self.kv_heads);
+        for p in position {
+            let id = match p {
+                Some(p) if *p < self.max_len => *p as u32,
+                Some(p) => candle_core::bail!("KV cache write at position {p}, past the cache ({})", self.max_len),
+                None => u32::MAX,
+            };
+            ids.extend(std::iter::repeat_n(id, self.kv_heads));
+        }
+        let n = ids.len();
+        Tensor::from_vec(ids, (n, 1, 1), device)?.broadcast_as((n, 1, self.head_dim))?.contiguous()
     }
 
     /// A slot's whole keys and values, `[kv_heads, max_len, head_dim]`, contiguous views.
@@ -98,46 +103,50 @@ impl KvCache {
 mod tests {
     use super::*;
 
-    /// One scatter per layer puts every token's key and value at its slot and position, and
-    /// leaves everything else untouched.
+    /// Row writes and the one-scatter write of single tokens put each key and value at its
+    /// slot and position, and leave everything else untouched.
     #[test]
-    fn write_puts_each_token_at_its_slot_and_position() {
+    fn writes_put_each_token_at_its_slot_and_position() {
         let dev = Device::Cpu;
-        let (kv, hd, slots, max_len) = (2, 3, 3, 8);
+        let (kv, hd, slots, max_len) = (2, 3, 4, 8);
         let mut cache = KvCache::new(1, kv, hd, slots, max_len, DType::F32, &dev).unwrap();
-        let (a, b) = ([7u32, 8, 9], [5u32]);
-        let batch = [SeqStep { slot: 2, start: 4, tokens: &a, logits: false }, SeqStep { slot: 0, start: 1, tokens: &b, logits: true }];
-        // Value of (head h, token t, dim d) = 100h + 10t + d + 1.
-        let tokens = 4;
-        let data: Vec<f32> = (0..kv).flat_map(|h| (0..tokens).flat_map(move |t| (0..hd).map(move |d| (100 * h + 10 * t + d + 1) as f32))).collect();
-        let k = Tensor::from_vec(data, (kv, tokens, hd), &dev).unwrap();
-        let v = (&k * 2.0).unwrap();
-        let index = cache.write_index(&batch, &dev).unwrap();
-        cache.write(0, &index, &k, &v).unwrap();
+        // Value of (head h, token t, dim d) = 100h + 10t + d + 1; tokens 0..3 of a prompt
+        // piece go to slot 2 at positions 4..7.
+        let value = |h: usize, t: usize, d: usize| (100 * h + 10 * t + d + 1) as f32;
+        let piece: Vec<f32> = (0..kv).flat_map(|h| (0..3).flat_map(move |t| (0..hd).map(move |d| value(h, t, d)))).collect();
+        let k = Tensor::from_vec(piece, (kv, 3, hd), &dev).unwrap();
+        cache.write(0, 2, 4, &k, &(&k * 2.0).unwrap()).unwrap();
+        // Single tokens 5 and 6 go to slots 1 (position 2) and 3 (position 0); slot 2, in the
+        // range, gets nothing.
+        let single: Vec<f32> = [5usize, 6].iter().flat_map(|&t| (0..kv).flat_map(move |h| (0..hd).map(move |d| value(h, t, d)))).collect();
+        let single = Tensor::from_vec(single, (2, kv, hd), &dev).unwrap();
+        let zeros = Tensor::zeros((1, kv, hd), DType::F32, &dev).unwrap();
+        let ks = Tensor::cat(&[&single.narrow(0, 0, 1).unwrap(), &zeros, &single.narrow(0, 1, 1).unwrap()], 0).unwrap();
+        let positions = cache.single_positions(&[Some(2), None, Some(0)], &dev).unwrap();
+        cache.write_single(0, 1, 3, &positions, &ks, &(&ks * 2.0).unwrap()).unwrap();
 
         for slot in 0..slots {
-            let (ks, vs) = cache.slot(0, slot).unwrap();
-            let ks = ks.to_vec3::<f32>().unwrap();
-            let vs = vs.to_vec3::<f32>().unwrap();
+            let (keys, values) = cache.slot(0, slot).unwrap();
+            let (keys, values) = (keys.to_vec3::<f32>().unwrap(), values.to_vec3::<f32>().unwrap());
             for h in 0..kv {
                 for p in 0..max_len {
                     let token = match (slot, p) {
                         (2, 4..=6) => Some(p - 4),
-                        (0, 1) => Some(3),
+                        (1, 2) => Some(5),
+                        (3, 0) => Some(6),
                         _ => None,
                     };
                     let want: Vec<f32> = match token {
-                        Some(t) => (0..hd).map(|d| (100 * h + 10 * t + d + 1) as f32).collect(),
+                        Some(t) => (0..hd).map(|d| value(h, t, d)).collect(),
                         None => vec![0.0; hd],
                     };
-                    assert_eq!(ks[h][p], want, "keys slot {slot} head {h} pos {p}");
-                    assert_eq!(vs[h][p], want.iter().map(|x| x * 2.0).collect::<Vec<_>>(), "values slot {slot} head {h} pos {p}");
+                    assert_eq!(keys[h][p], want, "keys slot {slot} head {h} pos {p}");
+                    assert_eq!(values[h][p], want.iter().map(|x| x * 2.0).collect::<Vec<_>>(), "values slot {slot} head {h} pos {p}");
                 }
             }
         }
-        let bad = [SeqStep { slot: 3, start: 0, tokens: &b, logits: true }];
-        assert!(cache.write_index(&bad, &dev).is_err());
-        let bad = [SeqStep { slot: 0, start: 6, tokens: &a, logits: true }];
-        assert!(cache.write_index(&bad, &dev).is_err());
+        assert!(cache.write(0, 4, 0, &k, &k).is_err());
+        assert!(cache.write(0, 0, 6, &k, &k).is_err());
+        assert!(cache.single_positions(&[Some(8)], &dev).is_err());
     }
 }

@@ -207,13 +207,6 @@ pub struct Decoder {
     pub attention_path: AttentionPath,
 }
 
-/// What a step's layers share: where the new keys and values go, and for
-/// [`AttentionPath::Batched`] the single-token rows' layout.
-struct StepPlan {
-    write_index: Tensor,
-    single: Option<SingleRows>,
-}
-
 /// The single-token rows of a step, attended together over slots `first..first + count`.
 struct SingleRows {
     /// Batch entries (indices into the step) that are single-token rows, in batch order.
@@ -228,10 +221,12 @@ struct SingleRows {
     len: usize,
     /// `[count, 1, 1, len]` additive f32 mask: slot i sees its own cached positions only.
     mask: Tensor,
+    /// Where each slot's new key and value go (see `KvCache::write_single`).
+    positions: Tensor,
 }
 
 impl SingleRows {
-    fn plan(batch: &[SeqStep], device: &Device) -> Result<Option<Self>> {
+    fn plan(batch: &[SeqStep], cache: &KvCache, device: &Device) -> Result<Option<Self>> {
         let entries: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].tokens.len() == 1).collect();
         if entries.is_empty() {
             return Ok(None);
@@ -248,8 +243,10 @@ impl SingleRows {
         // Slots in the range with no row this step still get a (discarded) result; they see
         // position 0 so their softmax has something finite to normalize.
         let mut visible = vec![1usize; count];
+        let mut positions = vec![None; count];
         for &i in &entries {
             visible[batch[i].slot - first] = batch[i].start + 1;
+            positions[batch[i].slot - first] = Some(batch[i].start);
         }
         let mask: Vec<f32> = visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
         let tokens: Vec<u32> = entries.iter().map(|&i| offsets[i]).collect();
@@ -259,6 +256,7 @@ impl SingleRows {
             tokens: Tensor::from_vec(tokens, rows, device)?,
             slots: Tensor::from_vec(slots, rows, device)?,
             mask: Tensor::from_vec(mask, (count, 1, 1, len), device)?,
+            positions: cache.single_positions(&positions, device)?,
             entries,
             first,
             count,
@@ -306,18 +304,15 @@ impl Decoder {
         let positions = Tensor::from_vec(positions, total, &self.device)?;
         let cos = self.rope.cos.index_select(&positions, 0)?;
         let sin = self.rope.sin.index_select(&positions, 0)?;
-        let plan = StepPlan {
-            write_index: cache.write_index(batch, &self.device)?,
-            single: match self.attention_path {
-                AttentionPath::PerRow => None,
-                AttentionPath::Batched => SingleRows::plan(batch, &self.device)?,
-            },
+        let single = match self.attention_path {
+            AttentionPath::PerRow => None,
+            AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
         };
 
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let h = self.attention(index, &layer.attn, &h, batch, &plan, &cos, &sin, cache)?;
+            let h = self.attention(index, &layer.attn, &h, batch, single.as_ref(), &cos, &sin, cache)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
             x = (x + h)?;
@@ -342,7 +337,7 @@ impl Decoder {
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], plan: &StepPlan, cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], single: Option<&SingleRows>, cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let total = x.dim(0)?;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
@@ -362,11 +357,27 @@ impl Decoder {
         let q = self.rope.apply(&q.unsqueeze(0)?.transpose(1, 2)?.contiguous()?, cos, sin)?.squeeze(0)?;
         let k = self.rope.apply(&k.unsqueeze(0)?.transpose(1, 2)?.contiguous()?, cos, sin)?.squeeze(0)?;
         let v = v.transpose(0, 1)?.contiguous()?;
-        cache.write(layer, &plan.write_index, &k, &v)?;
 
-        let out = match &plan.single {
+        // New keys and values into the cache: single tokens all at once where they are
+        // attended together, every other row with its own copy.
+        let mut offset = 0;
+        for s in batch {
+            let n = s.tokens.len();
+            if single.is_none() || n > 1 {
+                cache.write(layer, s.slot, s.start, &k.narrow(1, offset, n)?, &v.narrow(1, offset, n)?)?;
+            }
+            offset += n;
+        }
+        let out = match single {
             None => self.attention_per_row(layer, &q, batch, cache, |_| true)?,
-            Some(single) => self.attention_batched(layer, &q, batch, single, cache)?,
+            Some(single) => {
+                let place = |t: &Tensor| -> Result<Tensor> {
+                    let rows = t.index_select(&single.tokens, 1)?.transpose(0, 1)?.contiguous()?;
+                    Tensor::zeros((single.count, nkv, hd), t.dtype(), t.device())?.index_add(&single.slots, &rows, 0)
+                };
+                cache.write_single(layer, single.first, single.count, &single.positions, &place(&k)?, &place(&v)?)?;
+                self.attention_batched(layer, &q, batch, single, cache)?
+            }
         };
         attn.o.forward(&out)
     }
