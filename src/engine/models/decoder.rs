@@ -308,11 +308,13 @@ impl Decoder {
             AttentionPath::PerRow => None,
             AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
         };
+        // Each prompt piece's causal mask, made once per step for every layer.
+        let masks = batch.iter().map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose()).collect::<Result<Vec<_>>>()?;
 
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let h = self.attention(index, &layer.attn, &h, batch, single.as_ref(), &cos, &sin, cache)?;
+            let h = self.attention(index, &layer.attn, &h, batch, single.as_ref(), &masks, &cos, &sin, cache)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
             x = (x + h)?;
@@ -337,7 +339,7 @@ impl Decoder {
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
     #[allow(clippy::too_many_arguments)]
-    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], single: Option<&SingleRows>, cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], single: Option<&SingleRows>, masks: &[Option<Tensor>], cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let total = x.dim(0)?;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
@@ -369,14 +371,14 @@ impl Decoder {
             offset += n;
         }
         let out = match single {
-            None => self.attention_per_row(layer, &q, batch, cache, |_| true)?,
+            None => self.attention_per_row(layer, &q, batch, masks, cache, |_| true)?,
             Some(single) => {
                 let place = |t: &Tensor| -> Result<Tensor> {
                     let rows = t.index_select(&single.tokens, 1)?.transpose(0, 1)?.contiguous()?;
                     Tensor::zeros((single.count, nkv, hd), t.dtype(), t.device())?.index_add(&single.slots, &rows, 0)
                 };
                 cache.write_single(layer, single.first, single.count, &single.positions, &place(&k)?, &place(&v)?)?;
-                self.attention_batched(layer, &q, batch, single, cache)?
+                self.attention_batched(layer, &q, batch, single, masks, cache)?
             }
         };
         attn.o.forward(&out)
@@ -384,7 +386,8 @@ impl Decoder {
 
     /// Attention of the rows `which` selects, one at a time: `[their tokens, heads * hd]` in
     /// batch order. `q`: the step's queries `[heads, tokens, hd]`, after RoPE.
-    fn attention_per_row(&self, layer: usize, q: &Tensor, batch: &[SeqStep], cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
+    #[allow(clippy::too_many_arguments)]
+    fn attention_per_row(&self, layer: usize, q: &Tensor, batch: &[SeqStep], masks: &[Option<Tensor>], cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
         let d = &self.dims;
         let (nh, hd) = (d.n_heads, d.head_dim);
         let group = nh / d.n_kv_heads;
@@ -411,14 +414,13 @@ impl Decoder {
             } else {
                 q_row.matmul(&repeat_kv(&keys.narrow(1, 0, len)?, group)?.t()?)?
             };
-            let scores = (scores / scale)?;
-            let scores = if n > 1 {
-                let mask = causal_mask(n, s.start, &self.device)?.to_dtype(scores.dtype())?;
-                scores.broadcast_add(&mask)?
-            } else {
-                scores
+            // Softmax in f32, as candle-transformers' models do for bf16 and f16.
+            let scores = (scores / scale)?.to_dtype(DType::F32)?;
+            let scores = match &masks[i] {
+                Some(mask) => scores.broadcast_add(mask)?,
+                None => scores,
             };
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
             let out = if in_place {
                 gqa_matmul(&probs, &values, len, group, KvOperand::Values)?
             } else {
@@ -436,7 +438,8 @@ impl Decoder {
 
     /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
     /// `[tokens, heads * hd]` in step order.
-    fn attention_batched(&self, layer: usize, q: &Tensor, batch: &[SeqStep], single: &SingleRows, cache: &KvCache) -> Result<Tensor> {
+    #[allow(clippy::too_many_arguments)]
+    fn attention_batched(&self, layer: usize, q: &Tensor, batch: &[SeqStep], single: &SingleRows, masks: &[Option<Tensor>], cache: &KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
         let group = nh / nkv;
@@ -458,7 +461,7 @@ impl Decoder {
             return Ok(out);
         }
         // Prompt pieces, then every token back in step order.
-        let pieces = self.attention_per_row(layer, q, batch, cache, |i| batch[i].tokens.len() > 1)?;
+        let pieces = self.attention_per_row(layer, q, batch, masks, cache, |i| batch[i].tokens.len() > 1)?;
         let mut order = vec![0u32; batch.iter().map(|s| s.tokens.len()).sum()];
         let (mut offset, mut next_single, mut next_piece) = (0usize, 0u32, rows as u32);
         for s in batch {
