@@ -9,16 +9,18 @@
 #
 #   scripts/build-cuda.sh [extra cargo build args, e.g. --locked]
 #
-# nvcc comes from PyPI (scripts/cuda-toolkit.sh). cudarc links against libcuda, libcublas,
+# nvcc 13.0 comes from PyPI (scripts/cuda-toolkit.sh): the PTX of nvcc 13.5 (ISA 9.5) does not
+# load on a CUDA 13.0 driver. cudarc links against libcuda, libcublas,
 # libcublasLt, libcurand and libnvrtc, which are not here, so the link is made against stubs:
 # shared libraries with the real sonames that define, with empty bodies never run, every
 # symbol of theirs the compiled objects reference. At run time the loader finds the real
 # libraries by soname (the driver's libcuda.so.1; the others from the CUDA 13 wheels).
-# Output: target/cuda-release/ (CUDA_BUILD_TARGET_DIR); the binaries are stripped.
+# Cargo output: target/cuda-13.0/ (CUDA_BUILD_TARGET_DIR); the binaries are stripped.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cache=${CUDA_CHECK_CACHE:-$root/.cache/cuda-toolkit}
-target_dir=${CUDA_BUILD_TARGET_DIR:-$root/target/cuda-release}
+cuda_release=13.0 # the GPU machines' driver is CUDA 13.0 (580.x); see scripts/cuda-toolkit.sh
+cache=${CUDA_BUILD_CACHE:-$root/.cache/cuda-toolkit-13.0}
+target_dir=${CUDA_BUILD_TARGET_DIR:-$root/target/cuda-13.0}
 dist="$root/.cache/cuda-dist"
 python=${PYTHON:-python3}
 
@@ -87,4 +89,7 @@ for f in "$dist"/*; do
     needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
     echo "build-cuda: $(basename "$f"): $(du -h "$f" | cut -f1), needs: $needed" >&2
 done
-echo "build-cuda: PASS: $dist ($(du -sh "$dist" | cut -f1))"
+# What travels to the GPU machine (64 MiB at most there): one xz archive, which
+# benches/cuda/run.sh unpacks with Python's tarfile (no xz binary needed there).
+tar -C "$(dirname "$dist")" -cf - "$(basename "$dist")" | xz -6 -T2 >"$dist.tar.xz"
+echo "build-cuda: PASS: $dist ($(du -sh "$dist" | cut -f1)), $dist.tar.xz ($(du -h "$dist.tar.xz" | cut -f1))"

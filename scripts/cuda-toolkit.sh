@@ -2,17 +2,19 @@
 # headers from NVIDIA's PyPI wheels into a virtual environment under $cache (once; again only
 # when the pinned versions change) and exports what cudarc's and candle-kernels' build
 # scripts read. Expects $cache, $python and a `fail` function.
+#
+# $cuda_release picks the toolkit: 13.5 (the default; the CI check, as issue 7 asks) or 13.0
+# (scripts/build-cuda.sh: binaries for a driver of CUDA 13.0, which loads PTX up to ISA 9.0;
+# nvcc 13.5 writes ISA 9.5).
 # nvidia-cuda-cccl has no 13.5.37 release; 13.3.5.0.6 is CCCL 3.5.0, the one CUDA 13.5 ships.
 # nvidia-nvvm (cicc, libdevice) is a dependency of nvidia-cuda-nvcc; pinned here as well.
-packages=(
-  nvidia-cuda-nvcc==13.5.37
-  nvidia-nvvm==13.5.37
-  nvidia-cuda-runtime==13.5.37
-  nvidia-cuda-crt==13.5.37
-  nvidia-cuda-cccl==13.3.5.0.6
-)
-
-fail() { echo "check-cuda: FAIL: $*" >&2; exit 1; }
+case "${cuda_release:-13.5}" in
+  13.5) packages=(nvidia-cuda-nvcc==13.5.37 nvidia-nvvm==13.5.37 nvidia-cuda-runtime==13.5.37
+          nvidia-cuda-crt==13.5.37 nvidia-cuda-cccl==13.3.5.0.6) ;;
+  13.0) packages=(nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-runtime==13.0.88
+          nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85) ;;
+  *) fail "cuda_release=${cuda_release}: expected 13.5 or 13.0" ;;
+esac
 
 # --- 1. toolkit -------------------------------------------------------------------------
 venv="$cache/venv"

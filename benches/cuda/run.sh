@@ -11,7 +11,7 @@
 #
 # The GPU machines of this project have the NVIDIA driver, CUDA 13 and PyTorch but no Rust
 # toolchain, so the binaries are built beforehand with scripts/build-cuda.sh into
-# .cache/cuda-dist/ (carried along). libcublas, libcurand and libnvrtc come from the CUDA 13
+# .cache/cuda-dist/ and travel as .cache/cuda-dist.tar.xz (carry it; unpacked here). libcublas, libcurand and libnvrtc come from the CUDA 13
 # wheels PyTorch brings. Results go to stdout and, where $OUT is set, $OUT/cuda-bench.tsv.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -44,6 +44,9 @@ if [[ $smoke == 1 ]]; then
 else
     device=cuda
     bench="$dist/gpu_throughput"
+    if [[ ! -x $bench && -f $dist.tar.xz ]]; then
+        python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="fully_trusted")' "$dist.tar.xz" "$(dirname "$dist")"
+    fi
     [[ -x $bench && -x $dist/oracle_safetensors ]] || { echo "error: $dist has no CUDA binaries; build them first with scripts/build-cuda.sh" >&2; exit 2; }
     # cudarc loads libcuda from the driver; cuBLAS, cuRAND and NVRTC from PyTorch's wheels.
     libs=$(python3 - <<'EOF'
