@@ -63,20 +63,24 @@ EOF
     export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     echo "== oracle tests on cuda ($dist/oracle_safetensors)"
-    SYNTH_TEST_DEVICE=cuda "$dist/oracle_safetensors" --nocapture --test-threads 1
+    SYNTH_TEST_DEVICE=cuda timeout 300 "$dist/oracle_safetensors" --nocapture --test-threads 1 ||
+        echo "== oracle tests on cuda FAILED (exit $?); the benchmark runs anyway" >&2
 fi
 
-# Runs "$@" while sampling the GPU's used memory; prints the command's JSON line with
-# "gpu_peak_mib" added (null on a CPU).
+# Runs "$@" (at most $limit seconds) while sampling the GPU's used memory; prints the
+# command's JSON line with "gpu_peak_mib" added (null on a CPU), or, if it failed, a line
+# naming the engine, batch and exit status, so one failure does not lose the other rows.
+limit=${RUN_LIMIT_S:-240}
 measure() {
-    local samples
+    local engine=$1 batch=$2
+    shift 2
+    local samples poller line status=0
     samples=$(mktemp)
     if [[ $device == cuda ]]; then
         nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$samples" &
-        local poller=$!
+        poller=$!
     fi
-    local line
-    line=$("$@" | tail -1)
+    line=$(timeout "$limit" "$@" | tail -1) || status=$?
     if [[ $device == cuda ]]; then
         kill "$poller" 2>/dev/null || true
         wait "$poller" 2>/dev/null || true
@@ -84,6 +88,10 @@ measure() {
     local peak
     peak=$(sort -n "$samples" | tail -1)
     rm -f "$samples"
+    if [[ $status != 0 || -z $line ]]; then
+        echo "   $engine at batch $batch failed (exit $status)" >&2
+        line="{\"engine\": \"$engine\", \"batch\": $batch, \"error\": \"exit $status\"}"
+    fi
     python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["gpu_peak_mib"]=int(sys.argv[2]) if sys.argv[2] else None; print(json.dumps(d))' "$line" "${peak:-}"
 }
 
@@ -92,10 +100,10 @@ python3 -c 'import torch, transformers' 2>/dev/null || have_torch=0
 results=()
 for b in ${batches//,/ }; do
     echo "== batch $b: synth" >&2
-    results+=("$(measure "$bench" --device "$device" --config "$config" --batch "$b" --prompt "$prompt" --new "$new")")
+    results+=("$(measure synth "$b" "$bench" --device "$device" --config "$config" --batch "$b" --prompt "$prompt" --new "$new")")
     if [[ $have_torch == 1 ]]; then
         echo "== batch $b: transformers" >&2
-        results+=("$(measure python3 "$root/benches/cuda/hf_generate.py" --device "$device" --config "$config" --batch "$b" --prompt "$prompt" --new "$new")")
+        results+=("$(measure transformers "$b" python3 "$root/benches/cuda/hf_generate.py" --device "$device" --config "$config" --batch "$b" --prompt "$prompt" --new "$new")")
     else
         echo "== batch $b: transformers not installed here: peer skipped" >&2
     fi
