@@ -372,7 +372,7 @@ fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>> {
 }
 
 fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
-    if !(0.0..=2.0).contains(&args.temperature) || !(args.top_p > 0.0 && args.top_p <= 1.0) || args.max_new_tokens == 0 {
+    if !((0.0..=2.0).contains(&args.temperature) && args.top_p > 0.0 && args.top_p <= 1.0) || args.max_new_tokens == 0 {
         return Err(SynthError::invalid("`--temperature` must be in [0, 2], `--top-p` in (0, 1] and `--max-new-tokens` at least 1").into());
     }
     if let Some(out) = &args.output {

@@ -224,7 +224,7 @@ pub fn run<M: BatchModel>(
             }
         }
         // Remove finished rows from the back so indices stay valid.
-        finished.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_unstable_by_key(|&(i, _)| std::cmp::Reverse(i));
         for (i, finish) in finished {
             let a = active.swap_remove(i);
             free_slots.push(a.slot);
