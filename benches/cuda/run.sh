@@ -39,8 +39,8 @@ tsv="$out/cuda-bench.tsv"
 
 if [[ $smoke == 1 ]]; then
     device=cpu
-    (cd "$root" && cargo bench --no-run --bench gpu_throughput >/dev/null 2>&1)
-    bench=$(ls -t "$root"/target/release/deps/gpu_throughput-* | grep -v '\.d$' | head -1)
+    bench=$(cd "$root" && cargo bench --no-run --bench gpu_throughput --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
 else
     device=cuda
     bench="$dist/gpu_throughput"
