@@ -40,7 +40,7 @@ tsv="$out/cuda-bench.tsv"
 if [[ $smoke == 1 ]]; then
     device=cpu
     bench=$(cd "$root" && cargo bench --no-run --bench gpu_throughput --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+        python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["name"] == "gpu_throughput"][-1])')
 else
     device=cuda
     bench="$dist/gpu_throughput"
@@ -110,3 +110,8 @@ for b in ${batches//,/ }; do
 done
 
 printf '%s\n' "${results[@]}" | python3 "$root/benches/cuda/table.py" --bandwidth-tbps "$bandwidth" | tee "$tsv"
+# On the CPU (CI) every run must succeed.
+if [[ $smoke == 1 ]] && printf '%s\n' "${results[@]}" | grep -q '"error"'; then
+    echo "run.sh --smoke: FAIL: a run failed" >&2
+    exit 1
+fi
