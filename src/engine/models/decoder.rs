@@ -177,17 +177,19 @@ pub enum AttentionPath {
     PerRow,
     /// Every single-token row of the step (decoding rows, mostly) in two batched matmuls over
     /// the range of cache slots they occupy, so a step costs the same few kernel launches per
-    /// layer at 1 or 256 sequences; prompt pieces run per row. The default off the CPU, where
+    /// layer at 1 or 256 sequences; prompt pieces run per row. The default on CUDA, where
     /// per-row launches would cost more than the attention itself.
     Batched,
 }
 
 impl AttentionPath {
+    /// Batched on CUDA. Metal keeps the per-row path: its matmul takes the strided cache views
+    /// of the batched path under other conditions than cuBLAS, and no Mac has run it.
     pub fn for_device(device: &Device) -> Self {
-        if device.is_cpu() {
-            Self::PerRow
-        } else {
+        if device.is_cuda() {
             Self::Batched
+        } else {
+            Self::PerRow
         }
     }
 }
