@@ -84,12 +84,6 @@ impl KvCache {
         Ok((self.keys[layer].get(slot)?, self.values[layer].get(slot)?))
     }
 
-    /// Views of the first `len` cached positions of a slot: keys and values `[kv_heads, len, head_dim]`.
-    pub fn read(&self, layer: usize, slot: usize, len: usize) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self.slot(layer, slot)?;
-        Ok((k.narrow(1, 0, len)?, v.narrow(1, 0, len)?))
-    }
-
     /// Views of slots `first..first + count`, positions `0..len`: keys and values `[count,
     /// kv_heads, len, head_dim]`. Strided (rows of `max_len`), in the layout cuBLAS and
     /// candle's CPU matmul take without a copy.

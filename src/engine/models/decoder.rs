@@ -211,8 +211,8 @@ pub struct Decoder {
 
 /// The single-token rows of a step, attended together over slots `first..first + count`.
 struct SingleRows {
-    /// Batch entries (indices into the step) that are single-token rows, in batch order.
-    entries: Vec<usize>,
+    /// How many single-token rows the step has.
+    rows: usize,
     /// `[rows]` u32: each row's token index in the step.
     tokens: Tensor,
     /// `[rows]` u32: each row's slot minus `first`.
@@ -253,13 +253,12 @@ impl SingleRows {
         let mask: Vec<f32> = visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
         let tokens: Vec<u32> = entries.iter().map(|&i| offsets[i]).collect();
         let slots: Vec<u32> = entries.iter().map(|&i| (batch[i].slot - first) as u32).collect();
-        let rows = entries.len();
         Ok(Some(Self {
-            tokens: Tensor::from_vec(tokens, rows, device)?,
-            slots: Tensor::from_vec(slots, rows, device)?,
+            rows: entries.len(),
+            tokens: Tensor::from_vec(tokens, entries.len(), device)?,
+            slots: Tensor::from_vec(slots, entries.len(), device)?,
             mask: Tensor::from_vec(mask, (count, 1, 1, len), device)?,
             positions: cache.single_positions(&positions, device)?,
-            entries,
             first,
             count,
             len,
@@ -445,7 +444,7 @@ impl Decoder {
         let d = &self.dims;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
         let group = nh / nkv;
-        let rows = single.entries.len();
+        let rows = single.rows;
         // Each row's query heads, grouped by the kv head they read, placed at the row's slot:
         // [count, kv, group, hd] against the slots' keys [count, kv, len, hd], so grouped-query
         // attention needs no repeated keys.
