@@ -6,6 +6,8 @@
 #   .cache/cuda-dist/synth               the CLI, --features cuda
 #   .cache/cuda-dist/gpu_throughput      benches/gpu_throughput.rs
 #   .cache/cuda-dist/oracle_safetensors  tests/oracle_safetensors.rs (SYNTH_TEST_DEVICE=cuda)
+#   .cache/cuda-dist/device_cli          tests/device_cli.rs (SYNTH_TEST_DEVICE=cuda), with
+#   .cache/cuda-dist/assets/llama3_1/    the Llama-3.1 tokenizer it uses
 #
 #   scripts/build-cuda.sh [extra cargo build args, e.g. --locked]
 #
@@ -62,7 +64,7 @@ ln -sf "$(readlink -f "$CUDA_HOME/lib/libcudart.so.13")" "$stubs/libcudart.so"
 #    rlib yet: the linker names it, it joins its stub, and the link runs once more.
 json="$stubs/build.json"
 link() {
-    LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}" "${build[@]}" --bin synth --bench gpu_throughput --test oracle_safetensors \
+    LIBRARY_PATH="$stubs${LIBRARY_PATH:+:$LIBRARY_PATH}" "${build[@]}" --bin synth --bench gpu_throughput --test oracle_safetensors --test device_cli \
         --message-format=json-render-diagnostics "$@" >"$json" 2>"$stubs/link.log"
 }
 if ! link "$@"; then
@@ -81,11 +83,13 @@ for line in open(sys.argv[1]):
     msg = json.loads(line)
     if msg.get("reason") == "compiler-artifact" and msg.get("executable"):
         found[msg["target"]["name"]] = msg["executable"]
-for name in ("synth", "gpu_throughput", "oracle_safetensors"):
+for name in ("synth", "gpu_throughput", "oracle_safetensors", "device_cli"):
     shutil.copy2(found[name], f"{sys.argv[2]}/{name}")
 EOF
-strip "$dist"/synth "$dist"/gpu_throughput "$dist"/oracle_safetensors
-for f in "$dist"/*; do
+strip "$dist"/synth "$dist"/gpu_throughput "$dist"/oracle_safetensors "$dist"/device_cli
+"$root/scripts/fetch-assets.sh" >/dev/null
+mkdir -p "$dist/assets" && cp -r "$root/.cache/assets/llama3_1" "$dist/assets/"
+for f in "$dist"/synth "$dist"/gpu_throughput "$dist"/oracle_safetensors "$dist"/device_cli; do
     needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
     echo "build-cuda: $(basename "$f"): $(du -h "$f" | cut -f1), needs: $needed" >&2
 done

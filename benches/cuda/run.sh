@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA checks of a GPU machine, in one go (issue 7): the engine's oracle tests on `cuda`,
-# then synth against PyTorch + transformers `generate` at Llama-3.1-8B shapes with random bf16
-# weights made on the GPU, at 1, 32, 128 and 256 concurrent sequences x 256 new tokens after
+# `synth --device cuda generate` end to end (tests/device_cli.rs), then synth against
+# PyTorch + transformers `generate` at Llama-3.1-8B shapes with random bf16 weights made on
+# the GPU, at 1, 32, 128 and 256 concurrent sequences x 256 new tokens after
 # 256-token prompts. Prints one table: output tokens/s, peak GPU memory (nvidia-smi, whole
 # process), the ratio synth/transformers, and at batch 1 the ratio to the memory-bandwidth
 # roof (every bf16 weight read once per token).
@@ -47,7 +48,7 @@ else
     if [[ ! -x $bench && -f $dist.tar.xz ]]; then
         python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2], filter="fully_trusted")' "$dist.tar.xz" "$(dirname "$dist")"
     fi
-    [[ -x $bench && -x $dist/oracle_safetensors ]] || { echo "error: $dist has no CUDA binaries; build them first with scripts/build-cuda.sh" >&2; exit 2; }
+    [[ -x $bench && -x $dist/oracle_safetensors && -x $dist/device_cli ]] || { echo "error: $dist has no CUDA binaries; build them first with scripts/build-cuda.sh" >&2; exit 2; }
     # cudarc loads libcuda from the driver; cuBLAS, cuRAND and NVRTC from PyTorch's wheels.
     libs=$(python3 - <<'EOF'
 import glob, os, site
@@ -65,6 +66,9 @@ EOF
     echo "== oracle tests on cuda ($dist/oracle_safetensors)"
     SYNTH_TEST_DEVICE=cuda timeout 300 "$dist/oracle_safetensors" --nocapture --test-threads 1 ||
         echo "== oracle tests on cuda FAILED (exit $?); the benchmark runs anyway" >&2
+    echo "== synth --device cuda generate, end to end ($dist/device_cli)"
+    SYNTH_TEST_DEVICE=cuda SYNTH_BIN="$dist/synth" SYNTH_ASSETS="$dist/assets" timeout 300 "$dist/device_cli" --nocapture ||
+        echo "== synth --device cuda generate FAILED (exit $?); the benchmark runs anyway" >&2
 fi
 
 # Runs "$@" (at most $limit seconds) while sampling the GPU's used memory; prints the

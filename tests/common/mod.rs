@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-/// `.cache/assets` in the repository, filled by `scripts/fetch-assets.sh`.
+/// `.cache/assets` in the repository, filled by `scripts/fetch-assets.sh`, or `SYNTH_ASSETS`
+/// (test binaries carried to another machine, see benches/cuda/run.sh).
 pub fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/assets")
+    std::env::var_os("SYNTH_ASSETS").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/assets"), PathBuf::from)
 }
 
 pub fn smollm2_gguf() -> PathBuf {
