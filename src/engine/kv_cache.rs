@@ -2,8 +2,9 @@
 //! max_len, head_dim]`, a slot per concurrent sequence. New keys and values are written in
 //! place (no per-step concatenation or reallocation): a prompt piece with one strided copy,
 //! all of a step's single tokens with one scatter; a finished sequence's slot is handed to
-//! the next one, which simply overwrites it from position 0. Keeping a layer's slots in one tensor lets attention read
-//! many slots in one batched matmul (see `AttentionPath::Batched` in the decoder).
+//! the next one, which simply overwrites it from position 0. Keeping a layer's slots in one
+//! tensor lets attention read many slots in one batched matmul (see `AttentionPath::Batched`
+//! in the decoder).
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -43,8 +44,9 @@ impl KvCache {
     /// Stores one row's `k`, `v` (`[kv_heads, n, head_dim]`) at positions `start..start + n`
     /// of its slot: one strided copy each.
     pub fn write(&mut self, layer: usize, slot: usize, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
-        if slot >= self.slots || start + k.dim(1)? > self.max_len {
-            candle_core::bail!("KV cache write outside the cache: slot {slot}, positions {start}..{}", start + k.dim(1)?);
+        let end = start + k.dim(1)?;
+        if slot >= self.slots || end > self.max_len {
+            candle_core::bail!("KV cache write outside the cache: slot {slot}, positions {start}..{end}");
         }
         self.keys[layer].get(slot)?.slice_set(&k.contiguous()?, 1, start)?;
         self.values[layer].get(slot)?.slice_set(&v.contiguous()?, 1, start)

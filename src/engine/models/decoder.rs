@@ -211,20 +211,23 @@ pub struct Decoder {
 
 /// The single-token rows of a step, attended together over slots `first..first + count`.
 struct SingleRows {
-    /// How many single-token rows the step has.
-    rows: usize,
-    /// `[rows]` u32: each row's token index in the step.
-    tokens: Tensor,
-    /// `[rows]` u32: each row's slot minus `first`.
-    slots: Tensor,
     first: usize,
     count: usize,
+    /// `[count]` u32: the step token of the row at each slot of the range (any token for a
+    /// slot with no row: its result is discarded and its cache write skipped), so one gather
+    /// puts a step's queries, keys or values in slot order.
+    slot_tokens: Tensor,
+    /// `[rows]` u32: each row's slot minus `first`, in batch order.
+    slots: Tensor,
     /// Longest cached length among the rows; the attention reads positions `0..len`.
     len: usize,
     /// `[count, 1, 1, len]` additive f32 mask: slot i sees its own cached positions only.
     mask: Tensor,
     /// Where each slot's new key and value go (see `KvCache::write_single`).
     positions: Tensor,
+    /// When the step also has prompt pieces: for each step token, its row in the
+    /// concatenation [single rows' outputs; pieces' outputs].
+    order: Option<Tensor>,
 }
 
 impl SingleRows {
@@ -246,23 +249,43 @@ impl SingleRows {
         // position 0 so their softmax has something finite to normalize.
         let mut visible = vec![1usize; count];
         let mut positions = vec![None; count];
+        let mut slot_tokens = vec![0u32; count];
         for &i in &entries {
-            visible[batch[i].slot - first] = batch[i].start + 1;
-            positions[batch[i].slot - first] = Some(batch[i].start);
+            let at = batch[i].slot - first;
+            visible[at] = batch[i].start + 1;
+            positions[at] = Some(batch[i].start);
+            slot_tokens[at] = offsets[i];
         }
         let mask: Vec<f32> = visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
-        let tokens: Vec<u32> = entries.iter().map(|&i| offsets[i]).collect();
         let slots: Vec<u32> = entries.iter().map(|&i| (batch[i].slot - first) as u32).collect();
+        let order = if entries.len() == batch.len() {
+            None
+        } else {
+            let (mut next_single, mut next_piece) = (0u32, entries.len() as u32);
+            let mut order = Vec::with_capacity(offset as usize);
+            for s in batch {
+                let next = if s.tokens.len() == 1 { &mut next_single } else { &mut next_piece };
+                order.extend(*next..*next + s.tokens.len() as u32);
+                *next += s.tokens.len() as u32;
+            }
+            Some(Tensor::from_vec(order, offset as usize, device)?)
+        };
         Ok(Some(Self {
-            rows: entries.len(),
-            tokens: Tensor::from_vec(tokens, entries.len(), device)?,
+            slot_tokens: Tensor::from_vec(slot_tokens, count, device)?,
             slots: Tensor::from_vec(slots, entries.len(), device)?,
             mask: Tensor::from_vec(mask, (count, 1, 1, len), device)?,
             positions: cache.single_positions(&positions, device)?,
+            order,
             first,
             count,
             len,
         }))
+    }
+
+    /// `t` (`[heads, step tokens, hd]`) at this step's single rows, in slot order: `[count,
+    /// heads, hd]`.
+    fn gather(&self, t: &Tensor) -> Result<Tensor> {
+        t.index_select(&self.slot_tokens, 1)?.transpose(0, 1)?.contiguous()
     }
 }
 
@@ -374,11 +397,7 @@ impl Decoder {
         let out = match single {
             None => self.attention_per_row(layer, &q, batch, masks, cache, |_| true)?,
             Some(single) => {
-                let place = |t: &Tensor| -> Result<Tensor> {
-                    let rows = t.index_select(&single.tokens, 1)?.transpose(0, 1)?.contiguous()?;
-                    Tensor::zeros((single.count, nkv, hd), t.dtype(), t.device())?.index_add(&single.slots, &rows, 0)
-                };
-                cache.write_single(layer, single.first, single.count, &single.positions, &place(&k)?, &place(&v)?)?;
+                cache.write_single(layer, single.first, single.count, &single.positions, &single.gather(&k)?, &single.gather(&v)?)?;
                 self.attention_batched(layer, &q, batch, single, masks, cache)?
             }
         };
@@ -444,13 +463,10 @@ impl Decoder {
         let d = &self.dims;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
         let group = nh / nkv;
-        let rows = single.rows;
-        // Each row's query heads, grouped by the kv head they read, placed at the row's slot:
+        // Each row's query heads, grouped by the kv head they read, at the row's slot:
         // [count, kv, group, hd] against the slots' keys [count, kv, len, hd], so grouped-query
         // attention needs no repeated keys.
-        let q_single = q.index_select(&single.tokens, 1)?.transpose(0, 1)?.contiguous()?;
-        let q_slots = Tensor::zeros((single.count, nh, hd), q.dtype(), q.device())?.index_add(&single.slots, &q_single, 0)?;
-        let q_slots = q_slots.reshape((single.count, nkv, group, hd))?;
+        let q_slots = single.gather(q)?.reshape((single.count, nkv, group, hd))?;
         let (keys, values) = cache.read_slots(layer, single.first, single.count, single.len)?;
         let scores = (q_slots.matmul(&keys.t()?)? / (hd as f64).sqrt())?;
         // Softmax in f32, as candle-transformers' models do for bf16 and f16.
@@ -458,27 +474,10 @@ impl Decoder {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(values.dtype())?;
         let out = probs.matmul(&values)?.reshape((single.count, nh * hd))?.index_select(&single.slots, 0)?;
 
-        if rows == batch.len() {
-            return Ok(out);
-        }
+        let Some(order) = &single.order else { return Ok(out) };
         // Prompt pieces, then every token back in step order.
         let pieces = self.attention_per_row(layer, q, batch, masks, cache, |i| batch[i].tokens.len() > 1)?;
-        let mut order = vec![0u32; batch.iter().map(|s| s.tokens.len()).sum()];
-        let (mut offset, mut next_single, mut next_piece) = (0usize, 0u32, rows as u32);
-        for s in batch {
-            for slot in &mut order[offset..offset + s.tokens.len()] {
-                if s.tokens.len() == 1 {
-                    *slot = next_single;
-                    next_single += 1;
-                } else {
-                    *slot = next_piece;
-                    next_piece += 1;
-                }
-            }
-            offset += s.tokens.len();
-        }
-        let n = order.len();
-        Tensor::cat(&[out, pieces], 0)?.index_select(&Tensor::from_vec(order, n, q.device())?, 0)
+        Tensor::cat(&[out, pieces], 0)?.index_select(order, 0)
     }
 }
 
