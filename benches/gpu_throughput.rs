@@ -105,12 +105,12 @@ fn main() -> Result<()> {
             .collect()
     };
     // Warm-up: kernels loaded, cuBLAS handles and workspaces made.
-    scheduler::run(&mut engine, &sched, requests(args.batch.min(4), 16, 4), None, &AlwaysAdmit, |_| Ok(()))?;
+    scheduler::run_to_completion(&mut engine, &sched, requests(args.batch.min(4), 16, 4), None, &AlwaysAdmit, |_| Ok(()))?;
     device.synchronize()?;
 
     let mut generated = 0usize;
     let start = Instant::now();
-    scheduler::run(&mut engine, &sched, requests(args.batch, args.prompt, args.new), None, &AlwaysAdmit, |c| {
+    scheduler::run_to_completion(&mut engine, &sched, requests(args.batch, args.prompt, args.new), None, &AlwaysAdmit, |c| {
         generated += c.tokens.len();
         Ok(())
     })?;

@@ -26,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use serde::{Deserialize, Serialize};
-use synth::engine::models::load_gguf;
+use synth::model::load_gguf_decoder;
 use synth::engine::sampler::argmax;
 use synth::engine::scheduler::{self, AlwaysAdmit, BatchModel, Logits};
 use synth::engine::{Engine, Request, SamplingParams, SchedulerConfig, SeqStep};
@@ -359,7 +359,7 @@ impl BatchModel for Timed {
 
 fn synth_row(model: &Path, row: Row, prefill_iters: usize) -> Result<Measurement> {
     let started = Instant::now();
-    let decoder = load_gguf(model, &Device::Cpu)?;
+    let decoder = load_gguf_decoder(model, &Device::Cpu)?;
     let load_seconds = started.elapsed().as_secs_f64();
     let vocab = decoder.dims.vocab;
     let (concurrency, prompt_len, new_tokens) = match row {
@@ -376,7 +376,7 @@ fn synth_row(model: &Path, row: Row, prefill_iters: usize) -> Result<Measurement
     let run = |model: &mut Timed, reqs: Vec<Request>| -> Result<(usize, Duration)> {
         let mut generated = 0;
         let started = Instant::now();
-        scheduler::run(model, &config, reqs, None, &AlwaysAdmit, |c| {
+        scheduler::run_to_completion(model, &config, reqs, None, &AlwaysAdmit, |c| {
             generated += c.tokens.len();
             Ok(())
         })?;

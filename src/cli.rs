@@ -2,26 +2,26 @@
 //! Data goes to stdout; progress, logs and errors to stderr.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
 
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::{self, SynthError};
-use crate::evaluation;
 use crate::evaluation::recipe::{is_evaluation_recipe, EvalRecipe};
-use crate::evaluation::run::EvalOptions;
+use crate::evaluation::{self, EvalOptions};
+use crate::generation::conversations;
+use crate::generation::EngineOptions;
 use crate::model::{presence, LoadedModel, Presence, Registry};
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::Recipe;
+use crate::store::atomic;
 use crate::store::{Message, Store};
-use crate::synthesis::run::{run, RunOptions};
-use crate::synthesis::{self, mix_seed, EngineOptions, Job};
+use crate::synthesis::{synthesize, RunOptions};
 
 #[derive(Parser, Debug)]
 #[command(name = "synth", version, about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware")]
@@ -273,7 +273,7 @@ fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> R
         progress,
         engine: args.engine.options()?,
     };
-    let report = run(&args.recipe, &store, &options)?;
+    let report = synthesize(&args.recipe, &store, &options)?;
     let [train, validation, test] = report.splits;
     eprintln!(
         "synthesized {} rows from {} seed rows ({} dropped) in {:.1}s, {} tokens at {:.1} tok/s",
@@ -310,7 +310,7 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
 fn eval_command(args: EvalArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
     let store = Store::open_default()?;
     if let Some(EvalCommand::Show { run, worst }) = args.command {
-        print!("{}", evaluation::run::show(&store, &run, worst)?);
+        print!("{}", evaluation::show::show(&store, &run, worst)?);
         return Ok(());
     }
     let recipe = args.recipe.context("clap requires a recipe")?;
@@ -322,7 +322,7 @@ fn eval_command(args: EvalArgs, device: DeviceChoice, progress: ProgressMode) ->
         progress,
         engine: args.engine.options()?,
     };
-    let report = evaluation::run::run(&recipe, &store, &options)?;
+    let report = evaluation::evaluate(&recipe, &store, &options)?;
     for e in &report.evaluators {
         let rate = e.pass_rate().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
         eprintln!("{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)", e.name, e.pass, e.fail, e.unparseable, e.skipped);
@@ -341,101 +341,32 @@ fn eval_command(args: EvalArgs, device: DeviceChoice, progress: ProgressMode) ->
     Ok(())
 }
 
-/// Reads `synth generate --input`: `{"messages": [...]}` or `{"prompt": "..."}` per line.
-fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>> {
-    let text = std::fs::read(path).map_err(|e| SynthError::not_found(format!("cannot read `{}`: {e}", path.display())))?;
-    let mut conversations = Vec::new();
-    for (index, line) in text.split(|b| *b == b'\n').enumerate() {
-        let where_ = || format!("{}:{}", path.display(), index + 1);
-        let line = std::str::from_utf8(line).map_err(|_| SynthError::invalid(format!("{}: not valid UTF-8", where_())))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| SynthError::invalid(format!("{}: not valid JSON: {e}", where_())))?;
-        let messages = if let Some(prompt) = value.get("prompt").and_then(Value::as_str) {
-            vec![Message::new("user", prompt)]
-        } else if let Some(messages) = value.get("messages") {
-            serde_json::from_value::<Vec<Message>>(messages.clone())
-                .map_err(|e| SynthError::invalid(format!("{}: `messages` must be a list of {{\"role\", \"content\"}} objects: {e}", where_())))?
-        } else {
-            return Err(SynthError::invalid(format!("{}: expected {{\"messages\": [...]}} or {{\"prompt\": \"...\"}}", where_())).into());
-        };
-        if messages.is_empty() {
-            return Err(SynthError::invalid(format!("{}: `messages` is empty", where_())).into());
-        }
-        conversations.push(messages);
-    }
-    if conversations.is_empty() {
-        return Err(SynthError::invalid(format!("`{}` has no conversations", path.display())).into());
-    }
-    Ok(conversations)
-}
-
 fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
     if !((0.0..=2.0).contains(&args.temperature) && args.top_p > 0.0 && args.top_p <= 1.0) || args.max_new_tokens == 0 {
         return Err(SynthError::invalid("`--temperature` must be in [0, 2], `--top-p` in (0, 1] and `--max-new-tokens` at least 1").into());
     }
+    let engine = args.engine.options()?;
     if let Some(out) = &args.output {
-        if out.exists() && !args.overwrite {
-            return Err(SynthError::invalid(format!("`{}` already exists", out.display())).hint("choose another `--output`, or pass `--overwrite`").into());
-        }
+        atomic::check_writable(out, args.overwrite)?;
     }
     let conversations = match (&args.prompt, &args.input) {
         (Some(prompt), _) => vec![vec![Message::new("user", prompt.clone())]],
-        (None, Some(path)) => read_conversations(path)?,
-        (None, None) => unreachable!("clap requires --prompt or --input"),
+        (None, Some(path)) => conversations::read_conversations(path)?,
+        (None, None) => return Err(SynthError::invalid("give `--prompt TEXT` or `--input FILE`").into()),
     };
     let store = Store::open_default()?;
     let device = device::open(device)?;
     let registry = Registry::load(Some(store.root()))?;
     let model = LoadedModel::load(&registry, &args.model, args.engine.model_path.as_deref(), store.root(), &device)?;
-    let jobs: Vec<Job> = conversations
-        .iter()
-        .enumerate()
-        .map(|(i, messages)| Job {
-            messages: messages.clone(),
-            params: SamplingParams {
-                temperature: args.temperature,
-                top_p: args.top_p,
-                top_k: args.top_k,
-                max_new_tokens: args.max_new_tokens,
-                seed: mix_seed(args.seed, i as u64),
-            },
-        })
-        .collect();
-    let mut bar = Progress::new("generating", jobs.len(), progress);
-    let results = synthesis::generate(&model, &jobs, &args.engine.options()?, None, None, &mut bar, |_, _| Ok(()))?;
+    let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens, seed: args.seed };
+    let mut bar = Progress::new("generating", conversations.len(), progress);
+    let completed = conversations::complete(&model, conversations, &sampling, &engine, &mut bar)?;
     bar.finish();
-
-    let mut out = Vec::new();
-    for (job, result) in jobs.iter().zip(results) {
-        let result = result.context("a generation did not finish")?;
-        let mut messages = job.messages.clone();
-        messages.push(Message::new("assistant", result.text));
-        let line = json!({"messages": messages, "finishReason": result.finish, "promptTokens": result.prompt_tokens, "generatedTokens": result.generated_tokens});
-        out.extend_from_slice(serde_json::to_string(&line)?.as_bytes());
-        out.push(b'\n');
-    }
+    let out = conversations::to_jsonl(&completed)?;
     match &args.output {
-        Some(path) => write_new_file(path, &out, args.overwrite),
+        Some(path) => atomic::write_file(path, &out, args.overwrite),
         None => std::io::stdout().write_all(&out).context("writing to stdout"),
     }
-}
-
-/// Writes a whole file or nothing: a temporary file beside it, renamed into place.
-fn write_new_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().context("the output path has no file name")?.to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temp, bytes).map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", temp.display())))?;
-    if path.exists() && !overwrite {
-        let _ = std::fs::remove_file(&temp);
-        return Err(SynthError::invalid(format!("`{}` already exists", path.display())).into());
-    }
-    std::fs::rename(&temp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        SynthError::failed(format!("cannot move the output into `{}`: {e}", path.display())).into()
-    })
 }
 
 fn datasets_command(command: DatasetsCommand) -> Result<()> {

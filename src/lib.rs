@@ -1,19 +1,23 @@
 //! synth: data synthesis recipes → training datasets, with LLMs on your own hardware.
 //!
-//! Data flow: [`recipe`] (JSON → validated `Recipe`) → [`store`] (seed dataset on disk) →
-//! [`model`] (registry, file resolution, tokenizer, chat template) → [`engine`] (batched
-//! decoder, KV cache, scheduler, sampler) → [`synthesis`] (prompts in, rows out) →
-//! [`output`] (splits, manifest, publish). [`evaluation`] grades a model on a dataset and turns
-//! its failures into a dataset that synthesis can target.
+//! Data flow: [`recipe`] (JSON → validated `Recipe`) → [`store`] (datasets on disk, and the
+//! typed files commands hand each other) → [`model`] (registry, file resolution, tokenizer,
+//! chat template) → [`engine`] (batched decoder, KV cache, scheduler, sampler) →
+//! [`generation`] (conversations in, completions out: rate cap, journal, retries) →
+//! [`synthesis`] (what to ask per seed row, what to make of the answers) and [`evaluation`]
+//! (answers graded, failures grouped into a dataset synthesis can target) → [`output`]
+//! (splits, manifest, publish). [`cli`] parses flags and prints.
 
 pub mod cli;
 pub mod device;
 pub mod engine;
 pub mod error;
 pub mod evaluation;
+pub mod generation;
 pub mod model;
 pub mod output;
 pub mod progress;
 pub mod recipe;
 pub mod store;
 pub mod synthesis;
+pub mod terminal;

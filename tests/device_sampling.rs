@@ -6,12 +6,12 @@
 mod common;
 
 use candle_core::Device;
-use synth::engine::models::load_gguf;
+use synth::model::load_gguf_decoder;
 use synth::engine::scheduler::{self, AlwaysAdmit};
 use synth::engine::{Engine, Request, SamplingParams, SchedulerConfig};
 
 fn generate(device_sampling: bool, max_batch: usize, temperature: f64, top_p: f64, top_k: usize) -> Vec<Vec<u32>> {
-    let decoder = load_gguf(&common::smollm2_gguf(), &Device::Cpu).unwrap();
+    let decoder = load_gguf_decoder(&common::smollm2_gguf(), &Device::Cpu).unwrap();
     let mut engine = Engine::new(decoder, max_batch, 96, usize::MAX).unwrap().with_device_sampling(device_sampling);
     let requests: Vec<Request> = (0..6)
         .map(|i| Request {
@@ -22,7 +22,7 @@ fn generate(device_sampling: bool, max_batch: usize, temperature: f64, top_p: f6
         .collect();
     let config = SchedulerConfig { prefill_chunk: 64, stop_tokens: vec![] };
     let mut out = vec![Vec::new(); 6];
-    scheduler::run(&mut engine, &config, requests, None, &AlwaysAdmit, |done| {
+    scheduler::run_to_completion(&mut engine, &config, requests, None, &AlwaysAdmit, |done| {
         out[done.id] = done.tokens;
         Ok(())
     })

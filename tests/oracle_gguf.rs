@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use synth::engine::models::load_gguf;
+use synth::model::load_gguf_decoder;
 use synth::engine::sampler::argmax;
 
 const STEPS: usize = 32;
@@ -39,7 +39,7 @@ fn oracle(model: &mut ModelWeights, prompt: &[u32], chunk: usize) -> Vec<Vec<f32
 
 #[test]
 fn batched_gguf_matches_candle_transformers_one_prompt_at_a_time() {
-    let decoder = load_gguf(&common::smollm2_gguf(), &Device::Cpu).unwrap();
+    let decoder = load_gguf_decoder(&common::smollm2_gguf(), &Device::Cpu).unwrap();
     let prompts: Vec<Vec<u32>> = LENGTHS.iter().enumerate().map(|(i, &n)| common::token_ids(i as u64, n, decoder.dims.vocab)).collect();
     let path = common::smollm2_gguf();
     let mut file = std::fs::File::open(&path).unwrap();

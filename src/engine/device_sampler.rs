@@ -16,23 +16,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 
-use super::sampler::GREEDY_BELOW;
-
-/// One row's settings for a step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RowDraw {
-    pub temperature: f64,
-    pub top_k: usize,
-    pub top_p: f64,
-    /// The row's uniform draw in [0, 1); unused when greedy.
-    pub uniform: f64,
-}
-
-impl RowDraw {
-    fn greedy(&self) -> bool {
-        self.temperature < GREEDY_BELOW
-    }
-}
+use super::sampler::RowDraw;
 
 /// Bisection steps on a value: 40 halvings take a range of a few hundred below f32 resolution.
 const VALUE_STEPS: usize = 40;

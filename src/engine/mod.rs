@@ -13,7 +13,6 @@ pub mod sampler;
 pub mod scheduler;
 
 use anyhow::Result;
-use candle_core::DType;
 
 use kv_cache::KvCache;
 pub use models::{Decoder, SeqStep};
@@ -54,10 +53,6 @@ impl Engine {
 
     pub fn slots(&self) -> usize {
         self.cache.slots()
-    }
-
-    pub fn cache_dtype(&self) -> DType {
-        self.decoder.dtype
     }
 }
 

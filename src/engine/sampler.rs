@@ -5,7 +5,6 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::device_sampler::RowDraw;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
@@ -34,10 +33,6 @@ impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
         Self { params, rng }
-    }
-
-    pub fn params(&self) -> &SamplingParams {
-        &self.params
     }
 
     /// This token's random number: one per token whatever the settings, so the stream stays
@@ -113,6 +108,22 @@ pub fn argmax(logits: &[f32]) -> u32 {
         }
     }
     best as u32
+}
+
+/// One row's settings for a step, for the device sampler ([`super::device_sampler`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowDraw {
+    pub temperature: f64,
+    pub top_k: usize,
+    pub top_p: f64,
+    /// The row's uniform draw in [0, 1); unused when greedy.
+    pub uniform: f64,
+}
+
+impl RowDraw {
+    pub(crate) fn greedy(&self) -> bool {
+        self.temperature < GREEDY_BELOW
+    }
 }
 
 #[cfg(test)]

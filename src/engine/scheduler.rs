@@ -11,10 +11,10 @@ use anyhow::Result;
 
 use candle_core::Tensor;
 
-use super::device_sampler::{self, RowDraw};
+use super::device_sampler;
 use super::models::SeqStep;
 use super::rate_limit::{Clock, TokenBucket};
-use super::sampler::{Sampler, SamplingParams};
+use super::sampler::{RowDraw, Sampler, SamplingParams};
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -100,136 +100,183 @@ impl Active {
     fn len(&self) -> usize {
         self.prefilled + self.generated.len()
     }
+
+    fn decoding(&self) -> bool {
+        self.prefilled == self.request.prompt.len()
+    }
+}
+
+/// One active row's part in a step: `len` tokens from position `start` (one, when decoding).
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    /// Index into the active rows.
+    row: usize,
+    start: usize,
+    len: usize,
+    /// The row samples a token after this step: it is decoding, or this piece ends its prompt.
+    samples: bool,
+}
+
+/// The rate cap and the clock it reads.
+pub type Limiter<'a> = Option<(&'a mut TokenBucket, &'a dyn Clock)>;
+
+/// The queue, the free KV-cache slots and the rows in flight.
+struct Batch {
+    queue: VecDeque<Request>,
+    free_slots: Vec<usize>,
+    active: Vec<Active>,
+    max_len: usize,
 }
 
 /// Runs `requests` to completion, calling `on_done` as each finishes (in finishing order).
 /// Returns the requests never started because admission was closed.
-pub fn run<M: BatchModel>(
+pub fn run_to_completion<M: BatchModel>(
     model: &mut M,
     config: &SchedulerConfig,
     requests: Vec<Request>,
-    mut limiter: Option<(&mut TokenBucket, &dyn Clock)>,
+    mut limiter: Limiter,
     admission: &dyn Admission,
     mut on_done: impl FnMut(Completion) -> Result<()>,
 ) -> Result<Vec<Request>> {
-    let mut queue: VecDeque<Request> = requests.into();
-    let mut free_slots: Vec<usize> = (0..model.slots()).rev().collect();
-    let mut active: Vec<Active> = Vec::new();
-    let max_len = model.max_len();
-    let chunk = config.prefill_chunk.max(1);
-
+    let mut batch = Batch { queue: requests.into(), free_slots: (0..model.slots()).rev().collect(), active: Vec::new(), max_len: model.max_len() };
     loop {
-        // Admit into free slots, as the rate cap allows.
-        while !free_slots.is_empty() && !queue.is_empty() && admission.admitting() {
+        batch.admit(&mut limiter, admission, &mut on_done)?;
+        if batch.active.is_empty() {
+            if batch.queue.is_empty() || !admission.admitting() {
+                return Ok(batch.queue.into());
+            }
+            wait_for_rate_cap(&mut limiter);
+            continue;
+        }
+        let plan = batch.plan(config.prefill_chunk.max(1));
+        let tokens = batch.forward_and_sample(model, &plan)?;
+        batch.advance(&plan, tokens, &config.stop_tokens, &mut on_done)?;
+    }
+}
+
+/// Only the rate cap holds the queue back: sleep until the next start is allowed.
+fn wait_for_rate_cap(limiter: &mut Limiter) {
+    if let Some((bucket, clock)) = limiter.as_mut() {
+        let wait = bucket.wait_time(clock.now());
+        clock.sleep(wait.max(Duration::from_millis(1)));
+    }
+}
+
+impl Batch {
+    /// Admits queued requests into free slots, as the rate cap and `admission` allow. A request
+    /// that cannot run (empty or too long a prompt, no new tokens) is finished at once.
+    fn admit(&mut self, limiter: &mut Limiter, admission: &dyn Admission, on_done: &mut impl FnMut(Completion) -> Result<()>) -> Result<()> {
+        while !self.free_slots.is_empty() && admission.admitting() {
+            let Some(request) = self.queue.front() else { break };
+            let unrunnable = if request.prompt.is_empty() || request.prompt.len() >= self.max_len {
+                Some(FinishReason::PromptTooLong)
+            } else {
+                (request.params.max_new_tokens == 0).then_some(FinishReason::Length)
+            };
             if let Some((bucket, clock)) = limiter.as_mut() {
                 if !bucket.try_take(clock.now()) {
                     break;
                 }
             }
-            let request = queue.pop_front().expect("queue is not empty");
-            if request.prompt.is_empty() || request.prompt.len() >= max_len {
-                on_done(Completion { id: request.id, tokens: Vec::new(), finish: FinishReason::PromptTooLong, prompt_tokens: request.prompt.len() })?;
+            let Some(request) = self.queue.pop_front() else { break };
+            if let Some(finish) = unrunnable {
+                on_done(Completion { id: request.id, tokens: Vec::new(), finish, prompt_tokens: request.prompt.len() })?;
                 continue;
             }
-            if request.params.max_new_tokens == 0 {
-                on_done(Completion { id: request.id, tokens: Vec::new(), finish: FinishReason::Length, prompt_tokens: request.prompt.len() })?;
-                continue;
-            }
-            let slot = free_slots.pop().expect("a free slot");
+            let Some(slot) = self.free_slots.pop() else { break };
             let sampler = Sampler::new(request.params.clone());
-            active.push(Active { request, slot, prefilled: 0, generated: Vec::new(), sampler });
+            self.active.push(Active { request, slot, prefilled: 0, generated: Vec::new(), sampler });
         }
+        Ok(())
+    }
 
-        if active.is_empty() {
-            if queue.is_empty() || !admission.admitting() {
-                return Ok(queue.into());
+    /// The step: every decoding row, then prompt pieces in admission order within `chunk`
+    /// prompt tokens.
+    ///
+    /// A prompt is always cut at multiples of `chunk` from its own start, never by what is left
+    /// of the budget: the cut changes the floating-point sums, so a row's logits (and sampled
+    /// tokens) would otherwise depend on what it shares a step with, and a resumed run would
+    /// not repeat an uninterrupted one. A row whose next piece does not fit waits.
+    fn plan(&self, chunk: usize) -> Vec<Piece> {
+        let mut plan: Vec<Piece> = Vec::new();
+        for (row, a) in self.active.iter().enumerate() {
+            if a.decoding() {
+                plan.push(Piece { row, start: a.len() - 1, len: 1, samples: true });
             }
-            // Only the rate cap holds us back: wait for the next start.
-            if let Some((bucket, clock)) = limiter.as_mut() {
-                let wait = bucket.wait_time(clock.now());
-                clock.sleep(wait.max(Duration::from_millis(1)));
-            }
-            continue;
         }
-
-        // Build the step: every decoding row, then prompt chunks in admission order.
         let mut budget = chunk;
-        let mut plan: Vec<(usize, usize, usize)> = Vec::new(); // (active index, start, count)
-        for (i, a) in active.iter().enumerate() {
-            if a.prefilled == a.request.prompt.len() {
-                plan.push((i, a.len() - 1, 1));
+        for (row, a) in self.active.iter().enumerate() {
+            let len = (a.request.prompt.len() - a.prefilled).min(chunk);
+            if len > 0 && len <= budget {
+                budget -= len;
+                plan.push(Piece { row, start: a.prefilled, len, samples: a.prefilled + len == a.request.prompt.len() });
             }
         }
-        // A prompt is always cut at multiples of `chunk` from its own start, never by what is
-        // left of the budget: the cut changes the floating-point sums, so a row's logits (and
-        // sampled tokens) would otherwise depend on what it shares a step with, and a resumed
-        // run would not repeat an uninterrupted one. A row whose next piece does not fit waits.
-        for (i, a) in active.iter().enumerate() {
-            let n = (a.request.prompt.len() - a.prefilled).min(chunk);
-            if n > 0 && n <= budget {
-                budget -= n;
-                plan.push((i, a.prefilled, n));
-            }
-        }
+        plan
+    }
+
+    /// Runs the step and samples one token for each piece that samples, in plan order.
+    fn forward_and_sample<M: BatchModel>(&mut self, model: &mut M, plan: &[Piece]) -> Result<Vec<u32>> {
         let steps: Vec<SeqStep> = plan
             .iter()
-            .map(|&(i, start, n)| {
-                let a = &active[i];
-                let prompt = &a.request.prompt;
-                let tokens = if a.prefilled == prompt.len() {
+            .map(|p| {
+                let a = &self.active[p.row];
+                let tokens = if a.decoding() {
                     std::slice::from_ref(a.generated.last().expect("a decoding row has generated a token"))
                 } else {
-                    &prompt[start..start + n]
+                    &a.request.prompt[p.start..p.start + p.len]
                 };
-                SeqStep { slot: a.slot, start, tokens, logits: a.prefilled == prompt.len() || start + n == prompt.len() }
+                SeqStep { slot: a.slot, start: p.start, tokens, logits: p.samples }
             })
             .collect();
-        let wants: Vec<bool> = steps.iter().map(|s| s.logits).collect();
         let logits = model.forward(&steps)?;
         drop(steps);
-
-        // One token for each row that asked for logits, in batch order.
-        let sampling: Vec<usize> = plan.iter().zip(&wants).filter(|(_, w)| **w).map(|(&(i, _, _), _)| i).collect();
-        let tokens: Vec<u32> = match logits {
+        let sampling: Vec<usize> = plan.iter().filter(|p| p.samples).map(|p| p.row).collect();
+        Ok(match logits {
             Logits::Host(rows) => {
                 anyhow::ensure!(rows.len() == sampling.len(), "the model returned {} logit rows for {} sampling rows", rows.len(), sampling.len());
-                sampling.iter().zip(&rows).map(|(&i, row)| active[i].sampler.sample(row)).collect()
+                sampling.iter().zip(&rows).map(|(&i, row)| self.active[i].sampler.sample(row)).collect()
             }
             Logits::Device(tensor) => {
-                let draws: Vec<RowDraw> = sampling.iter().map(|&i| active[i].sampler.row_draw()).collect();
+                let draws: Vec<RowDraw> = sampling.iter().map(|&i| self.active[i].sampler.row_draw()).collect();
                 device_sampler::sample(&tensor, &draws)?
             }
-        };
+        })
+    }
 
+    /// Records the step: prompt progress, sampled tokens, and rows that finished (their slots
+    /// are freed for the next step).
+    fn advance(&mut self, plan: &[Piece], tokens: Vec<u32>, stop_tokens: &[u32], on_done: &mut impl FnMut(Completion) -> Result<()>) -> Result<()> {
         let mut tokens = tokens.into_iter();
         let mut finished = Vec::new();
-        for (&(i, _, n), wants) in plan.iter().zip(wants) {
-            let a = &mut active[i];
-            if a.prefilled < a.request.prompt.len() {
-                a.prefilled += n;
+        for p in plan {
+            let a = &mut self.active[p.row];
+            if !a.decoding() {
+                a.prefilled += p.len;
             }
-            if !wants {
+            if !p.samples {
                 continue;
             }
             let token = tokens.next().ok_or_else(|| anyhow::anyhow!("the sampler returned too few tokens"))?;
-            let finish = if config.stop_tokens.contains(&token) {
+            let finish = if stop_tokens.contains(&token) {
                 Some(FinishReason::Stop)
             } else {
                 a.generated.push(token);
-                let full = a.len() >= max_len;
+                let full = a.len() >= self.max_len;
                 (a.generated.len() >= a.request.params.max_new_tokens || full).then_some(FinishReason::Length)
             };
             if let Some(finish) = finish {
-                finished.push((i, finish));
+                finished.push((p.row, finish));
             }
         }
         // Remove finished rows from the back so indices stay valid.
         finished.sort_unstable_by_key(|&(i, _)| std::cmp::Reverse(i));
         for (i, finish) in finished {
-            let a = active.swap_remove(i);
-            free_slots.push(a.slot);
+            let a = self.active.swap_remove(i);
+            self.free_slots.push(a.slot);
             on_done(Completion { id: a.request.id, prompt_tokens: a.request.prompt.len(), tokens: a.generated, finish })?;
         }
+        Ok(())
     }
 }
 
@@ -290,7 +337,7 @@ mod tests {
     fn run_all(model: &mut Echo, chunk: usize, reqs: Vec<Request>) -> Vec<Completion> {
         let config = SchedulerConfig { prefill_chunk: chunk, stop_tokens: vec![0] };
         let mut done = Vec::new();
-        run(model, &config, reqs, None, &AlwaysAdmit, |c| {
+        run_to_completion(model, &config, reqs, None, &AlwaysAdmit, |c| {
             done.push(c);
             Ok(())
         })
@@ -363,7 +410,7 @@ mod tests {
         let mut bucket = TokenBucket::new(60.0, clock.now());
         let config = SchedulerConfig { prefill_chunk: 100, stop_tokens: vec![] };
         let mut model = echo(8, 64);
-        run(&mut model, &config, requests(4), Some((&mut bucket, &clock)), &AlwaysAdmit, |_| Ok(())).unwrap();
+        run_to_completion(&mut model, &config, requests(4), Some((&mut bucket, &clock)), &AlwaysAdmit, |_| Ok(())).unwrap();
         // With 60/min and no other delay, starts happen at t = 0, 1, 2, 3 s: the fake clock
         // advanced by the waits alone.
         assert!(clock.now() >= Duration::from_secs(3) && clock.now() < Duration::from_secs(4), "{:?}", clock.now());
@@ -374,7 +421,7 @@ mod tests {
     fn closed_admission_returns_unstarted_requests() {
         let stop = std::sync::atomic::AtomicBool::new(true);
         let config = SchedulerConfig { prefill_chunk: 100, stop_tokens: vec![] };
-        let left = run(&mut echo(2, 64), &config, requests(3), None, &stop, |_| Ok(())).unwrap();
+        let left = run_to_completion(&mut echo(2, 64), &config, requests(3), None, &stop, |_| Ok(())).unwrap();
         assert_eq!(left.len(), 3);
     }
 }

@@ -2,19 +2,18 @@
 //! and its weights as the engine's batched decoder.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
 
 use super::{read_gguf, resolve, ModelText, Registry, ResolvedModel, WeightFormat};
 use crate::engine::models::{self, Decoder};
+use crate::store::artifacts::{file_sha256, ModelFileRecord, ModelRecord};
 
 pub struct LoadedModel {
     pub resolved: ResolvedModel,
     pub text: ModelText,
     pub decoder: Decoder,
-    pub load_seconds: f64,
 }
 
 impl LoadedModel {
@@ -22,18 +21,18 @@ impl LoadedModel {
     pub fn load(registry: &Registry, name: &str, model_path: Option<&Path>, synth_home: &Path, device: &Device) -> Result<LoadedModel> {
         let spec = registry.get(name)?;
         let resolved = resolve(spec, model_path, synth_home)?;
-        let started = Instant::now();
         let (text, decoder) = match spec.format {
             WeightFormat::Gguf => {
                 let path = resolved.gguf().context("the resolved model has no `.gguf` file")?;
-                let text = ModelText::from_gguf(spec, &read_gguf(path)?)?;
-                (text, models::load_gguf(path, device)?)
+                // The metadata is read once, for the tokenizer and template and for the weights.
+                let content = read_gguf(path)?;
+                let text = ModelText::from_gguf(spec, &content)?;
+                (text, models::load_gguf(content, path, device)?)
             }
             WeightFormat::Safetensors => {
                 let text = ModelText::load(&resolved)?;
                 let config = resolved.file("config.json").context("the resolved model has no `config.json`")?;
-                let weights: Vec<PathBuf> =
-                    resolved.files.iter().filter(|(n, _)| n.ends_with(".safetensors")).map(|(_, p)| p.clone()).collect();
+                let weights: Vec<PathBuf> = resolved.files.iter().filter(|(n, _)| n.ends_with(".safetensors")).map(|(_, p)| p.clone()).collect();
                 (text, models::load_safetensors(config, &weights, device)?)
             }
         };
@@ -46,6 +45,28 @@ impl LoadedModel {
             ))
             .into());
         }
-        Ok(LoadedModel { resolved, text, decoder, load_seconds: started.elapsed().as_secs_f64() })
+        Ok(LoadedModel { resolved, text, decoder })
     }
+
+    /// The model as manifests record it: names and every file with its sha256.
+    pub fn record(&self) -> Result<ModelRecord> {
+        let spec = &self.resolved.spec;
+        let mut files = Vec::new();
+        for (name, path) in &self.resolved.files {
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            files.push(ModelFileRecord { name: name.clone(), path: path.display().to_string(), bytes, sha256: file_sha256(path)? });
+        }
+        Ok(ModelRecord {
+            name: spec.name.clone(),
+            hf_repo: spec.hf_repo.clone(),
+            revision: spec.revision.clone(),
+            source: self.resolved.source.path().display().to_string(),
+            files,
+        })
+    }
+}
+
+/// Loads just the decoder of a GGUF file (tests and benchmarks).
+pub fn load_gguf_decoder(path: &Path, device: &Device) -> Result<Decoder> {
+    models::load_gguf(read_gguf(path)?, path, device)
 }

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file;
 
 pub use chat_template::{encode_prompt, ChatTemplate};
-pub use load::LoadedModel;
+pub use load::{load_gguf_decoder, LoadedModel};
 pub use registry::{Architecture, ChatTemplateSource, ModelSpec, Registry, WeightFormat};
 pub use resolve::{presence, resolve, ModelSource, Presence, ResolvedModel};
 pub use tokenizer::{TextCodec, TokenizerConfig};

@@ -41,16 +41,25 @@ pub enum LineError {
 
 /// Reads rows from JSON Lines, yielding `(line_number, row)`; line numbers start at 1 and blank
 /// lines are skipped. A bad line does not stop the reader, so callers can report several.
-pub struct JsonlReader<R> {
+pub struct JsonlReader<R, T = (Row, RowFormat)> {
     inner: R,
     line: usize,
     buf: Vec<u8>,
     done: bool,
+    parse: fn(&[u8]) -> Result<T, String>,
 }
 
 impl<R: BufRead> JsonlReader<R> {
+    /// Reads dataset rows (see [`parse_line`]).
     pub fn new(inner: R) -> Self {
-        Self { inner, line: 0, buf: Vec::new(), done: false }
+        Self::with_parser(inner, parse_line)
+    }
+}
+
+impl<R: BufRead, T> JsonlReader<R, T> {
+    /// Reads lines with `parse`, with the same line cap, numbering and blank-line rule.
+    pub fn with_parser(inner: R, parse: fn(&[u8]) -> Result<T, String>) -> Self {
+        Self { inner, line: 0, buf: Vec::new(), done: false, parse }
     }
 
     /// Hands back the underlying reader, e.g. to finish a hash computed while reading.
@@ -59,8 +68,8 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
-impl<R: BufRead> Iterator for JsonlReader<R> {
-    type Item = (usize, Result<(Row, RowFormat), LineError>);
+impl<R: BufRead, T> Iterator for JsonlReader<R, T> {
+    type Item = (usize, Result<T, LineError>);
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
@@ -85,7 +94,7 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
                     if bytes.iter().all(u8::is_ascii_whitespace) {
                         continue;
                     }
-                    return Some((self.line, parse_line(bytes).map_err(LineError::Invalid)));
+                    return Some((self.line, (self.parse)(bytes).map_err(LineError::Invalid)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -124,6 +133,22 @@ fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
 
 /// Parses one line (without requiring the trailing newline) into a chat row.
 pub fn parse_line(bytes: &[u8]) -> Result<(Row, RowFormat), String> {
+    parse_object(parse_json_object(bytes)?)
+}
+
+/// Parses one line of `synth generate --input`: a conversation to complete, as
+/// `{"messages": [...]}` (roles checked as for rows) or `{"prompt": "..."}`.
+pub fn parse_conversation(bytes: &[u8]) -> Result<Vec<Message>, String> {
+    let mut object = parse_json_object(bytes)?;
+    match (object.remove("prompt"), object.remove("messages")) {
+        (Some(Value::String(prompt)), _) => Ok(vec![Message::new("user", prompt)]),
+        (Some(other), _) => Err(format!("`prompt` must be a string, found {}", describe(&other))),
+        (None, Some(messages)) => parse_messages(Some(messages)),
+        (None, None) => Err(r#"expected {"messages": [...]} or {"prompt": "..."}"#.into()),
+    }
+}
+
+fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 (bad byte at column {})", e.valid_up_to() + 1))?;
     let value: Value = serde_json::from_str(text.trim_end_matches(['\n', '\r'])).map_err(|e| {
         let full = e.to_string();
@@ -134,7 +159,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<(Row, RowFormat), String> {
     let Value::Object(object) = value else {
         return Err(format!("expected a JSON object, found {}", describe(&value)));
     };
-    parse_object(object)
+    Ok(object)
 }
 
 /// Turns one JSON object in any accepted shape into a chat row.

@@ -5,7 +5,8 @@
 //!  "splits": {"train": {"file": "train.jsonl", "rows": 120}},
 //!  "source": {"file": "seed.jsonl", "sha256": "…"}}
 //! ```
-//! Keys other than the first four are free-form and kept in [`Manifest::extra`].
+//! Keys other than the first four are kept in [`Manifest::extra`]; each kind's are typed in
+//! [`artifacts`](super::artifacts).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,6 +59,21 @@ impl Manifest {
             Some(existing) => *existing = info,
             None => self.splits.push(info),
         }
+    }
+
+    /// Sets the keys after the first four from typed details (a `*Manifest` of
+    /// [`artifacts`](super::artifacts)).
+    pub fn with_details(mut self, details: &impl Serialize) -> serde_json::Result<Self> {
+        match serde_json::to_value(details)? {
+            Value::Object(map) => self.extra = map,
+            other => return Err(serde::ser::Error::custom(format!("manifest details must be an object, not {other}"))),
+        }
+        Ok(self)
+    }
+
+    /// Reads the keys after the first four as typed details.
+    pub fn details<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_value(Value::Object(self.extra.clone()))
     }
 
     pub fn split(&self, name: &str) -> Option<&SplitInfo> {

@@ -13,6 +13,8 @@
 //! temporary directory and renamed into place (see [`PendingDataset`]), so readers never see half of
 //! one, and an interrupted run leaves only a hidden `.tmp-*` directory behind.
 
+pub mod artifacts;
+pub mod atomic;
 pub mod id;
 mod import;
 pub mod jsonl;
@@ -180,7 +182,7 @@ impl Store {
     pub fn begin_dataset(&self, id: &str) -> Result<PendingDataset> {
         check_id(id)?;
         let datasets = self.ensure_datasets_dir()?;
-        PendingDataset::create(id, datasets)
+        PendingDataset::create(id, &datasets)
     }
 
     /// The first of `<prefix>_1`, `<prefix>_2`, ... that no stored dataset uses.

@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::decoder::{default_inv_freq, Decoder, Dims, Rope};
-use super::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf};
+use super::weights::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf, HfShape};
 
 /// The fields of a Hugging Face Llama `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +98,8 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq, dims.context_len, false, dtype, device)?;
 
-    hf_decoder(&vb, dims, cfg.intermediate_size, cfg.rms_norm_eps, false, cfg.tie_word_embeddings, rope, device)
+    let shape = HfShape { dims, intermediate: cfg.intermediate_size, eps: cfg.rms_norm_eps, qk_norm: false, tied: cfg.tie_word_embeddings, rope };
+    hf_decoder(&vb, shape, device)
 }
 
 /// GGUF Llama (llama.cpp's `llama` architecture). llama.cpp's converter permutes Q and K so

@@ -4,6 +4,7 @@
 pub mod decoder;
 pub mod llama;
 pub mod qwen3;
+pub mod weights;
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
@@ -16,16 +17,17 @@ use candle_nn::VarBuilder;
 use crate::error::SynthError;
 
 pub use decoder::{AttentionPath, Decoder, SeqStep};
-use decoder::{Attention, Dims, Layer, Mlp, Rope};
+pub use weights::activation_dtype;
+use weights::Gguf;
 
 /// A model of a family synth has no decoder for: the user's input, not a failure.
 fn unsupported(message: String) -> anyhow::Error {
     SynthError::invalid(message).hint("synth runs Llama- and Qwen3-family models; see `synth models list`").into()
 }
 
-/// Loads a GGUF file, picking the family from `general.architecture`.
-pub fn load_gguf(path: &Path, device: &Device) -> Result<Decoder> {
-    let content = crate::model::read_gguf(path)?;
+/// Loads a GGUF file whose metadata `content` has been read, picking the family from
+/// `general.architecture`.
+pub fn load_gguf(content: gguf_file::Content, path: &Path, device: &Device) -> Result<Decoder> {
     let file = std::fs::File::open(path).with_context(|| format!("opening `{}`", path.display()))?;
     let mut gguf = Gguf { content, file, device: device.clone() };
     let arch = gguf.string("general.architecture")?;
@@ -127,147 +129,6 @@ fn shard_names(index_json: &str) -> Result<BTreeSet<String>, String> {
         names.insert(file.to_string());
     }
     Ok(names)
-}
-
-/// Dense weights and activations: f32 on CPU (its matmuls are fastest and exact there),
-/// bf16 on CUDA, f16 on Metal.
-pub fn activation_dtype(device: &Device) -> DType {
-    match device {
-        Device::Cpu => DType::F32,
-        Device::Cuda(_) => DType::BF16,
-        Device::Metal(_) => DType::F16,
-    }
-}
-
-/// A GGUF file being read: metadata lookups with errors that name the key.
-pub struct Gguf {
-    pub content: gguf_file::Content,
-    pub file: std::fs::File,
-    pub device: Device,
-}
-
-impl Gguf {
-    fn value(&self, key: &str) -> Result<&gguf_file::Value> {
-        self.content.metadata.get(key).with_context(|| format!("GGUF metadata key `{key}` is missing"))
-    }
-    pub fn string(&self, key: &str) -> Result<String> {
-        Ok(self.value(key)?.to_string().map_err(|e| anyhow::anyhow!("GGUF metadata `{key}`: {e}"))?.clone())
-    }
-    pub fn usize(&self, key: &str) -> Result<usize> {
-        let v = self.value(key)?;
-        let n = v.to_u32().map(u64::from).or_else(|_| v.to_u64()).map_err(|e| anyhow::anyhow!("GGUF metadata `{key}`: {e}"))?;
-        Ok(n as usize)
-    }
-    pub fn f32(&self, key: &str) -> Result<f32> {
-        self.value(key)?.to_f32().map_err(|e| anyhow::anyhow!("GGUF metadata `{key}`: {e}"))
-    }
-    pub fn has_tensor(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(name)
-    }
-    pub fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor> {
-        self.content.tensor(&mut self.file, name, &self.device).map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
-    }
-    pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
-        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?)?)
-    }
-    pub fn dense(&mut self, name: &str) -> Result<Tensor> {
-        Ok(self.qtensor(name)?.dequantize(&self.device)?)
-    }
-    pub fn norm(&mut self, name: &str, eps: f64) -> Result<decoder::RmsNorm> {
-        Ok(decoder::RmsNorm { weight: self.dense(name)?, eps })
-    }
-}
-
-/// Parses a family's `config.json` fields, naming the offending field in the error.
-pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) -> Result<T> {
-    let de = &mut serde_json::Deserializer::from_str(config_json);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if path == "." {
-            anyhow::anyhow!("{inner}")
-        } else {
-            anyhow::anyhow!("field `{path}`: {inner}")
-        }
-    })
-}
-
-/// Safetensors weight helpers shared by the families' loaders.
-pub(crate) fn dense_linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<decoder::Linear> {
-    Ok(decoder::Linear::dense(vb.get((out_dim, in_dim), "weight")?))
-}
-
-pub(crate) fn dense_norm(vb: &VarBuilder, dim: usize, eps: f64) -> Result<decoder::RmsNorm> {
-    Ok(decoder::RmsNorm { weight: vb.get(dim, "weight")?, eps })
-}
-
-/// Reads a Hugging Face checkpoint's decoder body (the blocks, final norm and output head)
-/// under the names both families use. `qk_norm`: Qwen3's per-head query/key norms.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn hf_decoder(vb: &VarBuilder, dims: Dims, intermediate: usize, eps: f64, qk_norm: bool, tied: bool, rope: Rope, device: &Device) -> Result<Decoder> {
-    let (h, hd) = (dims.hidden, dims.head_dim);
-    let (qd, kvd) = (dims.n_heads * hd, dims.n_kv_heads * hd);
-    let m = vb.pp("model");
-    let embed = m.pp("embed_tokens").get((dims.vocab, h), "weight")?;
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let l = m.pp(format!("layers.{i}"));
-        let a = l.pp("self_attn");
-        let p = l.pp("mlp");
-        layers.push(Layer {
-            attn_norm: dense_norm(&l.pp("input_layernorm"), h, eps)?,
-            attn: Attention {
-                q: dense_linear(&a.pp("q_proj"), qd, h)?,
-                k: dense_linear(&a.pp("k_proj"), kvd, h)?,
-                v: dense_linear(&a.pp("v_proj"), kvd, h)?,
-                o: dense_linear(&a.pp("o_proj"), h, qd)?,
-                q_norm: if qk_norm { Some(dense_norm(&a.pp("q_norm"), hd, eps)?) } else { None },
-                k_norm: if qk_norm { Some(dense_norm(&a.pp("k_norm"), hd, eps)?) } else { None },
-            },
-            mlp_norm: dense_norm(&l.pp("post_attention_layernorm"), h, eps)?,
-            mlp: Mlp {
-                gate: dense_linear(&p.pp("gate_proj"), intermediate, h)?,
-                up: dense_linear(&p.pp("up_proj"), intermediate, h)?,
-                down: dense_linear(&p.pp("down_proj"), h, intermediate)?,
-            },
-        });
-    }
-    let lm_head = if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
-    let dtype = activation_dtype(device);
-    let attention_path = decoder::AttentionPath::for_device(device);
-    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone(), attention_path })
-}
-
-/// Reads a GGUF file's decoder body under llama.cpp's tensor names; the output head is the
-/// embedding table when the file has no `output.weight`. Activations are f32: quantized
-/// matmuls take f32 on every device.
-pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, embed: candle_core::quantized::QTensor, rope: Rope) -> Result<Decoder> {
-    let mut layers = Vec::with_capacity(dims.n_layers);
-    for i in 0..dims.n_layers {
-        let p = format!("blk.{i}");
-        layers.push(Layer {
-            attn_norm: g.norm(&format!("{p}.attn_norm.weight"), eps)?,
-            attn: Attention {
-                q: g.linear(&format!("{p}.attn_q.weight"))?,
-                k: g.linear(&format!("{p}.attn_k.weight"))?,
-                v: g.linear(&format!("{p}.attn_v.weight"))?,
-                o: g.linear(&format!("{p}.attn_output.weight"))?,
-                q_norm: if qk_norm { Some(g.norm(&format!("{p}.attn_q_norm.weight"), eps)?) } else { None },
-                k_norm: if qk_norm { Some(g.norm(&format!("{p}.attn_k_norm.weight"), eps)?) } else { None },
-            },
-            mlp_norm: g.norm(&format!("{p}.ffn_norm.weight"), eps)?,
-            mlp: Mlp {
-                gate: g.linear(&format!("{p}.ffn_gate.weight"))?,
-                up: g.linear(&format!("{p}.ffn_up.weight"))?,
-                down: g.linear(&format!("{p}.ffn_down.weight"))?,
-            },
-        });
-    }
-    let device = g.device.clone();
-    let dense_embed = embed.dequantize(&device)?;
-    let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
-    let attention_path = decoder::AttentionPath::for_device(&device);
-    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device, attention_path })
 }
 
 /// A model of the family and shapes a Hugging Face `config.json` describes, with random

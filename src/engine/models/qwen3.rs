@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::decoder::{Decoder, Dims, Rope};
-use super::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf};
+use super::weights::{activation_dtype, gguf_decoder, hf_decoder, parse_config, Gguf, HfShape};
 
 /// The fields of a Hugging Face Qwen3 `config.json` the forward needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +54,8 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     };
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq(cfg.head_dim, cfg.rope_theta), dims.context_len, false, dtype, device)?;
-    hf_decoder(&vb, dims, cfg.intermediate_size, cfg.rms_norm_eps, true, cfg.tie_word_embeddings, rope, device)
+    let shape = HfShape { dims, intermediate: cfg.intermediate_size, eps: cfg.rms_norm_eps, qk_norm: true, tied: cfg.tie_word_embeddings, rope };
+    hf_decoder(&vb, shape, device)
 }
 
 /// GGUF Qwen3 (llama.cpp's `qwen3` architecture; Q and K are not permuted, RoPE over halves).

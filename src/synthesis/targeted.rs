@@ -1,4 +1,4 @@
-//! Failure-mode synthesis: `synth run` on a seed dataset of kind `failure_modes` (made by
+//! Targeted synthesis: `synth run` on a seed dataset of kind `failure_modes` (made by
 //! `synth eval` with `generateFailureModes`). Each failed row becomes one new example aimed at
 //! its failure mode, so a mode gets examples in proportion to its share of the failures.
 //!
@@ -14,11 +14,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use super::general::{self, DropReason};
-use super::Pipeline;
+use super::pipeline::{metadata, seed_parts, DropReason, Pipeline};
 use crate::error::SynthError;
+use crate::store::artifacts::{FailureModeRow, FailureModesManifest, RowProvenance, TargetedModeRecord, TargetedRecord};
 use crate::store::{Manifest, Message, Row};
 
 /// One failed row of the seed, read for synthesis.
@@ -38,17 +38,17 @@ pub struct FailedExample {
 /// the manifest, the failed request (first user message) and the reference (last assistant
 /// message).
 pub fn failed_example(row: &Row, descriptions: &BTreeMap<String, String>) -> std::result::Result<FailedExample, String> {
-    let meta = row.metadata.as_ref();
-    let label = match meta.and_then(|m| m.get("failureMode")) {
-        Some(Value::String(l)) if !l.trim().is_empty() => l.clone(),
-        _ => return Err("has no `metadata.failureMode` label".into()),
+    let meta: FailureModeRow = match &row.metadata {
+        Some(m) => serde_json::from_value(Value::Object(m.clone())).map_err(|e| format!("has unreadable failure-mode metadata: {e}"))?,
+        None => FailureModeRow::default(),
     };
-    let (system, request) = general::seed_parts(row);
+    let text = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let label = text(meta.failure_mode).ok_or("has no `metadata.failureMode` label")?;
+    let (system, request) = seed_parts(row);
     let request = request.ok_or("has no user message")?.to_string();
     let reference = row.messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.clone()).ok_or("has no assistant message (the reference)")?;
     let description = descriptions.get(&label).cloned().unwrap_or_else(|| format!("failure mode `{label}`"));
-    let text = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
-    Ok(FailedExample { label, description, request, reference, system: system.map(str::to_string), evaluator: text("evaluator"), rationale: text("rationale") })
+    Ok(FailedExample { label, description, request, reference, system: system.map(str::to_string), evaluator: text(meta.evaluator), rationale: text(meta.rationale) })
 }
 
 /// The instruction for stage 1.
@@ -83,22 +83,18 @@ pub fn grounding(failed: &FailedExample) -> String {
     text
 }
 
-/// The descriptions of a failure-mode dataset's modes, by label.
+/// The descriptions of a failure-mode dataset's modes, by label (none when its manifest does
+/// not read).
 fn descriptions(manifest: &Manifest) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for mode in manifest.extra.get("failureModes").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]) {
-        if let (Some(label), Some(description)) = (mode["label"].as_str(), mode["description"].as_str()) {
-            out.insert(label.to_string(), description.to_string());
-        }
-    }
-    out
+    let Ok(details) = manifest.details::<FailureModesManifest>() else { return BTreeMap::new() };
+    details.failure_modes.into_iter().map(|m| (m.label, m.description)).collect()
 }
 
 /// Failure-mode synthesis over the rows of a `failure_modes` dataset.
 pub struct FailureModes {
     failed: Vec<FailedExample>,
     dataset_id: String,
-    eval_run: Value,
+    eval_run: Option<String>,
 }
 
 impl FailureModes {
@@ -113,7 +109,8 @@ impl FailureModes {
                     .hint("make the dataset again with `synth eval` and `generateFailureModes: true`")
             })?);
         }
-        Ok(FailureModes { failed, dataset_id: dataset_id.to_string(), eval_run: manifest.extra.get("evalRun").cloned().unwrap_or(Value::Null) })
+        let eval_run = manifest.extra.get("evalRun").and_then(Value::as_str).map(str::to_string);
+        Ok(FailureModes { failed, dataset_id: dataset_id.to_string(), eval_run })
     }
 }
 
@@ -127,18 +124,19 @@ impl Pipeline for FailureModes {
     }
 
     /// `[user, assistant]`: the grounding is not part of the new example.
-    fn row(&self, i: usize, request: String, answer: String, mut provenance: Map<String, Value>) -> Row {
+    fn row(&self, i: usize, request: String, answer: String, provenance: RowProvenance) -> Row {
         let f = &self.failed[i];
-        provenance.insert("failureMode".into(), json!(f.label));
-        if let Some(evaluator) = &f.evaluator {
-            provenance.insert("evaluator".into(), json!(evaluator));
-        }
-        provenance.insert("evalRun".into(), self.eval_run.clone());
-        Row { messages: vec![Message::new("user", request), Message::new("assistant", answer)], metadata: Some(provenance) }
+        let provenance = RowProvenance {
+            failure_mode: Some(f.label.clone()),
+            evaluator: f.evaluator.clone(),
+            eval_run: Some(self.eval_run.clone().map_or(Value::Null, Value::String)),
+            ..provenance
+        };
+        Row { messages: vec![Message::new("user", request), Message::new("assistant", answer)], metadata: Some(metadata(&provenance)) }
     }
 
     /// The eval run and dataset it came from, and per mode the failed rows and new rows.
-    fn manifest(&self, rows: &[Row]) -> Map<String, Value> {
+    fn targeted(&self, rows: &[Row]) -> Option<TargetedRecord> {
         let mut per_mode: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for f in &self.failed {
             per_mode.entry(&f.label).or_default().0 += 1;
@@ -148,19 +146,16 @@ impl Pipeline for FailureModes {
                 per_mode.entry(label).or_default().1 += 1;
             }
         }
-        let modes = per_mode.iter().map(|(label, (seed_rows, rows))| json!({"label": label, "seedRows": seed_rows, "rows": rows})).collect();
-        let mut extra = Map::new();
-        extra.insert("synthesis".into(), json!("failure_modes"));
-        extra.insert("evalRun".into(), self.eval_run.clone());
-        extra.insert("failureModesDataset".into(), json!(self.dataset_id));
-        extra.insert("failureModes".into(), Value::Array(modes));
-        extra
+        let failure_modes = per_mode.iter().map(|(label, (seed_rows, rows))| TargetedModeRecord { label: label.to_string(), seed_rows: *seed_rows, rows: *rows }).collect();
+        Some(TargetedRecord { synthesis: "failure_modes".into(), eval_run: self.eval_run.clone(), failure_modes_dataset: self.dataset_id.clone(), failure_modes })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::json;
 
     fn row(meta: Value) -> Row {
         Row { messages: vec![Message::new("user", "What is 7 times 8?"), Message::new("assistant", "56")], metadata: meta.as_object().cloned() }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::Generated;
+use super::batch::Generated;
 use crate::error::SynthError;
 use crate::store::{Row, Store};
 
@@ -93,7 +93,7 @@ impl Journal {
     /// are replayed; `restart` discards it). A journal of a different run, or one another process
     /// holds, is an error.
     pub fn open(store: &Store, id: &str, fingerprint: &str, restart: bool) -> Result<Journal> {
-        let dir = run_dir(store, id)?;
+        let dir = journal_dir(store, id)?;
         match Self::try_open(&dir, id, fingerprint, restart)? {
             Ok(journal) => Ok(journal),
             Err(Refusal::Locked) => Err(SynthError::invalid(format!("dataset `{id}` is being written by another `synth run` right now"))
@@ -120,7 +120,7 @@ impl Journal {
             .collect();
         ids.sort();
         for id in ids {
-            let Ok(dir) = run_dir(store, &id) else { continue };
+            let Ok(dir) = journal_dir(store, &id) else { continue };
             if read_header(&dir.join(JOURNAL_FILE)).is_ok_and(|h| h.fingerprint == fingerprint) && !store.exists(&id)? && !is_locked(&dir) {
                 return Ok(Some(id));
             }
@@ -130,7 +130,7 @@ impl Journal {
 
     /// The first of `<prefix>_1`, `<prefix>_2`, ... that neither a dataset nor a journal uses.
     pub fn next_free_id(store: &Store, prefix: &str) -> Result<String> {
-        crate::store::first_free(prefix, |id| Ok(store.exists(id)? || run_dir(store, id)?.symlink_metadata().is_ok()))
+        crate::store::first_free(prefix, |id| Ok(store.exists(id)? || journal_dir(store, id)?.symlink_metadata().is_ok()))
     }
 
     fn try_open(dir: &Path, id: &str, fingerprint: &str, restart: bool) -> Result<std::result::Result<Journal, Refusal>> {
@@ -208,7 +208,8 @@ impl Journal {
     }
 }
 
-fn run_dir(store: &Store, id: &str) -> Result<PathBuf> {
+/// `datasets/.run-<id>`: the journal and lock of a run writing dataset `id`.
+fn journal_dir(store: &Store, id: &str) -> Result<PathBuf> {
     store.dataset_dir(id)?;
     Ok(store.datasets_dir().join(format!(".run-{id}")))
 }

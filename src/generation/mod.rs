@@ -1,0 +1,13 @@
+//! Generation: conversations in, completions out, between the engine and the applications.
+//!
+//! [`batch`] runs one batch through the engine (chat template, engine sizing, rate cap,
+//! admission, progress); [`journaled`] is the generator `synth run` drives (journal, replay,
+//! retries with derived seeds); [`journal`] is its file; [`conversations`] is `synth generate`.
+
+pub mod batch;
+pub mod conversations;
+pub mod journal;
+pub mod journaled;
+
+pub use batch::{check_context, generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
+pub use journaled::{GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection};

@@ -1,0 +1,254 @@
+//! `synth run`: a recipe becomes a published, split dataset.
+//!
+//! load the recipe and seed rows → settle the output id → load the model → open the journal →
+//! stage 1 (new requests) → stage 2 (answers) → rows → manifest → publish.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::general::General;
+use super::pipeline::{check, drop_counts, DropReason, Pipeline, Stage};
+use super::targeted::FailureModes;
+use crate::device::{self, DeviceChoice};
+use crate::error::SynthError;
+use crate::generation::journal::{self, Journal};
+use crate::generation::{check_context, mix_seed, EngineOptions, GenerationCounts, GeneratorSettings, Job, JournaledGenerator, RateCap};
+use crate::model::{LoadedModel, Registry};
+use crate::output::Destination;
+use crate::progress::ProgressMode;
+use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
+use crate::store::artifacts::{round3, ModelRecord, RowProvenance, RunCounts, SeedDatasetRecord, SynthesisManifest, TokenCounts};
+use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
+
+pub struct RunOptions {
+    pub device: DeviceChoice,
+    pub output_id: Option<String>,
+    /// Use only the first N seed rows.
+    pub limit: Option<usize>,
+    pub model_path: Option<PathBuf>,
+    pub overwrite: bool,
+    /// Discard the journal of an interrupted run instead of resuming it.
+    pub restart: bool,
+    /// Extra attempts for a degenerate generation (only when sampling, temperature > 0).
+    pub retries: u32,
+    /// Set (by Ctrl-C) to stop admitting new generations; the run then ends as interrupted.
+    pub stop: Option<Arc<AtomicBool>>,
+    pub progress: ProgressMode,
+    pub engine: EngineOptions,
+}
+
+#[derive(Debug)]
+pub struct RunReport {
+    pub id: String,
+    pub path: PathBuf,
+    /// Rows in train, validation, test.
+    pub splits: [usize; 3],
+    pub seed_rows: usize,
+    pub dropped: usize,
+    pub generated_tokens: usize,
+    pub wall_seconds: f64,
+}
+
+impl RunReport {
+    pub fn tokens_per_second(&self) -> f64 {
+        self.generated_tokens as f64 / self.wall_seconds.max(1e-9)
+    }
+}
+
+/// The seed dataset a run reads.
+struct Seeds {
+    id: String,
+    rows: Vec<Row>,
+    manifest: Manifest,
+}
+
+/// What the stages made: rows, and why the other seed rows made none.
+struct Made {
+    rows: Vec<Row>,
+    drops: Vec<DropReason>,
+}
+
+pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let recipe = Recipe::from_path(recipe_path)?;
+    let SynthesisType::General = recipe.synthesis.kind;
+    let seeds = load_seeds(store, &recipe.synthesis.dataset_id, options.limit)?;
+    let pipeline = choose_pipeline(&seeds)?;
+    let chosen_id = settle_output_id(store, options)?;
+
+    let device = device::open(options.device)?;
+    let registry = Registry::load(Some(store.root()))?;
+    let model = LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
+    check_context(&model, &recipe.inference, recipe_path, "inferenceConfig")?;
+    let model_record = model.record()?;
+
+    let fingerprint = journal::fingerprint(&recipe.source, &seeds.rows, &serde_json::to_value(&model_record.files)?, device::name(&device))?;
+    let output_id = match chosen_id {
+        Some(id) => id,
+        None => resumable_or_next_id(store, &seeds.id, &fingerprint)?,
+    };
+    let journal = Journal::open(store, &output_id, &fingerprint, options.restart)?;
+    if journal.replayed() > 0 && options.progress != ProgressMode::Quiet {
+        eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
+    }
+    let mut generator = JournaledGenerator::new(&model, journal, generator_settings(&recipe.inference, options));
+    let made = make_rows(&mut generator, pipeline.as_ref(), &recipe.inference, &seeds, &model_record.name)?;
+    let retries = generator.retries();
+    let (journal, counts) = generator.finish();
+    if made.rows.is_empty() {
+        return Err(SynthError::failed(format!("every generation was degenerate ({}), so there is no dataset to publish", serde_json::to_value(drop_counts(&made.drops))?))
+            .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
+            .into());
+    }
+
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let run = RunFacts { recipe_path, recipe: &recipe, seeds: &seeds, model: model_record, device: device::name(&device), counts, retries, resumed: journal.replayed(), wall_seconds };
+    let details = manifest_details(run, pipeline.as_ref(), &made);
+    let destination = Destination { store, id: &output_id, kind: KIND_SYNTHESIZED, overwrite: options.overwrite };
+    let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.generated_tokens);
+    let (path, splits) = destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
+    journal.remove();
+    Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, generated_tokens, wall_seconds })
+}
+
+fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Seeds> {
+    let mut rows = store.load_rows(dataset_id).with_context(|| format!("loading seed dataset `{dataset_id}`"))?;
+    if let Some(limit) = limit {
+        rows.truncate(limit);
+    }
+    if rows.is_empty() {
+        return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows")).hint("import rows with `synth datasets import FILE --id ID`").into());
+    }
+    Ok(Seeds { id: dataset_id.to_string(), rows, manifest: store.manifest(dataset_id)? })
+}
+
+/// A seed made by `synth eval` (failure modes) gets examples aimed at each mode.
+fn choose_pipeline(seeds: &Seeds) -> Result<Box<dyn Pipeline + '_>> {
+    Ok(if seeds.manifest.kind == KIND_FAILURE_MODES {
+        Box::new(FailureModes::new(&seeds.id, &seeds.manifest, &seeds.rows)?)
+    } else {
+        Box::new(General { seeds: &seeds.rows })
+    })
+}
+
+/// Settles a chosen output id before hours of generation, not after.
+fn settle_output_id(store: &Store, options: &RunOptions) -> Result<Option<String>> {
+    let Some(id) = &options.output_id else { return Ok(None) };
+    store.dataset_dir(id)?;
+    if store.exists(id)? && !options.overwrite {
+        return Err(SynthError::invalid(format!("dataset `{id}` already exists"))
+            .hint("choose another `--output-id`, or pass `--overwrite` to replace it")
+            .into());
+    }
+    Ok(Some(id.clone()))
+}
+
+/// Without `--output-id`: an interrupted run of the same work, or the next free id.
+fn resumable_or_next_id(store: &Store, seed_id: &str, fingerprint: &str) -> Result<String> {
+    let prefix = format!("{seed_id}_synth");
+    match Journal::find_resumable(store, &prefix, fingerprint)? {
+        Some(id) => Ok(id),
+        None => Journal::next_free_id(store, &prefix),
+    }
+}
+
+fn generator_settings<'a>(inference: &InferenceSettings, options: &'a RunOptions) -> GeneratorSettings<'a> {
+    GeneratorSettings {
+        engine: options.engine.thinking(inference),
+        rate: RateCap::of(inference),
+        stop: options.stop.as_deref(),
+        progress: options.progress,
+        retries: if inference.temperature > 0.0 { options.retries } else { 0 },
+    }
+}
+
+/// Stage 1 asks for a new request per seed row, stage 2 answers the requests that survived;
+/// each row's sampling seed is mixed from `inferenceSeed`, its index and the stage.
+fn make_rows(generator: &mut JournaledGenerator, pipeline: &dyn Pipeline, inference: &InferenceSettings, seeds: &Seeds, model_name: &str) -> Result<Made> {
+    let params = |row: usize, stage: u64| inference.sampling(mix_seed(mix_seed(inference.seed, row as u64), stage));
+    let mut drops: Vec<DropReason> = Vec::new();
+    let mut request_jobs = Vec::new();
+    for i in 0..seeds.rows.len() {
+        match pipeline.request(i) {
+            Ok(messages) => request_jobs.push((i, Job { messages, params: params(i, 1) })),
+            Err(reason) => drops.push(reason),
+        }
+    }
+    let mut answer_jobs = Vec::new();
+    let mut requests = Vec::new();
+    for (i, outcome) in generator.generate_stage(1, "requests", request_jobs, |g| check(g, Stage::Request))? {
+        match outcome {
+            Ok(request) => {
+                answer_jobs.push((i, Job { messages: pipeline.answer(i, &request), params: params(i, 2) }));
+                requests.push(request);
+            }
+            Err(reason) => drops.push(reason),
+        }
+    }
+    let mut rows = Vec::new();
+    let answers = generator.generate_stage(2, "answers", answer_jobs, |g| check(g, Stage::Answer))?;
+    for (request, (i, outcome)) in requests.into_iter().zip(answers) {
+        match outcome {
+            Ok(answer) => {
+                let provenance = RowProvenance {
+                    model: model_name.to_string(),
+                    seed_dataset: seeds.id.clone(),
+                    seed_row: i,
+                    sampling_seed: mix_seed(inference.seed, i as u64),
+                    failure_mode: None,
+                    evaluator: None,
+                    eval_run: None,
+                };
+                rows.push(pipeline.row(i, request, answer, provenance));
+            }
+            Err(reason) => drops.push(reason),
+        }
+    }
+    Ok(Made { rows, drops })
+}
+
+/// What the manifest records of a run besides its rows.
+struct RunFacts<'a> {
+    recipe_path: &'a Path,
+    recipe: &'a Recipe,
+    seeds: &'a Seeds,
+    model: ModelRecord,
+    device: &'a str,
+    counts: GenerationCounts,
+    retries: u32,
+    resumed: usize,
+    wall_seconds: f64,
+}
+
+fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> SynthesisManifest {
+    let counts = RunCounts {
+        seed_rows: run.seeds.rows.len(),
+        rows: made.rows.len(),
+        dropped: made.drops.len(),
+        dropped_by: drop_counts(&made.drops),
+        degenerate_policy: "empty or cut-off requests and answers are retried with a new sampling seed, then dropped".into(),
+        retries_per_generation: run.retries,
+        retried: run.counts.retried,
+        recovered_by_retry: run.counts.recovered,
+    };
+    let generated = run.counts.generated_tokens;
+    SynthesisManifest {
+        synth_version: env!("CARGO_PKG_VERSION").into(),
+        recipe_file: run.recipe_path.display().to_string(),
+        recipe: run.recipe.source.clone(),
+        seed_dataset: SeedDatasetRecord { id: run.seeds.id.clone(), kind: run.seeds.manifest.kind.clone(), rows_used: run.seeds.rows.len() },
+        targeted: pipeline.targeted(&made.rows),
+        model: run.model,
+        device: run.device.to_string(),
+        inference_seed: run.recipe.inference.seed,
+        counts,
+        resumed_generations: run.resumed,
+        tokens: TokenCounts { prompt: run.counts.prompt_tokens, generated },
+        wall_seconds: round3(run.wall_seconds),
+        tokens_per_second: round3(generated as f64 / run.wall_seconds.max(1e-9)),
+    }
+}
