@@ -394,21 +394,7 @@ fn evaluator(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) ->
     let kind = match type_name.as_str() {
         "exact_match" => EvaluatorKind::ExactMatch(text_match()),
         "contains" => EvaluatorKind::Contains(text_match()),
-        "regex" => {
-            let Some(Text(pattern)) = raw.pattern else {
-                return Err(fail(format!("{at}.pattern"), "required field is missing for a `regex` evaluator".into()));
-            };
-            let case_sensitive = raw.case_sensitive.map_or(DEFAULT_REGEX_CASE_SENSITIVE, |f| f.0);
-            let regex = RegexBuilder::new(&pattern).case_insensitive(!case_sensitive).build().map_err(|e| {
-                let reason = e.to_string().lines().last().unwrap_or("invalid pattern").trim().trim_start_matches("error: ").to_string();
-                Failure {
-                    path: format!("{at}.pattern"),
-                    message: format!("`{}` is not a valid regular expression: {reason}", show_text(&pattern)),
-                    hint: Some("the syntax is Rust's `regex` crate (no look-around or backreferences); remember to double backslashes in JSON".into()),
-                }
-            })?;
-            EvaluatorKind::Regex { regex, must_match: raw.must_match.map_or(DEFAULT_MUST_MATCH, |f| f.0) }
-        }
+        "regex" => regex_kind(raw, at)?,
         "numeric_match" => {
             let tolerance = |n: Option<Number>, field: &str, default: f64| match n {
                 None => Ok(default),
@@ -420,27 +406,45 @@ fn evaluator(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) ->
                 relative_tolerance: tolerance(raw.relative_tolerance, "relativeTolerance", DEFAULT_RELATIVE_TOLERANCE)?,
             }
         }
-        _ => {
-            let Some(model) = raw.model_identifier else {
-                return Err(Failure {
-                    path: format!("{at}.modelIdentifier"),
-                    message: "required field is missing for an `llm_judge` evaluator".into(),
-                    hint: Some("name the local judge model, for example `{\"modelName\": \"SmolLM2-135M-Instruct\"}`".into()),
-                });
-            };
-            let model = validate::model(model.0, &format!("{at}.modelIdentifier"))?;
-            let template = raw.prompt_template.map_or_else(|| DEFAULT_JUDGE_TEMPLATE.to_string(), |t| t.0);
-            if let Err(rule) = check_template(&template) {
-                return Err(fail(format!("{at}.promptTemplate"), format!("{} {rule}", raw::show_str(&template))));
-            }
-            let inference = match raw.inference_config {
-                None => eval_inference.clone(),
-                Some(c) => validate::inference(Some(c.0), &format!("{at}.inferenceConfig"))?,
-            };
-            EvaluatorKind::LlmJudge(Judge { model, template, inference })
-        }
+        _ => EvaluatorKind::LlmJudge(judge(raw, at, eval_inference)?),
     };
     Ok(Evaluator { name, kind })
+}
+
+fn regex_kind(raw: RawEvaluator, at: &str) -> Result<EvaluatorKind, Failure> {
+    let Some(Text(pattern)) = raw.pattern else {
+        return Err(fail(format!("{at}.pattern"), "required field is missing for a `regex` evaluator".into()));
+    };
+    let case_sensitive = raw.case_sensitive.map_or(DEFAULT_REGEX_CASE_SENSITIVE, |f| f.0);
+    let regex = RegexBuilder::new(&pattern).case_insensitive(!case_sensitive).build().map_err(|e| {
+        let reason = e.to_string().lines().last().unwrap_or("invalid pattern").trim().trim_start_matches("error: ").to_string();
+        Failure {
+            path: format!("{at}.pattern"),
+            message: format!("`{}` is not a valid regular expression: {reason}", show_text(&pattern)),
+            hint: Some("the syntax is Rust's `regex` crate (no look-around or backreferences); remember to double backslashes in JSON".into()),
+        }
+    })?;
+    Ok(EvaluatorKind::Regex { regex, must_match: raw.must_match.map_or(DEFAULT_MUST_MATCH, |f| f.0) })
+}
+
+fn judge(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) -> Result<Judge, Failure> {
+    let Some(model) = raw.model_identifier else {
+        return Err(Failure {
+            path: format!("{at}.modelIdentifier"),
+            message: "required field is missing for an `llm_judge` evaluator".into(),
+            hint: Some("name the local judge model, for example `{\"modelName\": \"SmolLM2-135M-Instruct\"}`".into()),
+        });
+    };
+    let model = validate::model(model.0, &format!("{at}.modelIdentifier"))?;
+    let template = raw.prompt_template.map_or_else(|| DEFAULT_JUDGE_TEMPLATE.to_string(), |t| t.0);
+    if let Err(rule) = check_template(&template) {
+        return Err(fail(format!("{at}.promptTemplate"), format!("{} {rule}", raw::show_str(&template))));
+    }
+    let inference = match raw.inference_config {
+        None => eval_inference.clone(),
+        Some(c) => validate::inference(Some(c.0), &format!("{at}.inferenceConfig"))?,
+    };
+    Ok(Judge { model, template, inference })
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::jsonl::{JsonlReader, LineError, RowFormat};
 use super::manifest::{Manifest, KIND_IMPORTED};
-use super::{already_exists, Store};
+use super::datasets::Store;
+use super::pending::already_exists;
 use crate::error::SynthError;
 
 /// Bad lines listed in one error.

@@ -79,6 +79,11 @@ impl PendingDataset {
             return Err(SynthError::failed(format!("dataset `{}` has no manifest yet, it cannot be published", self.id)).into());
         }
         let id = self.id;
-        self.staging.publish(overwrite, || super::already_exists(&id))
+        self.staging.publish(overwrite, || already_exists(&id))
     }
+}
+
+/// The error for publishing or importing over an existing dataset.
+pub(crate) fn already_exists(id: &str) -> anyhow::Error {
+    SynthError::invalid(format!("dataset `{id}` already exists")).hint("pass `--overwrite` to replace it, or choose another id").into()
 }

@@ -334,11 +334,12 @@ impl Decoder {
         };
         // Each prompt piece's causal mask, made once per step for every layer.
         let masks = batch.iter().map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose()).collect::<Result<Vec<_>>>()?;
+        let step = StepContext { batch, single: single.as_ref(), masks: &masks, cos: &cos, sin: &sin };
 
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?;
         for (index, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let h = self.attention(index, &layer.attn, &h, batch, single.as_ref(), &masks, &cos, &sin, cache)?;
+            let h = self.attention(index, &layer.attn, &h, &step, cache)?;
             x = (x + h)?;
             let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
             x = (x + h)?;
@@ -362,8 +363,8 @@ impl Decoder {
     }
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
-    #[allow(clippy::too_many_arguments)]
-    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, batch: &[SeqStep], single: Option<&SingleRows>, masks: &[Option<Tensor>], cos: &Tensor, sin: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, step: &StepContext, cache: &mut KvCache) -> Result<Tensor> {
+        let StepContext { batch, single, cos, sin, .. } = *step;
         let d = &self.dims;
         let total = x.dim(0)?;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
@@ -395,10 +396,10 @@ impl Decoder {
             offset += n;
         }
         let out = match single {
-            None => self.attention_per_row(layer, &q, batch, masks, cache, |_| true)?,
+            None => self.attention_per_row(layer, &q, step, cache, |_| true)?,
             Some(single) => {
                 cache.write_single(layer, single.first, single.count, &single.positions, &single.gather(&k)?, &single.gather(&v)?)?;
-                self.attention_batched(layer, &q, batch, single, masks, cache)?
+                self.attention_batched(layer, &q, step, single, cache)?
             }
         };
         attn.o.forward(&out)
@@ -406,8 +407,8 @@ impl Decoder {
 
     /// Attention of the rows `which` selects, one at a time: `[their tokens, heads * hd]` in
     /// batch order. `q`: the step's queries `[heads, tokens, hd]`, after RoPE.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_per_row(&self, layer: usize, q: &Tensor, batch: &[SeqStep], masks: &[Option<Tensor>], cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
+    fn attention_per_row(&self, layer: usize, q: &Tensor, step: &StepContext, cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
+        let StepContext { batch, masks, .. } = *step;
         let d = &self.dims;
         let (nh, hd) = (d.n_heads, d.head_dim);
         let group = nh / d.n_kv_heads;
@@ -458,8 +459,8 @@ impl Decoder {
 
     /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
     /// `[tokens, heads * hd]` in step order.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_batched(&self, layer: usize, q: &Tensor, batch: &[SeqStep], single: &SingleRows, masks: &[Option<Tensor>], cache: &KvCache) -> Result<Tensor> {
+    fn attention_batched(&self, layer: usize, q: &Tensor, step: &StepContext, single: &SingleRows, cache: &KvCache) -> Result<Tensor> {
+        let batch = step.batch;
         let d = &self.dims;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
         let group = nh / nkv;
@@ -476,9 +477,20 @@ impl Decoder {
 
         let Some(order) = &single.order else { return Ok(out) };
         // Prompt pieces, then every token back in step order.
-        let pieces = self.attention_per_row(layer, q, batch, masks, cache, |i| batch[i].tokens.len() > 1)?;
+        let pieces = self.attention_per_row(layer, q, step, cache, |i| batch[i].tokens.len() > 1)?;
         Tensor::cat(&[out, pieces], 0)?.index_select(order, 0)
     }
+}
+
+/// What every layer of one step shares: the rows, the batched path's plan, each prompt
+/// piece's causal mask, and the RoPE rows of every token's position.
+#[derive(Clone, Copy)]
+struct StepContext<'a> {
+    batch: &'a [SeqStep<'a>],
+    single: Option<&'a SingleRows>,
+    masks: &'a [Option<Tensor>],
+    cos: &'a Tensor,
+    sin: &'a Tensor,
 }
 
 /// Which cached operand [`gqa_matmul`] multiplies by.
