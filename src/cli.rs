@@ -2,7 +2,7 @@
 //! Data goes to stdout; progress, logs and errors to stderr.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -12,13 +12,14 @@ use clap::{Args, Parser, Subcommand};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::{self, SynthError};
-use crate::evaluation::recipe::{is_evaluation_recipe, EvalRecipe};
+use crate::evaluation::recipe::{is_evaluation_text, EvalRecipe};
 use crate::evaluation::{self, EvalOptions};
 use crate::generation::conversations;
+use crate::generation::journal::Journal;
 use crate::generation::EngineOptions;
 use crate::model::{presence, LoadedModel, Presence, Registry};
 use crate::progress::{Progress, ProgressMode};
-use crate::recipe::Recipe;
+use crate::recipe::{read_text, Recipe};
 use crate::store::atomic;
 use crate::store::{Message, Store};
 use crate::synthesis::{synthesize, RunOptions};
@@ -26,10 +27,10 @@ use crate::synthesis::{synthesize, RunOptions};
 #[derive(Parser, Debug)]
 #[command(name = "synth", version, about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware")]
 pub struct Cli {
-    /// Where the model runs: `auto` picks CUDA, then Metal, then CPU.
-    #[arg(long, global = true, value_enum, default_value = "auto")]
-    pub device: DeviceChoice,
-    /// Print no progress on stderr.
+    /// Where `run`, `eval` and `generate` run the model (also accepted after those commands).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
+    /// Print no progress or summary lines on stderr (errors still print).
     #[arg(long, short, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -40,8 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Check recipes without running them.
     Validate {
-        /// Recipe files (JSON).
-        #[arg(required = true)]
+        /// Recipe files (JSON): synthesis or evaluation recipes.
+        #[arg(required = true, value_name = "RECIPE")]
         recipes: Vec<PathBuf>,
     },
     /// Run a synthesis recipe and publish the new dataset.
@@ -60,26 +61,57 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct EngineArgs {
+    /// Where the model runs: `auto` picks CUDA, then Metal, then CPU.
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceChoice>,
     /// Load the model from this file (`.gguf`) or directory instead of looking it up.
     #[arg(long)]
     pub model_path: Option<PathBuf>,
     /// Most sequences generated at once.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub max_batch: usize,
     /// Prompt tokens fed to the model per step (longer prompts are fed in pieces).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = at_least_one)]
     pub prefill_chunk: usize,
     /// KV-cache memory budget in MiB.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = at_least_one)]
     pub kv_cache_mib: usize,
 }
 
 impl EngineArgs {
-    fn options(&self) -> Result<EngineOptions> {
-        if self.max_batch == 0 || self.prefill_chunk == 0 || self.kv_cache_mib == 0 {
-            return Err(SynthError::invalid("`--max-batch`, `--prefill-chunk` and `--kv-cache-mib` must be at least 1").into());
-        }
-        Ok(EngineOptions { max_batch: self.max_batch, prefill_chunk: self.prefill_chunk, kv_cache_bytes: self.kv_cache_mib << 20, enable_thinking: None })
+    fn options(&self) -> EngineOptions {
+        EngineOptions { max_batch: self.max_batch, prefill_chunk: self.prefill_chunk, kv_cache_bytes: self.kv_cache_mib << 20, enable_thinking: None }
+    }
+
+    /// The device named after the command, else before it, else `auto`.
+    fn device(&self, before: Option<DeviceChoice>) -> DeviceChoice {
+        self.device.or(before).unwrap_or(DeviceChoice::Auto)
+    }
+}
+
+fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+fn temperature(text: &str) -> std::result::Result<f64, String> {
+    let t: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
+    if (0.0..=2.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err("must be between 0 and 2".into())
+    }
+}
+
+fn top_p(text: &str) -> std::result::Result<f64, String> {
+    let p: f64 = text.parse().map_err(|e| format!("not a number: {e}"))?;
+    if p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        Err("must be more than 0 and at most 1".into())
     }
 }
 
@@ -91,7 +123,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub output_id: Option<String>,
     /// Use only the first N seed rows.
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub limit: Option<usize>,
     /// Replace the output dataset if it exists.
     #[arg(long)]
@@ -120,7 +152,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub run_id: Option<String>,
     /// Evaluate only the first N dataset rows.
-    #[arg(long)]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub limit: Option<usize>,
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -149,15 +181,17 @@ pub struct GenerateArgs {
     /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line.
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, 0 to 2; 0 is greedy.
+    #[arg(long, default_value_t = 0.0, value_parser = temperature)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 256)]
+    /// Most tokens generated per completion.
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     pub max_new_tokens: usize,
+    /// Sampling seed; completion `i` samples with a seed mixed from this one and `i`.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Nucleus sampling threshold (1.0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling threshold, in (0, 1]; 1 is off.
+    #[arg(long, default_value_t = 1.0, value_parser = top_p)]
     pub top_p: f64,
     /// Keep only the k most likely tokens (0 = off).
     #[arg(long, default_value_t = 0)]
@@ -165,6 +199,7 @@ pub struct GenerateArgs {
     /// Write JSONL here instead of stdout (never replaces an existing file unless `--overwrite`).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Replace an existing `--output` file (a device or FIFO is written in place).
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]
@@ -175,6 +210,8 @@ pub struct GenerateArgs {
 pub enum DatasetsCommand {
     /// Import a JSONL file (chat, prompt/response or Alpaca rows) as a dataset.
     Import {
+        /// The JSONL file to import.
+        #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The new dataset's id.
         #[arg(long)]
@@ -183,16 +220,23 @@ pub enum DatasetsCommand {
         #[arg(long)]
         overwrite: bool,
     },
-    /// List stored datasets.
+    /// List stored datasets, and interrupted runs that can be resumed.
     List,
     /// Print rows of a dataset as JSONL.
     Show {
+        /// The dataset id (see `synth datasets list`).
+        #[arg(value_name = "ID")]
         id: String,
+        /// Which split: `train`, `validation` or `test`.
         #[arg(long, default_value = "train")]
         split: String,
-        #[arg(long, default_value_t = 10)]
+        /// Most rows to print.
+        #[arg(long, value_name = "N", default_value_t = 10)]
         limit: usize,
     },
+    /// Delete the journals of interrupted runs (they can then no longer be resumed) and any
+    /// leftover temporary directories; a run in progress is left alone.
+    Clean,
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,11 +251,13 @@ pub enum ModelsCommand {
     },
 }
 
-/// Parses arguments, runs, prints any error with its hint; returns the exit code.
+/// Parses arguments, runs, prints any error with its hint; returns the exit code. A closed
+/// stdout (`synth datasets show ID | head -1`) ends the command quietly.
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(()) => 0,
+        Err(err) if closed_stdout(&err) => 0,
         Err(err) => {
             eprintln!("{}", error::render(&err));
             error::exit_code(&err)
@@ -219,31 +265,68 @@ pub fn main() -> i32 {
     }
 }
 
+/// Writes a line of data to stdout; an error (a closed pipe) is returned, not a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err(StdoutError)?
+    };
+}
+
+/// Writing to stdout failed.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot write to stdout: {}", self.0)
+    }
+}
+
+impl std::error::Error for StdoutError {}
+
+fn closed_stdout(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<StdoutError>().is_some_and(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Summary lines on stderr, unless `--quiet`.
+struct Say(bool);
+
+impl Say {
+    fn line(&self, text: impl std::fmt::Display) {
+        if self.0 {
+            eprintln!("{text}");
+        }
+    }
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     let progress = if cli.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
+    let say = Say(!cli.quiet);
     match cli.command {
-        Command::Validate { recipes } => validate(&recipes),
-        Command::Run(args) => run_command(args, cli.device, progress),
-        Command::Eval(args) => eval_command(args, cli.device, progress),
+        Command::Validate { recipes } => validate(&recipes, &say),
+        Command::Run(args) => run_command(args, cli.device, progress, &say),
+        Command::Eval(args) => eval_command(args, cli.device, progress, &say),
         Command::Generate(args) => generate_command(args, cli.device, progress),
-        Command::Datasets(command) => datasets_command(command),
+        Command::Datasets(command) => datasets_command(command, &say),
         Command::Models(ModelsCommand::List) => models_list(),
         Command::Models(ModelsCommand::Download { name }) => models_download(&name),
     }
 }
 
-fn validate(paths: &[PathBuf]) -> Result<()> {
+/// `n row` or `n rows`.
+fn rows(n: usize) -> String {
+    if n == 1 {
+        "1 row".to_string()
+    } else {
+        format!("{n} rows")
+    }
+}
+
+fn validate(paths: &[PathBuf], say: &Say) -> Result<()> {
     let mut failures = Vec::new();
     for path in paths {
-        if is_evaluation_recipe(path) {
-            match EvalRecipe::from_path(path) {
-                Ok(r) => println!("ok: {} (evaluation: model `{}`, dataset `{}`, {} evaluators)", path.display(), r.model.model_name, r.dataset_id, r.evaluators.len()),
-                Err(err) => failures.push(err),
-            }
-            continue;
-        }
-        match Recipe::from_path(path) {
-            Ok(recipe) => println!("ok: {} (model `{}`, dataset `{}`)", path.display(), recipe.model.model_name, recipe.synthesis.dataset_id),
+        match validate_one(path, say) {
+            Ok(line) => out!("{line}"),
             Err(err) => failures.push(err),
         }
     }
@@ -259,10 +342,40 @@ fn validate(paths: &[PathBuf]) -> Result<()> {
     }
 }
 
-fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
+/// Reads the recipe once (a pipe or FIFO can be read only once), then checks it by its kind.
+fn validate_one(path: &Path, say: &Say) -> Result<String> {
+    let (origin, text) = read_text(path)?;
+    if is_evaluation_text(&text) {
+        let r = EvalRecipe::from_json_str(&text, &origin)?;
+        warn_slow_rate_cap(&origin, "recipeConfig.evaluationConfig.inferenceConfig", &r.dataset_id, r.inference.requests_per_minute, 1, say);
+        return Ok(format!("ok: {origin} (evaluation: model `{}`, dataset `{}`, {} evaluators)", r.model.model_name, r.dataset_id, r.evaluators.len()));
+    }
+    let recipe = Recipe::from_json_str(&text, &origin)?;
+    let dataset = &recipe.synthesis.dataset_id;
+    warn_slow_rate_cap(&origin, "inferenceConfig", dataset, recipe.inference.requests_per_minute, 2, say);
+    Ok(format!("ok: {origin} (model `{}`, dataset `{dataset}`)", recipe.model.model_name))
+}
+
+/// Warns when `requestsPerMinute` alone makes a run over the stored dataset take more than a
+/// day (`per_row` requests per row at least). Nothing is said when the dataset is not stored.
+fn warn_slow_rate_cap(origin: &str, at: &str, dataset: &str, cap: Option<f64>, per_row: usize, say: &Say) {
+    let Some(cap) = cap else { return };
+    let Ok(count) = Store::open_default().and_then(|s| s.manifest(dataset)).map(|m| m.total_rows()) else { return };
+    let minutes = (count * per_row) as f64 / cap;
+    if minutes > 24.0 * 60.0 {
+        say.line(format!(
+            "warning: {origin}: {at}.requestsPerMinute: `{cap}` makes the {} of dataset `{dataset}` take at least {:.1} days ({} requests)",
+            rows(count),
+            minutes / (24.0 * 60.0),
+            count * per_row
+        ));
+    }
+}
+
+fn run_command(args: RunArgs, device: Option<DeviceChoice>, progress: ProgressMode, say: &Say) -> Result<()> {
     let store = Store::open_default()?;
     let options = RunOptions {
-        device,
+        device: args.engine.device(device),
         output_id: args.output_id,
         limit: args.limit,
         model_path: args.engine.model_path.clone(),
@@ -271,22 +384,22 @@ fn run_command(args: RunArgs, device: DeviceChoice, progress: ProgressMode) -> R
         retries: args.retries,
         stop: Some(stop_on_ctrl_c()?),
         progress,
-        engine: args.engine.options()?,
+        engine: args.engine.options(),
     };
     let report = synthesize(&args.recipe, &store, &options)?;
     let [train, validation, test] = report.splits;
-    eprintln!(
-        "synthesized {} rows from {} seed rows ({} dropped) in {:.1}s, {} tokens at {:.1} tok/s",
-        train + validation + test,
+    say.line(format!(
+        "synthesized {} from {} seed rows ({} dropped) in {:.1}s, {} tokens at {:.1} tok/s",
+        rows(train + validation + test),
         report.seed_rows,
         report.dropped,
         report.wall_seconds,
         report.generated_tokens,
         report.tokens_per_second()
-    );
-    eprintln!("splits: train {train}, validation {validation}, test {test}");
-    println!("{}", report.id);
-    eprintln!("dataset `{}` is at {}", report.id, report.path.display());
+    ));
+    say.line(format!("splits: train {train}, validation {validation}, test {test}"));
+    out!("{}", report.id);
+    say.line(format!("dataset `{}` is at {}", report.id, report.path.display()));
     Ok(())
 }
 
@@ -307,45 +420,42 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn eval_command(args: EvalArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
+fn eval_command(args: EvalArgs, device: Option<DeviceChoice>, progress: ProgressMode, say: &Say) -> Result<()> {
     let store = Store::open_default()?;
     if let Some(EvalCommand::Show { run, worst }) = args.command {
-        print!("{}", evaluation::show::show(&store, &run, worst)?);
+        write!(std::io::stdout().lock(), "{}", evaluation::show::show(&store, &run, worst)?).map_err(StdoutError)?;
         return Ok(());
     }
     let recipe = args.recipe.context("clap requires a recipe")?;
     let options = EvalOptions {
-        device,
+        device: args.engine.device(device),
         run_id: args.run_id,
         limit: args.limit,
         model_path: args.engine.model_path.clone(),
         progress,
-        engine: args.engine.options()?,
+        engine: args.engine.options(),
     };
     let report = evaluation::evaluate(&recipe, &store, &options)?;
     for e in &report.evaluators {
         let rate = e.pass_rate().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
-        eprintln!("{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)", e.name, e.pass, e.fail, e.unparseable, e.skipped);
+        say.line(format!("{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)", e.name, e.pass, e.fail, e.unparseable, e.skipped));
     }
-    eprintln!("evaluated {} rows in {:.1}s, {} failed; run `{}` is at {}", report.rows, report.wall_seconds, report.failed_rows, report.run_id, report.path.display());
-    println!("{}", report.run_id);
+    say.line(format!("evaluated {} in {:.1}s, {} failed; run `{}` is at {}", rows(report.rows), report.wall_seconds, report.failed_rows, report.run_id, report.path.display()));
+    out!("{}", report.run_id);
     match &report.failure_modes_dataset {
         Some(id) => {
-            eprintln!("{} failure modes over {} failed rows: dataset `{id}`", report.failure_modes, report.failed_rows);
-            println!("{id}");
+            say.line(format!("{} failure modes over {} failed rows: dataset `{id}`", report.failure_modes, report.failed_rows));
+            out!("{id}");
         }
-        None if report.failed_rows == 0 => eprintln!("no row failed, so there is no failure-mode dataset"),
+        None if report.failed_rows == 0 => say.line("no row failed, so there is no failure-mode dataset"),
         None => {}
     }
-    eprintln!("see `synth eval show {}`", report.run_id);
+    say.line(format!("see `synth eval show {}`", report.run_id));
     Ok(())
 }
 
-fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: ProgressMode) -> Result<()> {
-    if !((0.0..=2.0).contains(&args.temperature) && args.top_p > 0.0 && args.top_p <= 1.0) || args.max_new_tokens == 0 {
-        return Err(SynthError::invalid("`--temperature` must be in [0, 2], `--top-p` in (0, 1] and `--max-new-tokens` at least 1").into());
-    }
-    let engine = args.engine.options()?;
+fn generate_command(args: GenerateArgs, device: Option<DeviceChoice>, progress: ProgressMode) -> Result<()> {
+    let engine = args.engine.options();
     if let Some(out) = &args.output {
         atomic::check_writable(out, args.overwrite)?;
     }
@@ -355,7 +465,7 @@ fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: Progress
         (None, None) => return Err(SynthError::invalid("give `--prompt TEXT` or `--input FILE`").into()),
     };
     let store = Store::open_default()?;
-    let device = device::open(device)?;
+    let device = device::open(args.engine.device(device))?;
     let registry = Registry::load(Some(store.root()))?;
     let model = LoadedModel::load(&registry, &args.model, args.engine.model_path.as_deref(), store.root(), &device)?;
     let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens, seed: args.seed };
@@ -365,33 +475,45 @@ fn generate_command(args: GenerateArgs, device: DeviceChoice, progress: Progress
     let out = conversations::to_jsonl(&completed)?;
     match &args.output {
         Some(path) => atomic::write_file(path, &out, args.overwrite),
-        None => std::io::stdout().write_all(&out).context("writing to stdout"),
+        None => std::io::stdout().lock().write_all(&out).map_err(|e| StdoutError(e).into()),
     }
 }
 
-fn datasets_command(command: DatasetsCommand) -> Result<()> {
+fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
     let store = Store::open_default()?;
     match command {
         DatasetsCommand::Import { file, id, overwrite } => {
             let report = store.import_jsonl(&file, &id, overwrite)?;
-            println!("{}", report.id);
-            eprintln!("imported {} rows from {} as `{}`", report.rows, file.display(), report.id);
+            out!("{}", report.id);
+            say.line(format!("imported {} from {} as `{}`", rows(report.rows), file.display(), report.id));
         }
         DatasetsCommand::List => {
             let datasets = store.list()?;
-            if datasets.is_empty() {
-                eprintln!("no datasets in {}", store.datasets_dir().display());
+            let interrupted = Journal::interrupted(&store)?;
+            if datasets.is_empty() && interrupted.is_empty() {
+                say.line(format!("no datasets in {}", store.datasets_dir().display()));
             }
             for d in datasets {
                 let splits: Vec<String> = d.splits.iter().map(|s| format!("{} {}", s.name, s.rows)).collect();
                 let problem = d.problem.map(|p| format!("  ({p})")).unwrap_or_default();
-                println!("{}\t{}\t{}\t{}{problem}", d.id, d.kind, d.created_at, splits.join(", "));
+                out!("{}\t{}\t{}\t{}{problem}", d.id, d.kind, d.created_at, splits.join(", "));
+            }
+            for run in interrupted {
+                let state = if run.running { "running now".to_string() } else { "resume: run the same `synth run` again; discard: `synth datasets clean`".to_string() };
+                out!("{}\tinterrupted\t-\t{} generations journaled ({state})", run.id, run.generations);
             }
         }
         DatasetsCommand::Show { id, split, limit } => {
             for row in store.read_split(&id, &split, Some(limit))? {
-                println!("{}", serde_json::to_string(&row)?);
+                out!("{}", serde_json::to_string(&row)?);
             }
+        }
+        DatasetsCommand::Clean => {
+            let removed = Journal::clean(&store)?;
+            for path in &removed {
+                out!("{}", path.display());
+            }
+            say.line(format!("removed {} interrupted runs and leftover directories from {}", removed.len(), store.datasets_dir().display()));
         }
     }
     Ok(())
@@ -405,7 +527,7 @@ fn models_list() -> Result<()> {
             Presence::Present(source) => format!("present ({})", source.path().display()),
             Presence::Missing { missing, total } => format!("missing {missing} of {total} files"),
         };
-        println!("{}\t{}\t{:?}\t{}", spec.name, spec.hf_repo, spec.format, state);
+        out!("{}\t{}\t{:?}\t{}", spec.name, spec.hf_repo, spec.format, state);
     }
     Ok(())
 }
@@ -421,7 +543,7 @@ fn models_download(name: &str) -> Result<()> {
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
     let paths = crate::model::download::download(spec, &hub, endpoint, token)?;
     for path in paths {
-        println!("{}", path.display());
+        out!("{}", path.display());
     }
     Ok(())
 }

@@ -69,9 +69,36 @@ impl Progress {
         self.tokens as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
+    /// A handle that prints notes (such as a wait) above the bar, or as plain lines; nothing
+    /// when quiet.
+    pub fn notifier(&self) -> Notifier {
+        Notifier { label: self.label.clone(), bar: self.bar.clone(), quiet: self.bar.is_none() && !self.plain }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// Prints one-off notes for a [`Progress`] without disturbing its bar.
+#[derive(Clone)]
+pub struct Notifier {
+    label: String,
+    bar: Option<ProgressBar>,
+    quiet: bool,
+}
+
+impl Notifier {
+    pub fn note(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("{}: {text}", self.label);
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 }

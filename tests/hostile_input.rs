@@ -99,7 +99,7 @@ fn bad_ids_and_missing_or_empty_seed_datasets() {
     recipe["synthesisConfig"]["synthesisConfig"]["datasetId"] = "not_imported".into();
     let path = write(&home, "missing.json", recipe.to_string());
     fails(&home.synth(&["--device", "cpu", "run", s(&path)]), 3, &["dataset `not_imported` not found", "hint:"]);
-    fails(&home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--limit", "0"]), 2, &["has no rows"]);
+    fails(&home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--limit", "0"]), 2, &["'0'", "--limit", "at least 1"]);
     assert_eq!(datasets(&home), ["dataset_quickstart_seed"]);
 }
 

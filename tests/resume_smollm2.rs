@@ -135,6 +135,11 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
     }
     let manifest: Value = serde_json::from_str(&dataset_file(&home, "resumed", "manifest.json")).unwrap();
     assert!(manifest["resumedGenerations"].as_u64().unwrap() > 0, "{manifest}");
+    // The resumed process's speed counts only what it generated, over its own wall time.
+    let tokens = &manifest["tokens"];
+    assert!(tokens["generatedThisRun"].as_u64().unwrap() < tokens["generated"].as_u64().unwrap(), "{manifest}");
+    let per_second = tokens["generatedThisRun"].as_f64().unwrap() / manifest["wallSeconds"].as_f64().unwrap();
+    assert!((manifest["tokensPerSecond"].as_f64().unwrap() - per_second).abs() <= 0.01 * per_second + 0.01, "{manifest}");
     assert!(!journal(&home, "resumed").exists());
 }
 

@@ -265,12 +265,11 @@ impl RawEvaluator {
     }
 }
 
-/// Whether `path` looks like an evaluation recipe (a JSON object with `recipeConfig`), so
-/// `synth validate` knows which rules to apply. Unreadable files say no; the synthesis
-/// recipe's reader then reports the problem.
-pub fn is_evaluation_recipe(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else { return false };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+/// Whether a recipe file's text is an evaluation recipe (a JSON object with `recipeConfig`),
+/// so `synth validate` knows which rules to apply. Text that does not parse says no; the
+/// synthesis recipe's reader then reports the problem.
+pub fn is_evaluation_text(text: &str) -> bool {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     matches!(serde_json::from_str::<serde_json::Value>(text), Ok(serde_json::Value::Object(map)) if map.contains_key("recipeConfig"))
 }
 
@@ -531,14 +530,14 @@ mod tests {
     #[test]
     fn bundled_recipe_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/evaluation.json");
-        assert!(is_evaluation_recipe(&path));
+        assert!(is_evaluation_text(&std::fs::read_to_string(&path).unwrap()));
         let r = EvalRecipe::from_path(&path).unwrap_or_else(|e| panic!("{}", render(&e)));
         assert!(r.generate_failure_modes);
         let types: Vec<&str> = r.evaluators.iter().map(|e| e.kind.type_name()).collect();
         for t in ["exact_match", "contains", "regex", "numeric_match", "llm_judge"] {
             assert!(types.contains(&t), "{t} missing from {types:?}");
         }
-        assert!(!is_evaluation_recipe(&Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.json")));
+        assert!(!is_evaluation_text(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.json")).unwrap()));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! One batch of conversations through the engine: each is rendered with the model's chat
 //! template, an [`Engine`] is sized for the batch, and the scheduler runs it under the rate cap.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use anyhow::Result;
 
 use crate::engine::rate_limit::{Clock, SystemClock, TokenBucket};
@@ -8,7 +10,8 @@ use crate::engine::scheduler::{self, Admission, AlwaysAdmit, SchedulerConfig};
 use crate::engine::{Engine, FinishReason, Request, SamplingParams, DEFAULT_KV_CACHE_BYTES};
 use crate::error::SynthError;
 use crate::model::LoadedModel;
-use crate::progress::Progress;
+use crate::progress::{Notifier, Progress};
+use crate::store::manifest::rfc3339_from_unix;
 use crate::recipe::InferenceSettings;
 use crate::store::Message;
 
@@ -58,17 +61,43 @@ impl EngineOptions {
 pub struct RateCap {
     pub bucket: TokenBucket,
     pub clock: Box<dyn Clock>,
+    pub per_minute: f64,
 }
 
 impl RateCap {
     pub fn per_minute(requests_per_minute: f64) -> Self {
         let clock: Box<dyn Clock> = Box::new(SystemClock::default());
-        Self { bucket: TokenBucket::new(requests_per_minute, clock.now()), clock }
+        Self { bucket: TokenBucket::new(requests_per_minute, clock.now()), clock, per_minute: requests_per_minute }
     }
 
     /// The cap an inference config sets, if any.
     pub fn of(inference: &InferenceSettings) -> Option<RateCap> {
         inference.requests_per_minute.map(RateCap::per_minute)
+    }
+}
+
+/// The rate cap's clock, saying on stderr when the cap holds every request back for a while,
+/// so a long wait is not mistaken for a hang.
+struct Announcing<'a> {
+    inner: &'a dyn Clock,
+    notifier: Notifier,
+    per_minute: f64,
+}
+
+/// Waits at least this long are announced.
+const ANNOUNCE_WAITS_FROM: Duration = Duration::from_secs(5);
+
+impl Clock for Announcing<'_> {
+    fn now(&self) -> Duration {
+        self.inner.now()
+    }
+
+    fn sleep(&self, duration: Duration) {
+        if duration >= ANNOUNCE_WAITS_FROM {
+            let until = SystemTime::now().checked_add(duration).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or_else(|| "much later".to_string(), |d| rfc3339_from_unix(d.as_secs()));
+            self.notifier.note(&format!("waiting {:.0}s for the rate cap (requestsPerMinute {}), until {until}", duration.as_secs_f64(), self.per_minute));
+        }
+        self.inner.sleep(duration)
     }
 }
 
@@ -97,9 +126,16 @@ pub fn generate(
     }
     let mut engine = Engine::new(model.decoder.clone(), options.max_batch, max_len, options.kv_cache_bytes)?;
     let config = SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: model.text.stop_ids.clone() };
-    let limiter = context.rate.map(|r| (&mut r.bucket, r.clock.as_ref()));
-    let admission = context.admission.unwrap_or(&AlwaysAdmit);
     let progress = context.progress;
+    let announcing;
+    let limiter = match context.rate {
+        Some(r) => {
+            announcing = Announcing { inner: r.clock.as_ref(), notifier: progress.notifier(), per_minute: r.per_minute };
+            Some((&mut r.bucket, &announcing as &dyn Clock))
+        }
+        None => None,
+    };
+    let admission = context.admission.unwrap_or(&AlwaysAdmit);
     scheduler::run_to_completion(&mut engine, &config, requests, limiter, admission, |done| {
         let text = model.text.tokenizer.decode(&done.tokens, true)?;
         progress.row_done(done.tokens.len());
@@ -117,6 +153,11 @@ fn encode_requests(model: &LoadedModel, jobs: &[Job], options: &EngineOptions) -
     let mut max_len = 1;
     for (id, job) in jobs.iter().enumerate() {
         let prompt = model.text.encode_chat(&job.messages, options.enable_thinking)?;
+        if prompt.is_empty() {
+            return Err(SynthError::invalid(format!("model `{}`: its chat template renders a conversation as an empty prompt", model.resolved.spec.name))
+                .hint("check the model's chat template (`tokenizer_config.json` or the GGUF's `tokenizer.chat_template`)")
+                .into());
+        }
         max_len = max_len.max(prompt.len() + job.params.max_new_tokens);
         requests.push(Request { id, prompt, params: job.params.clone() });
     }

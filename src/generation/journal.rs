@@ -82,6 +82,17 @@ pub struct Journal {
     _lock: File,
 }
 
+/// An interrupted run's journal, as `synth datasets list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InterruptedRun {
+    /// The output dataset id the run was writing.
+    pub id: String,
+    /// Finished generations the journal holds.
+    pub generations: usize,
+    /// A process holds the journal's lock right now.
+    pub running: bool,
+}
+
 /// Why [`Journal::open`] could not take a directory.
 enum Refusal {
     Locked,
@@ -111,16 +122,11 @@ impl Journal {
     /// For a run without `--output-id`: the output id of an interrupted run with this
     /// fingerprint that nobody is writing, if there is one; it is then resumed.
     pub fn find_resumable(store: &Store, prefix: &str, fingerprint: &str) -> Result<Option<String>> {
-        let Ok(entries) = std::fs::read_dir(store.datasets_dir()) else { return Ok(None) };
-        let mut ids: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|name| name.strip_prefix(".run-").map(str::to_string))
-            .filter(|id| id.starts_with(prefix))
-            .collect();
-        ids.sort();
-        for id in ids {
+        for id in run_ids(store).into_iter().filter(|id| id.starts_with(prefix)) {
             let Ok(dir) = journal_dir(store, &id) else { continue };
+            if is_symlink(&dir) {
+                continue;
+            }
             if read_header(&dir.join(JOURNAL_FILE)).is_ok_and(|h| h.fingerprint == fingerprint) && !store.exists(&id)? && !is_locked(&dir) {
                 return Ok(Some(id));
             }
@@ -133,10 +139,50 @@ impl Journal {
         crate::store::first_free(prefix, |id| Ok(store.exists(id)? || journal_dir(store, id)?.symlink_metadata().is_ok()))
     }
 
+    /// Journals of runs whose dataset was never published, by output id.
+    pub fn interrupted(store: &Store) -> Result<Vec<InterruptedRun>> {
+        let mut runs = Vec::new();
+        for id in run_ids(store) {
+            let Ok(dir) = journal_dir(store, &id) else { continue };
+            if store.exists(&id)? || !dir.is_dir() || is_symlink(&dir) {
+                continue;
+            }
+            let generations = std::fs::read(dir.join(JOURNAL_FILE)).map(|b| b.iter().filter(|&&c| c == b'\n').count().saturating_sub(1)).unwrap_or(0);
+            runs.push(InterruptedRun { id, generations, running: is_locked(&dir) });
+        }
+        Ok(runs)
+    }
+
+    /// Removes the journals of interrupted runs nobody is writing, and temporary directories
+    /// left by processes that are gone; returns what was removed.
+    pub fn clean(store: &Store) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for run in Self::interrupted(store)?.into_iter().filter(|r| !r.running) {
+            let dir = journal_dir(store, &run.id)?;
+            std::fs::remove_dir_all(&dir).map_err(|e| SynthError::failed(format!("cannot remove `{}`: {e}", dir.display())))?;
+            removed.push(dir);
+        }
+        let Ok(entries) = std::fs::read_dir(store.datasets_dir()) else { return Ok(removed) };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let temporary = name.starts_with(".tmp-") || name.starts_with(".old-");
+            if temporary && !writer_alive(&name) && !is_symlink(&entry.path()) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed.push(entry.path());
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     fn try_open(dir: &Path, id: &str, fingerprint: &str, restart: bool) -> Result<std::result::Result<Journal, Refusal>> {
         let fail = |what: &str, e: io::Error| -> anyhow::Error {
             SynthError::failed(format!("cannot {what} `{}`: {e}", dir.display())).hint("set `SYNTH_HOME` to a writable directory").into()
         };
+        if is_symlink(dir) {
+            return Err(SynthError::invalid(format!("`{}` is a symbolic link; a run's journal stays inside the store", dir.display()))
+                .hint("remove the link, or choose another `--output-id`")
+                .into());
+        }
         std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|e| fail("write in", e))?;
         match lock.try_lock() {
@@ -212,6 +258,30 @@ impl Journal {
 fn journal_dir(store: &Store, id: &str) -> Result<PathBuf> {
     store.dataset_dir(id)?;
     Ok(store.datasets_dir().join(format!(".run-{id}")))
+}
+
+/// The output ids of every `.run-<id>` directory, sorted.
+fn run_ids(store: &Store) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(store.datasets_dir()) else { return Vec::new() };
+    let mut ids: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter_map(|name| name.strip_prefix(".run-").map(str::to_string)).collect();
+    ids.sort();
+    ids
+}
+
+fn is_symlink(path: &Path) -> bool {
+    path.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Whether the process that named a `.tmp-<id>-<pid>-<n>` directory still runs (where
+/// `/proc` can tell; elsewhere it is assumed to).
+fn writer_alive(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '-');
+    let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else { return true };
+    let Ok(pid) = pid.parse::<u32>() else { return true };
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Whether a running process holds the journal in `dir`.
@@ -305,6 +375,36 @@ mod tests {
         let j = Journal::open(&store, "out", "xyz", true).unwrap();
         assert_eq!(j.replayed(), 0);
         assert_eq!(Journal::next_free_id(&store, "out").unwrap(), "out_1");
+    }
+
+    #[test]
+    fn interrupted_runs_are_listed_and_cleaned_unless_running() {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        let mut held = Journal::open(&store, "busy", "abc", false).unwrap();
+        held.record(Key { stage: 1, row: 0, attempt: 0 }, &gen("x")).unwrap();
+        drop(Journal::open(&store, "left", "abc", false).unwrap());
+        let stale = store.datasets_dir().join(".tmp-left-999999999-0");
+        std::fs::create_dir(&stale).unwrap();
+        let runs = Journal::interrupted(&store).unwrap();
+        assert_eq!(runs, vec![InterruptedRun { id: "busy".into(), generations: 1, running: true }, InterruptedRun { id: "left".into(), generations: 0, running: false }]);
+        let removed = Journal::clean(&store).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!stale.exists());
+        assert_eq!(Journal::interrupted(&store).unwrap().len(), 1, "the running one stays");
+        drop(held);
+    }
+
+    #[test]
+    fn a_symlinked_run_directory_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path());
+        std::fs::create_dir_all(store.datasets_dir()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), store.datasets_dir().join(".run-out")).unwrap();
+        let err = Journal::open(&store, "out", "abc", false).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing was written outside the store");
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub fn read_text(path: &Path) -> anyhow::Result<(String, String)> {
     let bytes = std::fs::read(path).map_err(|e| {
         let err = match e.kind() {
             std::io::ErrorKind::NotFound => SynthError::not_found(format!("{origin}: no such file")),
+            std::io::ErrorKind::IsADirectory => SynthError::invalid(format!("{origin}: is a directory, expected a recipe file (JSON)")),
             _ => SynthError::failed(format!("{origin}: cannot read the file: {e}")),
         };
         anyhow::Error::from(err)

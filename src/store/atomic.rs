@@ -101,15 +101,17 @@ impl Drop for StagingDir {
 }
 
 /// Checks, before any work, that [`write_file`] could write `path`: it does not exist (or
-/// `overwrite`), and its directory takes new files (or the target is a device or FIFO,
-/// written in place).
+/// `overwrite`), it is not a directory, and its directory takes new files. A device or FIFO
+/// is accepted as it is: it is written in place.
 pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
     if let Ok(meta) = path.metadata() {
         if !overwrite {
             return Err(SynthError::invalid(format!("`{}` already exists", path.display())).hint("choose another `--output`, or pass `--overwrite`").into());
         }
         if !meta.is_file() && !meta.is_dir() {
-            return std::fs::OpenOptions::new().write(true).open(path).map(drop).map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", path.display())).into());
+            // A device or FIFO is written in place at the end; opening one now could block
+            // (a FIFO waits for a reader) or signal its reader an early end.
+            return Ok(());
         }
         if meta.is_dir() {
             return Err(SynthError::invalid(format!("`{}` is a directory", path.display())).hint("give `--output` a file path").into());

@@ -21,7 +21,7 @@ use crate::model::{LoadedModel, Registry};
 use crate::output::Destination;
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
-use crate::store::artifacts::{round3, ModelRecord, RowProvenance, RunCounts, SeedDatasetRecord, SynthesisManifest, TokenCounts};
+use crate::store::artifacts::{round3, ModelRecord, RowProvenance, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest};
 use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
@@ -78,7 +78,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let SynthesisType::General = recipe.synthesis.kind;
     let seeds = load_seeds(store, &recipe.synthesis.dataset_id, options.limit)?;
     let pipeline = choose_pipeline(&seeds)?;
-    let chosen_id = settle_output_id(store, options)?;
+    let chosen_id = settle_output_id(store, options, &seeds.id)?;
 
     let device = device::open(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
@@ -109,7 +109,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let run = RunFacts { recipe_path, recipe: &recipe, seeds: &seeds, model: model_record, device: device::name(&device), counts, retries, resumed: journal.replayed(), wall_seconds };
     let details = manifest_details(run, pipeline.as_ref(), &made);
     let destination = Destination { store, id: &output_id, kind: KIND_SYNTHESIZED, overwrite: options.overwrite };
-    let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.generated_tokens);
+    let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
     let (path, splits) = destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
     journal.remove();
     Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, generated_tokens, wall_seconds })
@@ -135,10 +135,16 @@ fn choose_pipeline(seeds: &Seeds) -> Result<Box<dyn Pipeline + '_>> {
     })
 }
 
-/// Settles a chosen output id before hours of generation, not after.
-fn settle_output_id(store: &Store, options: &RunOptions) -> Result<Option<String>> {
+/// Settles a chosen output id before hours of generation, not after. It may not name a
+/// dataset the run reads.
+fn settle_output_id(store: &Store, options: &RunOptions, seed_id: &str) -> Result<Option<String>> {
     let Some(id) = &options.output_id else { return Ok(None) };
     store.dataset_dir(id)?;
+    if id == seed_id {
+        return Err(SynthError::invalid(format!("`--output-id {id}` names the run's own seed dataset, which the run reads"))
+            .hint("choose another `--output-id`; a run never replaces its input")
+            .into());
+    }
     if store.exists(id)? && !options.overwrite {
         return Err(SynthError::invalid(format!("dataset `{id}` already exists"))
             .hint("choose another `--output-id`, or pass `--overwrite` to replace it")
@@ -235,7 +241,7 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         retried: run.counts.retried,
         recovered_by_retry: run.counts.recovered,
     };
-    let generated = run.counts.generated_tokens;
+    let (generated, fresh) = (run.counts.generated_tokens, run.counts.fresh_generated_tokens);
     SynthesisManifest {
         synth_version: env!("CARGO_PKG_VERSION").into(),
         recipe_file: run.recipe_path.display().to_string(),
@@ -247,8 +253,8 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         inference_seed: run.recipe.inference.seed,
         counts,
         resumed_generations: run.resumed,
-        tokens: TokenCounts { prompt: run.counts.prompt_tokens, generated },
+        tokens: RunTokens { prompt: run.counts.prompt_tokens, generated, generated_this_run: fresh },
         wall_seconds: round3(run.wall_seconds),
-        tokens_per_second: round3(generated as f64 / run.wall_seconds.max(1e-9)),
+        tokens_per_second: round3(fresh as f64 / run.wall_seconds.max(1e-9)),
     }
 }
