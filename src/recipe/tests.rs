@@ -210,7 +210,6 @@ fn seed_rules() {
 #[test]
 fn requests_per_minute_rules() {
     let p = "inferenceConfig.requestsPerMinute";
-    let got = error(&with(p, json!(0)));
     let rule = "must be between 0.001 and 1000000 requests per minute";
     let got = error(&with(p, json!(0)));
     assert!(got.starts_with(&format!("error: {ORIGIN}: {p}: `0` {rule}\n\nhint: ")), "{got}");
