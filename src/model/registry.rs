@@ -15,7 +15,8 @@
 //!   "chatTemplate": "tokenizer_config",       // "gguf" | "tokenizer_config"
 //!   "stopTokens": ["<|im_end|>", "<|endoftext|>"],
 //!   "contextLength": 40960,
-//!   "notes": "how to get it"                  // optional
+//!   "notes": "how to get it",                 // optional; shown when the files are missing
+//!   "downloadable": true                      // optional; false when `files` are not on the Hub
 //! }
 //! ```
 
@@ -102,6 +103,12 @@ struct ModelFile {
     context_length: usize,
     #[serde(default)]
     notes: String,
+    #[serde(default = "default_downloadable")]
+    downloadable: bool,
+}
+
+fn default_downloadable() -> bool {
+    true
 }
 
 fn default_revision() -> String {
@@ -126,7 +133,11 @@ pub struct ModelSpec {
     pub chat_template: ChatTemplateSource,
     pub stop_tokens: Vec<String>,
     pub context_length: usize,
+    /// Size, licence, memory, how to get it: shown with the missing-model hint.
     pub notes: String,
+    /// Whether `files` can be fetched from `hf_repo` (`synth models download`); when not,
+    /// `notes` say how to get them.
+    pub downloadable: bool,
     pub origin: Origin,
 }
 
@@ -222,6 +233,9 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
     for (i, token) in raw.stop_tokens.iter().enumerate() {
         nonempty(&format!("stopTokens[{i}]"), token)?;
     }
+    if !raw.downloadable && raw.notes.trim().is_empty() {
+        return Err("field `downloadable` is false but `notes` is empty; say there how to get the files".into());
+    }
     if raw.context_length == 0 {
         return Err("field `contextLength` is 0".into());
     }
@@ -252,6 +266,7 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         stop_tokens: raw.stop_tokens,
         context_length: raw.context_length,
         notes: raw.notes,
+        downloadable: raw.downloadable,
         origin: Origin::Builtin(""),
     })
 }
