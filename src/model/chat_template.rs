@@ -10,11 +10,34 @@ use candle_core::quantized::gguf_file;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind};
 
-use super::tokenizer::TextCodec;
+use super::tokenizer::{Piece, TextCodec};
 use crate::error::SynthError;
 use crate::store::row::Message;
 
 const NAME: &str = "chat_template";
+
+/// Instructions one render may run (minijinja fuel). The Llama 3.1, Qwen3 and SmolLM2
+/// templates take under 60 per message (they render 80,000 messages within it), while a
+/// template that loops (`range(10000)` inside `range(10000)`) stops in well under a second
+/// instead of hanging.
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
+/// Prompt bytes allowed per token of context. A token covers about 4 bytes of English and
+/// rarely more than 16 outside runs of spaces or punctuation, so a rendered prompt longer than
+/// `context_len * 64` bytes cannot fit the context; it is refused before it is tokenized, which
+/// on a prompt of hundreds of megabytes would take many times that in memory.
+pub const PROMPT_BYTES_PER_TOKEN: usize = 64;
+/// The most any render may write when no context is known ([`ChatTemplate::render`],
+/// [`encode_prompt`]): 131072 tokens (the largest context of a built-in model) at
+/// [`PROMPT_BYTES_PER_TOKEN`].
+pub const MAX_RENDER_BYTES: usize = 131_072 * PROMPT_BYTES_PER_TOKEN;
+
+const TOO_LONG_HINT: &str =
+    "synth refuses a prompt longer than 64 bytes per token of the model's context before tokenizing it; shorten the conversation (the seed row or `--prompt`)";
+
+/// The longest prompt, in bytes, a model with `context_len` tokens of context is given.
+pub fn max_prompt_bytes(context_len: usize) -> usize {
+    context_len.saturating_mul(PROMPT_BYTES_PER_TOKEN)
+}
 
 /// The date `strftime_now` reports. Templates such as Llama 3.2's print today's date into the
 /// system prompt; a fixed one keeps a recipe's dataset identical whenever it is re-run. It is
@@ -25,6 +48,7 @@ const FIXED_DATE: (i32, u32, u32) = (2024, 7, 26);
 #[derive(Debug)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
 }
@@ -32,22 +56,36 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     pub fn new(source: String, bos_token: Option<String>, eos_token: Option<String>) -> Result<ChatTemplate> {
         let mut env = Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
-        env.add_template_owned(NAME, source).map_err(|err| {
+        env.add_template_owned(NAME, source.clone()).map_err(|err| {
             SynthError::invalid(format!("chat template does not compile: {err}"))
                 .hint("check the template in the model's `tokenizer_config.json` or GGUF metadata")
         })?;
-        Ok(ChatTemplate { env, bos_token, eos_token })
+        Ok(ChatTemplate { env, source, bos_token, eos_token })
     }
 
     /// Renders `messages`. `enable_thinking` is passed only when given, so templates that
-    /// test `enable_thinking is defined` see what they would in `transformers`.
+    /// test `enable_thinking is defined` see what they would in `transformers`. At most
+    /// [`MAX_RENDER_BYTES`] of output and [`TEMPLATE_FUEL`] instructions.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool, enable_thinking: Option<bool>) -> Result<String> {
+        self.render_within(messages, add_generation_prompt, enable_thinking, MAX_RENDER_BYTES)
+    }
+
+    /// [`render`](Self::render), refusing a prompt longer than `max_bytes` as soon as the
+    /// template has written that much.
+    pub fn render_within(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+        max_bytes: usize,
+    ) -> Result<String> {
         let template = self.env.get_template(NAME).map_err(|err| SynthError::failed(err.to_string()))?;
         // `transformers` passes `tools` and `documents` as None and the special tokens it has.
         let mut ctx = vec![
@@ -66,15 +104,31 @@ impl ChatTemplate {
             ctx.push(("enable_thinking", Value::from(thinking)));
         }
         let ctx: Value = ctx.into_iter().collect();
-        template.render(ctx).map_err(|err| {
-            let raised = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RaisedException>());
-            match raised {
-                Some(RaisedException(msg)) => SynthError::invalid(format!("the chat template rejects this conversation: {msg}"))
-                    .hint("change the conversation's roles or order to what the model supports"),
-                None => SynthError::failed(format!("cannot render the chat template: {err}")),
+        let mut out = BoundedWriter { bytes: Vec::new(), max: max_bytes, overflowed: false };
+        if let Err(err) = template.render_captured_to(ctx, &mut out) {
+            if out.overflowed {
+                return Err(SynthError::invalid(format!("the chat template renders a prompt longer than {max_bytes} bytes"))
+                    .hint(TOO_LONG_HINT)
+                    .into());
             }
-            .into()
-        })
+            let raised = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RaisedException>());
+            return Err(match (raised, err.kind()) {
+                (Some(RaisedException(msg)), _) => SynthError::invalid(format!("the chat template rejects this conversation: {msg}"))
+                    .hint("change the conversation's roles or order to what the model supports"),
+                (None, ErrorKind::OutOfFuel) => SynthError::invalid(format!(
+                    "the chat template did not finish within {TEMPLATE_FUEL} steps; a chat template that runs this long loops without end or is hostile"
+                ))
+                .hint("use the model's original chat template, or a model from a source you trust"),
+                (None, _) => SynthError::failed(format!("cannot render the chat template: {err}")),
+            }
+            .into());
+        }
+        String::from_utf8(out.bytes).map_err(|err| SynthError::failed(format!("the chat template rendered invalid UTF-8: {err}")).into())
+    }
+
+    /// The template's source text.
+    fn source(&self) -> &str {
+        &self.source
     }
 
     pub fn bos_token(&self) -> Option<&str> {
@@ -102,21 +156,158 @@ pub fn template_from_gguf(content: &gguf_file::Content) -> Result<String> {
     }
 }
 
-/// Renders `messages` with a generation prompt and tokenizes the result.
-///
-/// The template decides where BOS goes: when the text already starts with the tokenizer's BOS
-/// (Llama 3 templates write `<|begin_of_text|>`), it is tokenized without special tokens, else
-/// Llama 3's post-processor would add a second one. Otherwise the tokenizer's own rule applies
-/// (a GGUF with `add_bos_token`, a `tokenizer.json` post-processor); Qwen3 has no BOS at all.
+/// Renders `messages` with a generation prompt and tokenizes the result; the prompt may be at
+/// most [`MAX_RENDER_BYTES`] long. See [`encode_prompt_within`].
 pub fn encode_prompt(
     template: &ChatTemplate,
     tokenizer: &TextCodec,
     messages: &[Message],
     enable_thinking: Option<bool>,
 ) -> Result<Vec<u32>> {
-    let text = template.render(messages, true, enable_thinking)?;
+    encode_prompt_within(template, tokenizer, messages, enable_thinking, MAX_RENDER_BYTES)
+}
+
+/// Renders `messages` with a generation prompt and tokenizes the result, refusing a prompt
+/// longer than `max_bytes` before tokenizing it (see [`max_prompt_bytes`]).
+///
+/// The template decides where BOS goes: when the text already starts with the tokenizer's BOS
+/// (Llama 3 templates write `<|begin_of_text|>`), it is tokenized without special tokens, else
+/// Llama 3's post-processor would add a second one. Otherwise the tokenizer's own rule applies
+/// (a GGUF with `add_bos_token`, a `tokenizer.json` post-processor); Qwen3 has no BOS at all.
+///
+/// Message content is text, never control tokens: a seed row holding `<|im_end|>` must not
+/// close its turn. Content without special-token text (nearly all of it) takes the plain path,
+/// the whole prompt tokenized at once, so its ids are exactly what they always were; content
+/// with such text takes [`encode_prompt_plain_content`].
+pub fn encode_prompt_within(
+    template: &ChatTemplate,
+    tokenizer: &TextCodec,
+    messages: &[Message],
+    enable_thinking: Option<bool>,
+    max_bytes: usize,
+) -> Result<Vec<u32>> {
+    if messages.iter().any(|m| tokenizer.contains_special(&m.content)) {
+        return encode_prompt_plain_content(template, tokenizer, messages, enable_thinking, max_bytes);
+    }
+    let text = template.render_within(messages, true, enable_thinking, max_bytes)?;
     let has_bos = tokenizer.bos().is_some_and(|bos| !bos.text.is_empty() && text.starts_with(&bos.text));
     tokenizer.encode(&text, !has_bos)
+}
+
+/// Tokenizes the prompt so that only the template's own special tokens are control tokens.
+///
+/// Each special-token text in the content is swapped for a sentinel (`U+E000`-range private-use
+/// character, its index, the character again; the character is one that appears in neither
+/// the content nor the template) and the conversation is rendered. The special tokens left in
+/// that text are the template's. The text between them, with the sentinels put back, is
+/// tokenized with special-token matching off; the template's special tokens become their ids.
+/// The pieces are those the tokenizer's own added-token split would make, so for content
+/// without special-token text this gives the same ids as [`encode_prompt_within`]'s plain
+/// path (tested on the Llama 3.1, Qwen3 and SmolLM2 tokenizers).
+pub fn encode_prompt_plain_content(
+    template: &ChatTemplate,
+    tokenizer: &TextCodec,
+    messages: &[Message],
+    enable_thinking: Option<bool>,
+    max_bytes: usize,
+) -> Result<Vec<u32>> {
+    let source = template.source();
+    let sentinel = ('\u{E000}'..='\u{F8FF}')
+        .find(|c| !source.contains(*c) && !messages.iter().any(|m| m.content.contains(*c)))
+        .ok_or_else(|| SynthError::invalid("the conversation uses every private-use character; synth cannot mark its special-token text"))?;
+    let mut originals: Vec<&str> = Vec::new();
+    let masked: Vec<Message> = messages
+        .iter()
+        .map(|m| {
+            let mut content = String::with_capacity(m.content.len());
+            let mut last = 0;
+            for (range, _) in tokenizer.find_specials(&m.content) {
+                content.push_str(&m.content[last..range.start]);
+                let _ = write!(content, "{sentinel}{}{sentinel}", originals.len());
+                originals.push(&m.content[range.clone()]);
+                last = range.end;
+            }
+            content.push_str(&m.content[last..]);
+            Message { role: m.role.clone(), content }
+        })
+        .collect();
+    // A sentinel may be longer than the text it stands for; the exact length is checked below.
+    let slack = originals.len().saturating_mul(2 * '\u{E000}'.len_utf8() + 20);
+    let text = template.render_within(&masked, true, enable_thinking, max_bytes.saturating_add(slack))?;
+    let has_bos = tokenizer.bos().is_some_and(|bos| !bos.text.is_empty() && text.starts_with(&bos.text));
+
+    let mut pieces = Vec::new();
+    let mut total = 0usize;
+    let mut text_piece = |piece: &str, pieces: &mut Vec<Piece>| {
+        let restored = unmask(piece, sentinel, &originals);
+        total = total.saturating_add(restored.len());
+        if !restored.is_empty() {
+            pieces.push(Piece::Text(restored));
+        }
+    };
+    let mut last = 0;
+    let mut specials_len = 0usize;
+    for (range, id) in tokenizer.find_specials(&text) {
+        text_piece(&text[last..range.start], &mut pieces);
+        pieces.push(Piece::Special(id));
+        specials_len += range.len();
+        last = range.end;
+    }
+    text_piece(&text[last..], &mut pieces);
+    let total = total.saturating_add(specials_len);
+    if total > max_bytes {
+        return Err(SynthError::invalid(format!("the chat template renders a prompt longer than {max_bytes} bytes"))
+            .hint(TOO_LONG_HINT)
+            .into());
+    }
+    tokenizer.encode_pieces(&pieces, !has_bos)
+}
+
+/// `text` with each `{sentinel}{index}{sentinel}` replaced by `originals[index]`.
+fn unmask(text: &str, sentinel: char, originals: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(sentinel) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + sentinel.len_utf8()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let original = after[..digits].parse::<usize>().ok().and_then(|i| originals.get(i));
+        match original {
+            Some(original) if after[digits..].starts_with(sentinel) => {
+                out.push_str(original);
+                rest = &after[digits + sentinel.len_utf8()..];
+            }
+            _ => {
+                out.push(sentinel);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Collects rendered output, failing the render once it passes `max` bytes so that a template
+/// that writes gigabytes stops at the limit.
+struct BoundedWriter {
+    bytes: Vec<u8>,
+    max: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for BoundedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(buf.len()) > self.max {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Carries a template's `raise_exception` message out of minijinja.
