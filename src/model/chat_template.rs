@@ -175,10 +175,10 @@ pub fn encode_prompt(
 /// Llama 3's post-processor would add a second one. Otherwise the tokenizer's own rule applies
 /// (a GGUF with `add_bos_token`, a `tokenizer.json` post-processor); Qwen3 has no BOS at all.
 ///
-/// Message content is text, never control tokens: a seed row holding `<|im_end|>` must not
-/// close its turn. Content without special-token text (nearly all of it) takes the plain path,
-/// the whole prompt tokenized at once, so its ids are exactly what they always were; content
-/// with such text takes [`encode_prompt_plain_content`].
+/// Message content (and role) is text, never control tokens: a seed row holding `<|im_end|>`
+/// must not close its turn. Messages without special-token text (nearly all) take the plain
+/// path, the whole prompt tokenized at once, so their ids are exactly what they always were;
+/// messages with such text take [`encode_prompt_plain_content`].
 pub fn encode_prompt_within(
     template: &ChatTemplate,
     tokenizer: &TextCodec,
@@ -186,7 +186,7 @@ pub fn encode_prompt_within(
     enable_thinking: Option<bool>,
     max_bytes: usize,
 ) -> Result<Vec<u32>> {
-    if messages.iter().any(|m| tokenizer.contains_special(&m.content)) {
+    if messages.iter().any(|m| tokenizer.contains_special(&m.content) || tokenizer.contains_special(&m.role)) {
         return encode_prompt_plain_content(template, tokenizer, messages, enable_thinking, max_bytes);
     }
     let text = template.render_within(messages, true, enable_thinking, max_bytes)?;
@@ -196,41 +196,39 @@ pub fn encode_prompt_within(
 
 /// Tokenizes the prompt so that only the template's own special tokens are control tokens.
 ///
-/// Each special-token text in the content is swapped for a sentinel (`U+E000`-range private-use
+/// Each special-token text in a message's content or role is swapped for a sentinel (`U+E000`-range private-use
 /// character, its index, the character again; the character is one that appears in neither
-/// the content nor the template) and the conversation is rendered. The special tokens left in
+/// the messages nor the template) and the conversation is rendered. The special tokens left in
 /// that text are the template's. The text between them, with the sentinels put back, is
 /// tokenized with special-token matching off; the template's special tokens become their ids.
 /// The pieces are those the tokenizer's own added-token split would make, so for content
 /// without special-token text this gives the same ids as [`encode_prompt_within`]'s plain
 /// path (tested on the Llama 3.1, Qwen3 and SmolLM2 tokenizers).
-pub fn encode_prompt_plain_content(
+pub fn encode_prompt_plain_content<'a>(
     template: &ChatTemplate,
     tokenizer: &TextCodec,
-    messages: &[Message],
+    messages: &'a [Message],
     enable_thinking: Option<bool>,
     max_bytes: usize,
 ) -> Result<Vec<u32>> {
     let source = template.source();
     let sentinel = ('\u{E000}'..='\u{F8FF}')
-        .find(|c| !source.contains(*c) && !messages.iter().any(|m| m.content.contains(*c)))
+        .find(|c| !source.contains(*c) && !messages.iter().any(|m| m.content.contains(*c) || m.role.contains(*c)))
         .ok_or_else(|| SynthError::invalid("the conversation uses every private-use character; synth cannot mark its special-token text"))?;
     let mut originals: Vec<&str> = Vec::new();
-    let masked: Vec<Message> = messages
-        .iter()
-        .map(|m| {
-            let mut content = String::with_capacity(m.content.len());
-            let mut last = 0;
-            for (range, _) in tokenizer.find_specials(&m.content) {
-                content.push_str(&m.content[last..range.start]);
-                let _ = write!(content, "{sentinel}{}{sentinel}", originals.len());
-                originals.push(&m.content[range.clone()]);
-                last = range.end;
-            }
-            content.push_str(&m.content[last..]);
-            Message { role: m.role.clone(), content }
-        })
-        .collect();
+    let mut mask = |text: &'a str| {
+        let mut masked = String::with_capacity(text.len());
+        let mut last = 0;
+        for (range, _) in tokenizer.find_specials(text) {
+            masked.push_str(&text[last..range.start]);
+            let _ = write!(masked, "{sentinel}{}{sentinel}", originals.len());
+            originals.push(&text[range.clone()]);
+            last = range.end;
+        }
+        masked.push_str(&text[last..]);
+        masked
+    };
+    let masked: Vec<Message> = messages.iter().map(|m| Message { role: mask(&m.role), content: mask(&m.content) }).collect();
     // A sentinel may be longer than the text it stands for; the exact length is checked below.
     let slack = originals.len().saturating_mul(2 * '\u{E000}'.len_utf8() + 20);
     let text = template.render_within(&masked, true, enable_thinking, max_bytes.saturating_add(slack))?;
