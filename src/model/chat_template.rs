@@ -3,7 +3,10 @@
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods, `raise_exception`, `strftime_now`,
 //! a `tojson` that writes what Python's `json.dumps` writes).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::Once;
 
 use anyhow::Result;
 use candle_core::quantized::gguf_file;
@@ -55,6 +58,7 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     pub fn new(source: String, bos_token: Option<String>, eos_token: Option<String>) -> Result<ChatTemplate> {
+        quiet_panics_while_rendering();
         let mut env = Environment::new();
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_trim_blocks(true);
@@ -63,6 +67,10 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        env.set_formatter(|out, state, value| {
+            check_depth(value)?;
+            minijinja::escape_formatter(out, state, value)
+        });
         env.add_template_owned(NAME, source.clone()).map_err(|err| {
             SynthError::invalid(format!("chat template does not compile: {err}"))
                 .hint("check the template in the model's `tokenizer_config.json` or GGUF metadata")
@@ -105,13 +113,37 @@ impl ChatTemplate {
         }
         let ctx: Value = ctx.into_iter().collect();
         let mut out = BoundedWriter { bytes: Vec::new(), max: max_bytes, overflowed: false };
-        if let Err(err) = template.render_captured_to(ctx, &mut out) {
+        let rendered = RENDERING.with(|flag| {
+            flag.set(true);
+            let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| template.render_captured_to(ctx, &mut out).map(|_| ())));
+            flag.set(false);
+            rendered
+        });
+        let rendered = rendered.map_err(|panic| {
+            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            anyhow::Error::from(
+                SynthError::invalid(format!(
+                    "the chat template crashed the template engine (minijinja): {}",
+                    what.as_deref().unwrap_or("no message")
+                ))
+                .hint("use the model's original chat template, or a model from a source you trust"),
+            )
+        })?;
+        if let Err(err) = rendered {
             if out.overflowed {
                 return Err(SynthError::invalid(format!("the chat template renders a prompt longer than {max_bytes} bytes"))
                     .hint(TOO_LONG_HINT)
                     .into());
             }
-            let raised = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RaisedException>());
+            let source = std::error::Error::source(&err);
+            if source.is_some_and(|s| s.is::<TooDeep>()) {
+                return Err(SynthError::invalid(format!(
+                    "the chat template prints a value nested more than {MAX_VALUE_DEPTH} levels deep or holding more than {MAX_VALUE_NODES} values (a namespace that holds itself?)"
+                ))
+                .hint("use the model's original chat template, or a model from a source you trust")
+                .into());
+            }
+            let raised = source.and_then(|s| s.downcast_ref::<RaisedException>());
             return Err(match (raised, err.kind()) {
                 (Some(RaisedException(msg)), _) => SynthError::invalid(format!("the chat template rejects this conversation: {msg}"))
                     .hint("change the conversation's roles or order to what the model supports"),
@@ -285,6 +317,26 @@ fn unmask(text: &str, sentinel: char, originals: &[&str]) -> String {
     out
 }
 
+thread_local! {
+    /// Set while this thread renders a template.
+    static RENDERING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// minijinja 2.24 panics on some inputs (`[][::-1]` indexes past the end of the empty list),
+/// so a render runs under `catch_unwind` and a panic becomes an error. This wraps the panic
+/// hook once so that such a caught panic prints nothing; panics elsewhere print as before.
+fn quiet_panics_while_rendering() {
+    static WRAP: Once = Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !RENDERING.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Collects rendered output, failing the render once it passes `max` bytes so that a template
 /// that writes gigabytes stops at the limit.
 struct BoundedWriter {
@@ -307,6 +359,58 @@ impl std::io::Write for BoundedWriter {
         Ok(())
     }
 }
+
+/// How deeply nested a value a template may print or serialize.
+const MAX_VALUE_DEPTH: usize = 64;
+/// How many values (items, keys, nested containers) one printed or serialized value may hold;
+/// shared parts count each time they appear, as they are printed each time.
+const MAX_VALUE_NODES: usize = 1_000_000;
+
+/// A namespace can be made to hold itself (`{% set ns.me = ns %}`); minijinja would print or
+/// serialize it by recursing until the stack overflows, which aborts the process. Values
+/// nested deeper than [`MAX_VALUE_DEPTH`], or holding more than [`MAX_VALUE_NODES`] values
+/// (a list of the list of the list..., doubling at each level), are refused instead.
+fn check_depth(value: &Value) -> Result<(), minijinja::Error> {
+    fn walk(value: &Value, depth: usize, budget: &mut usize) -> bool {
+        use minijinja::value::ValueKind;
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        if !matches!(value.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) {
+            return true;
+        }
+        if depth >= MAX_VALUE_DEPTH {
+            return false;
+        }
+        let Ok(items) = value.try_iter() else { return true };
+        let is_map = value.kind() == ValueKind::Map;
+        for item in items {
+            let child = if is_map { value.get_item(&item).unwrap_or_default() } else { item };
+            if !walk(&child, depth + 1, budget) {
+                return false;
+            }
+        }
+        true
+    }
+    if walk(value, 0, &mut { MAX_VALUE_NODES }) {
+        Ok(())
+    } else {
+        Err(minijinja::Error::new(ErrorKind::InvalidOperation, "value nested too deep or too large").with_source(TooDeep))
+    }
+}
+
+/// Marks [`check_depth`]'s error.
+#[derive(Debug)]
+struct TooDeep;
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a value nested more than {MAX_VALUE_DEPTH} levels deep or holding more than {MAX_VALUE_NODES} values")
+    }
+}
+
+impl std::error::Error for TooDeep {}
 
 /// Carries a template's `raise_exception` message out of minijinja.
 #[derive(Debug)]
@@ -398,6 +502,7 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String,
     if value.is_undefined() {
         return Err(minijinja::Error::new(ErrorKind::UndefinedError, "tojson of an undefined value"));
     }
+    check_depth(&value)?;
     let json = serde_json::to_value(&value)
         .map_err(|err| minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: cannot serialize").with_source(err))?;
     let style = JsonStyle { indent, sort_keys, ensure_ascii, item_sep, key_sep };
@@ -539,6 +644,42 @@ mod tests {
             ChatTemplate::new("{{ enable_thinking }}".into(), None, None).unwrap().render(&[], false, Some(false)).unwrap(),
             "False"
         );
+    }
+
+    /// Found by the chat-template fuzz target: minijinja 2.24 indexes past the end when it
+    /// reverses an empty list, as `messages[::-1]` in Qwen3's template does.
+    #[test]
+    fn a_panic_inside_minijinja_is_an_error() {
+        for source in ["{{ [][::-1] }}", "{% for m in messages[::-1] %}{{ m }}{% endfor %}"] {
+            let template = ChatTemplate::new(source.into(), None, None).unwrap();
+            let err = template.render(&[], true, None).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2);
+            assert!(err.to_string().starts_with("the chat template crashed the template engine (minijinja): index out of bounds"), "{err}");
+        }
+        // The thread renders normally afterwards.
+        assert_eq!(render("{{ 'ok' }}", &[]).unwrap(), "ok");
+    }
+
+    /// Found by the chat-template fuzz target: printing a namespace that holds itself recursed
+    /// until the stack overflowed and aborted the process.
+    #[test]
+    fn a_namespace_that_holds_itself_is_an_error_not_a_stack_overflow() {
+        for source in [
+            "{% set s = namespace(t='') %}{% set s.t = s %}{{ s.t }}",
+            "{% set s = namespace(t='') %}{% set s.t = [s] %}{{ s }}",
+            "{% set s = namespace(t='') %}{% set s.t = {'a': s} %}{{ s | tojson }}",
+        ] {
+            let err = render(source, &[]).unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2);
+            assert!(err.to_string().starts_with("the chat template prints a value nested more than 64 levels deep"), "{err}");
+        }
+        // Doubling at each level: 2^40 items to print, refused after a million.
+        let doubling = format!("{{% set a = [1] %}}{}{{{{ a }}}}", "{% set a = [a, a] %}".repeat(40));
+        let started = std::time::Instant::now();
+        assert!(render(&doubling, &[]).unwrap_err().to_string().contains("holding more than 1000000 values"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let nested = format!("{}{}", "[".repeat(60), "]".repeat(60));
+        assert_eq!(render(&format!("{{{{ {nested} | tojson }}}}"), &[]).unwrap(), nested);
     }
 
     #[test]
