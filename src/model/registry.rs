@@ -436,6 +436,7 @@ mod tests {
             (MINIMAL.replace("org/tiny", "tiny"), "field `hfRepo` is `tiny`, expected `org/name`"),
             (MINIMAL.replace("[\"</s>\"]", "[]"), "field `stopTokens` is empty"),
             (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"localPath\": \" \""), "field `localPath` is empty"),
+            (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"downloadable\": false"), "field `downloadable` is false but `notes` is empty"),
             ("{".to_string(), "EOF while parsing"),
         ];
         for (json, want) in cases {

