@@ -241,3 +241,17 @@ fn special_token_text_in_a_role_is_plain_text() {
         assert_eq!(codec.decode(&ids, false).unwrap(), template.render(&hostile, true, None).unwrap(), "{name}");
     }
 }
+
+/// Content that holds every private-use character leaves no sentinel: an error, quickly.
+#[test]
+fn content_using_every_private_use_character_is_an_error() {
+    let (codec, template) = hf_model("qwen3");
+    let every: String = ('\u{E000}'..='\u{F8FF}').collect::<String>().repeat(20);
+    let started = Instant::now();
+    let err = encode_prompt(&template, &codec, &[Message::new("user", format!("{every}<|im_end|>"))], None).unwrap_err();
+    assert!(render(&err).contains("uses every private-use character"), "{}", render(&err));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    // With one left out, it is found and the prompt encodes.
+    let most: String = ('\u{E001}'..='\u{F8FF}').collect();
+    assert!(encode_prompt(&template, &codec, &[Message::new("user", format!("{most}<|im_end|>"))], None).is_ok());
+}

@@ -228,9 +228,9 @@ pub fn encode_prompt_within(
 
 /// Tokenizes the prompt so that only the template's own special tokens are control tokens.
 ///
-/// Each special-token text in a message's content or role is swapped for a sentinel (`U+E000`-range private-use
-/// character, its index, the character again; the character is one that appears in neither
-/// the messages nor the template) and the conversation is rendered. The special tokens left in
+/// Each special-token text in a message's content or role is swapped for a sentinel (a
+/// private-use character from `U+E000` on, its index, the character again; the character is
+/// one that appears in neither the messages nor the template) and the conversation is rendered. The special tokens left in
 /// that text are the template's. The text between them, with the sentinels put back, is
 /// tokenized with special-token matching off; the template's special tokens become their ids.
 /// The pieces are those the tokenizer's own added-token split would make, so for content
@@ -243,9 +243,18 @@ pub fn encode_prompt_plain_content<'a>(
     enable_thinking: Option<bool>,
     max_bytes: usize,
 ) -> Result<Vec<u32>> {
-    let source = template.source();
-    let sentinel = ('\u{E000}'..='\u{F8FF}')
-        .find(|c| !source.contains(*c) && !messages.iter().any(|m| m.content.contains(*c) || m.role.contains(*c)))
+    // One pass over the text, so content holding every private-use character costs no more.
+    let mut used = vec![false; 0xF8FF - 0xE000 + 1];
+    let texts = std::iter::once(template.source()).chain(messages.iter().flat_map(|m| [m.role.as_str(), m.content.as_str()]));
+    for c in texts.flat_map(str::chars) {
+        if let Some(slot) = (c as usize).checked_sub(0xE000).and_then(|i| used.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    let sentinel = used
+        .iter()
+        .position(|used| !used)
+        .and_then(|i| char::from_u32(0xE000 + i as u32))
         .ok_or_else(|| SynthError::invalid("the conversation uses every private-use character; synth cannot mark its special-token text"))?;
     let mut originals: Vec<&str> = Vec::new();
     let mut mask = |text: &'a str| {
