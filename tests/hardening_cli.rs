@@ -189,3 +189,44 @@ fn hostile_chat_templates_stop_with_an_error_naming_the_model() {
     let huge = tiny_llama_with_template(&home, "{{ 'x ' * 40000000 }}");
     fails(&generate(&huge), 2, &["model `Llama-3.2-1B-Instruct`: the chat template renders a prompt longer than 8388608 bytes"]);
 }
+
+/// The SmolLM2 GGUF with its `tokenizer.chat_template` replaced by `template`.
+fn smollm2_gguf_with_template(home: &Home, name: &str, template: &str) -> PathBuf {
+    use candle_core::quantized::gguf_file;
+    let source = common::smollm2_gguf();
+    let mut file = std::fs::File::open(&source).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut metadata: Vec<(String, gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    for (key, value) in &mut metadata {
+        if key == "tokenizer.chat_template" {
+            *value = gguf_file::Value::String(template.to_string());
+        }
+    }
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> =
+        names.iter().map(|n| ((*n).clone(), content.tensor(&mut file, n, &candle_core::Device::Cpu).unwrap())).collect();
+    let path = home.path().join(name);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let metadata: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensors: Vec<(&str, &candle_core::quantized::QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+    path
+}
+
+/// Issue 16's own examples: GGUF chat templates that hung (nested loops) and that aborted on a
+/// 1.3 GB allocation (`'x ' * 40000000`).
+#[test]
+fn hostile_gguf_chat_templates_stop_with_an_error_naming_the_model() {
+    let home = Home::new();
+    let generate = |gguf: &Path| home.synth(&["--device", "cpu", "generate", "--model", "SmolLM2-135M-Instruct", "--model-path", s(gguf), "--prompt", "hi", "--max-new-tokens", "1"]);
+
+    let looping = smollm2_gguf_with_template(&home, "looping.gguf", "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}");
+    let started = Instant::now();
+    fails(&generate(&looping), 2, &["model `SmolLM2-135M-Instruct`: the chat template did not finish within 5000000 steps"]);
+    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+
+    let huge = smollm2_gguf_with_template(&home, "huge.gguf", "{{ 'x ' * 40000000 }}");
+    fails(&generate(&huge), 2, &["model `SmolLM2-135M-Instruct`: the chat template renders a prompt longer than 524288 bytes"]);
+}
