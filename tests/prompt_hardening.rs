@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use synth::error::{exit_code, render};
 use synth::model::chat_template::{
-    encode_prompt_plain_content, ChatTemplate, MAX_RENDER_BYTES, PROMPT_BYTES_PER_TOKEN, TEMPLATE_FUEL,
+    encode_prompt_plain_content, encode_prompt_within, ChatTemplate, MAX_RENDER_BYTES, PROMPT_BYTES_PER_TOKEN, TEMPLATE_FUEL,
 };
 use synth::model::resolve::resolve_in;
-use synth::model::{encode_prompt, encode_prompt_within, ModelText, Registry, TextCodec, TokenizerConfig};
+use synth::model::{encode_prompt, ModelText, Registry, TextCodec, TokenizerConfig};
 use synth::store::row::Message;
 
 fn hf_model(name: &str) -> (TextCodec, ChatTemplate) {

@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file;
 
-pub use chat_template::{encode_prompt, encode_prompt_within, ChatTemplate};
+pub use chat_template::{encode_prompt, ChatTemplate};
 pub use load::LoadedModel;
 pub use registry::{Architecture, ChatTemplateSource, ModelSpec, Registry, WeightFormat};
 pub use resolve::{presence, resolve, ModelSource, Presence, ResolvedModel};
@@ -106,7 +106,7 @@ impl ModelText {
     /// The prompt ids for `messages`, ending in the assistant's turn header. A prompt longer
     /// than [`ModelText::max_prompt_bytes`] is refused before it is tokenized.
     pub fn encode_chat(&self, messages: &[Message], enable_thinking: Option<bool>) -> Result<Vec<u32>> {
-        encode_prompt_within(&self.template, &self.tokenizer, messages, enable_thinking, self.max_prompt_bytes)
+        chat_template::encode_prompt_within(&self.template, &self.tokenizer, messages, enable_thinking, self.max_prompt_bytes)
             .with_context(|| format!("model `{}`", self.model_name))
     }
 }
