@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::recipe::{MAX_REQUESTS_PER_MINUTE, MIN_REQUESTS_PER_MINUTE};
+
 pub trait Clock {
     /// Time since an arbitrary fixed origin.
     fn now(&self) -> Duration;
@@ -29,6 +31,10 @@ impl Clock for SystemClock {
 
 /// Refills at `rpm / 60` tokens per second up to a burst of one second's worth (at least 1),
 /// so no 60-second window starts more than `rpm + ceil(rpm / 60)` requests.
+///
+/// Recipes only accept `rpm` in [`MIN_REQUESTS_PER_MINUTE`, `MAX_REQUESTS_PER_MINUTE`]; the
+/// bucket clamps any other value (NaN to the minimum) into that range, so no `f64` can make a
+/// wait overflow a [`Duration`].
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     per_second: f64,
@@ -39,7 +45,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(requests_per_minute: f64, now: Duration) -> Self {
-        let per_second = requests_per_minute / 60.0;
+        let rpm = if requests_per_minute.is_nan() {
+            MIN_REQUESTS_PER_MINUTE
+        } else {
+            requests_per_minute.clamp(MIN_REQUESTS_PER_MINUTE, MAX_REQUESTS_PER_MINUTE)
+        };
+        let per_second = rpm / 60.0;
         let capacity = per_second.ceil().max(1.0);
         Self { per_second, capacity, tokens: capacity, last: now }
     }
@@ -67,7 +78,8 @@ impl TokenBucket {
         if self.tokens >= 1.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / self.per_second)
+            // At most 60 000 s with a clamped rate; saturate rather than panic all the same.
+            Duration::try_from_secs_f64((1.0 - self.tokens) / self.per_second).unwrap_or(Duration::MAX)
         }
     }
 }
@@ -124,5 +136,43 @@ pub mod tests {
             let total = starts.len() as f64;
             assert!((total - rpm * 5.0).abs() <= burst as f64 + 1.0, "rpm {rpm}: {total} starts in 5 minutes");
         }
+    }
+
+    /// Issue 16: `1e-300` requests per minute panicked converting the wait to a `Duration`.
+    #[test]
+    fn requests_per_minute_of_any_f64_never_panics() {
+        let day = Duration::from_secs(86_400);
+        let values = [
+            1e-300,
+            5e-324,
+            0.0,
+            -0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            MIN_REQUESTS_PER_MINUTE,
+            MAX_REQUESTS_PER_MINUTE,
+        ];
+        for rpm in values {
+            let clock = FakeClock::default();
+            let mut bucket = TokenBucket::new(rpm, clock.now());
+            assert!(bucket.try_take(clock.now()), "rpm {rpm}: the first request starts at once");
+            while bucket.try_take(clock.now()) {}
+            let wait = bucket.wait_time(clock.now());
+            assert!(wait > Duration::ZERO && wait <= day, "rpm {rpm}: wait {wait:?}");
+            clock.sleep(wait);
+            assert!(bucket.try_take(clock.now()), "rpm {rpm}: a start after the wait");
+            // Far-future and backwards clocks are fine too.
+            assert_eq!(bucket.wait_time(Duration::MAX), Duration::ZERO, "rpm {rpm}");
+            let _ = bucket.wait_time(Duration::ZERO);
+        }
+        let clock = FakeClock::default();
+        let mut slowest = TokenBucket::new(MIN_REQUESTS_PER_MINUTE, clock.now());
+        assert!(slowest.try_take(clock.now()));
+        let wait = slowest.wait_time(clock.now()).as_secs_f64();
+        assert!((wait - 60_000.0).abs() < 1e-6, "{wait}");
     }
 }

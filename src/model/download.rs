@@ -13,6 +13,14 @@ use crate::error::SynthError;
 
 /// Downloads every file of `spec` into `hub_cache`; returns their snapshot paths.
 pub fn download(spec: &ModelSpec, hub_cache: &Path, endpoint: Option<String>, token: Option<String>) -> Result<Vec<PathBuf>> {
+    if !spec.downloadable {
+        return Err(SynthError::invalid(format!(
+            "model `{}` is not downloadable: its files are not on the Hugging Face Hub at `{}`",
+            spec.name, spec.hf_repo
+        ))
+        .hint(super::resolve::how_to_get(spec))
+        .into());
+    }
     let mut builder = ApiBuilder::new().with_cache_dir(hub_cache.to_path_buf()).with_token(token).with_progress(false).with_retries(2);
     if let Some(endpoint) = endpoint {
         builder = builder.with_endpoint(endpoint);

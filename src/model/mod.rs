@@ -32,6 +32,11 @@ pub struct ModelText {
     pub tokenizer: TextCodec,
     pub template: ChatTemplate,
     pub stop_ids: Vec<u32>,
+    /// The registry name, for messages.
+    pub model_name: String,
+    /// The longest prompt [`ModelText::encode_chat`] renders: the registry's `contextLength`
+    /// at [`chat_template::PROMPT_BYTES_PER_TOKEN`].
+    pub max_prompt_bytes: usize,
 }
 
 impl ModelText {
@@ -89,12 +94,20 @@ impl ModelText {
             .hint(format!("fix `stopTokens` in `{}`", spec.origin))
             .into());
         }
-        Ok(ModelText { tokenizer, template, stop_ids })
+        Ok(ModelText {
+            tokenizer,
+            template,
+            stop_ids,
+            model_name: spec.name.clone(),
+            max_prompt_bytes: chat_template::max_prompt_bytes(spec.context_length),
+        })
     }
 
-    /// The prompt ids for `messages`, ending in the assistant's turn header.
+    /// The prompt ids for `messages`, ending in the assistant's turn header. A prompt longer
+    /// than [`ModelText::max_prompt_bytes`] is refused before it is tokenized.
     pub fn encode_chat(&self, messages: &[Message], enable_thinking: Option<bool>) -> Result<Vec<u32>> {
-        encode_prompt(&self.template, &self.tokenizer, messages, enable_thinking)
+        chat_template::encode_prompt_within(&self.template, &self.tokenizer, messages, enable_thinking, self.max_prompt_bytes)
+            .with_context(|| format!("model `{}`", self.model_name))
     }
 }
 

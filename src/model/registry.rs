@@ -11,15 +11,16 @@
 //!   "architecture": "qwen3",                  // "llama" | "qwen3"
 //!   "format": "safetensors",                  // "gguf" (exactly one .gguf in files) | "safetensors"
 //!   "files": ["config.json", "tokenizer.json", "...", "model-00001-of-00005.safetensors"],
-//!   "localPath": "qwen3-8b",                  // optional; relative to $SYNTH_HOME/models/
+//!   "localPath": "qwen3-8b",                  // optional; relative to $SYNTH_HOME/models/ (no `..`), or absolute
 //!   "chatTemplate": "tokenizer_config",       // "gguf" | "tokenizer_config"
 //!   "stopTokens": ["<|im_end|>", "<|endoftext|>"],
 //!   "contextLength": 40960,
-//!   "notes": "how to get it"                  // optional
+//!   "notes": "how to get it",                 // optional; shown when the files are missing
+//!   "downloadable": true                      // optional; false when `files` are not on the Hub
 //! }
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -102,6 +103,12 @@ struct ModelFile {
     context_length: usize,
     #[serde(default)]
     notes: String,
+    #[serde(default = "default_downloadable")]
+    downloadable: bool,
+}
+
+fn default_downloadable() -> bool {
+    true
 }
 
 fn default_revision() -> String {
@@ -126,7 +133,11 @@ pub struct ModelSpec {
     pub chat_template: ChatTemplateSource,
     pub stop_tokens: Vec<String>,
     pub context_length: usize,
+    /// Size, licence, memory, how to get it: shown with the missing-model hint.
     pub notes: String,
+    /// Whether `files` can be fetched from `hf_repo` (`synth models download`); when not,
+    /// `notes` say how to get them.
+    pub downloadable: bool,
     pub origin: Origin,
 }
 
@@ -186,7 +197,7 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         return Err("field `files` is empty".into());
     }
     for (i, file) in raw.files.iter().enumerate() {
-        let plain = Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let plain = Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
         if file.is_empty() || !plain {
             return Err(format!("field `files[{i}]` is `{file}`, expected a relative path inside the model directory"));
         }
@@ -222,11 +233,25 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
     for (i, token) in raw.stop_tokens.iter().enumerate() {
         nonempty(&format!("stopTokens[{i}]"), token)?;
     }
+    if !raw.downloadable && raw.notes.trim().is_empty() {
+        return Err("field `downloadable` is false but `notes` is empty; say there how to get the files".into());
+    }
     if raw.context_length == 0 {
         return Err("field `contextLength` is 0".into());
     }
-    if raw.local_path.as_deref().is_some_and(|p| p.trim().is_empty()) {
-        return Err("field `localPath` is empty".into());
+    if let Some(local) = raw.local_path.as_deref() {
+        if local.trim().is_empty() {
+            return Err("field `localPath` is empty".into());
+        }
+        // Relative paths resolve against `$SYNTH_HOME/models/` and must stay inside it; an
+        // absolute path says plainly where the files are, so it is taken as written.
+        let path = Path::new(local);
+        let escapes = path.is_relative() && path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+        if escapes {
+            return Err(format!(
+                "field `localPath` is `{local}`, expected a path inside `$SYNTH_HOME/models/` (no `..`) or an absolute path"
+            ));
+        }
     }
     Ok(ModelSpec {
         name: raw.name,
@@ -241,6 +266,7 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         stop_tokens: raw.stop_tokens,
         context_length: raw.context_length,
         notes: raw.notes,
+        downloadable: raw.downloadable,
         origin: Origin::Builtin(""),
     })
 }
@@ -409,6 +435,8 @@ mod tests {
             (MINIMAL.replace("[\"tiny.gguf\"]", "[\"../tiny.gguf\"]"), "field `files[0]` is `../tiny.gguf`"),
             (MINIMAL.replace("org/tiny", "tiny"), "field `hfRepo` is `tiny`, expected `org/name`"),
             (MINIMAL.replace("[\"</s>\"]", "[]"), "field `stopTokens` is empty"),
+            (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"localPath\": \" \""), "field `localPath` is empty"),
+            (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"downloadable\": false"), "field `downloadable` is false but `notes` is empty"),
             ("{".to_string(), "EOF while parsing"),
         ];
         for (json, want) in cases {
@@ -452,5 +480,26 @@ mod tests {
         std::fs::write(home.path().join("models/broken.json"), "[]").unwrap();
         let err = Registry::load(Some(home.path())).unwrap_err();
         assert!(render(&err).contains("broken.json`: expected a JSON object"), "{}", render(&err));
+    }
+
+    /// Issue 16: `"localPath": "../../.."` resolved outside `$SYNTH_HOME/models/`.
+    #[test]
+    fn local_path_escaping_models_is_refused() {
+        for bad in ["../../..", "..", "a/../../b", "./../x.gguf", "weights/../../x.gguf"] {
+            let json = MINIMAL.replace("\"Tiny\"", &format!("\"Tiny\", \"localPath\": \"{bad}\""));
+            let err = ModelSpec::parse(&json, Origin::User(PathBuf::from("/h/models/evil.json"))).unwrap_err();
+            assert_eq!(exit_code(&err), 2);
+            let text = render(&err);
+            assert!(
+                text.starts_with(&format!(
+                    "error: model file `/h/models/evil.json`: field `localPath` is `{bad}`, expected a path inside `$SYNTH_HOME/models/` (no `..`) or an absolute path"
+                )),
+                "{text}"
+            );
+        }
+        for good in ["tiny.gguf", "./tiny.gguf", "sub/dir", "/opt/weights/tiny.gguf"] {
+            let json = MINIMAL.replace("\"Tiny\"", &format!("\"Tiny\", \"localPath\": \"{good}\""));
+            assert_eq!(user(&json, "ok.json").local_path.as_deref(), Some(Path::new(good)));
+        }
     }
 }

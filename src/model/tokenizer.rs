@@ -160,6 +160,15 @@ pub struct SpecialToken {
     pub id: Option<u32>,
 }
 
+/// A piece of a prompt for [`TextCodec::encode_pieces`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text, in which special-token text is ordinary text.
+    Text(String),
+    /// One special token, by id.
+    Special(u32),
+}
+
 /// A tokenizer plus what generation needs to know about its special tokens.
 #[derive(Debug, Clone)]
 pub struct TextCodec {
@@ -169,6 +178,12 @@ pub struct TextCodec {
     /// End-of-sequence ids declared by the model files (GGUF `eos_token_id`,
     /// `generation_config.json`), beyond the registry's stop tokens.
     eos_ids: Vec<u32>,
+    /// The special added tokens (`<|im_end|>`, GGUF control tokens), longest first.
+    specials: Vec<(String, u32)>,
+    /// For each first byte, indices into `specials` of the tokens starting with it.
+    specials_by_first_byte: Vec<Vec<usize>>,
+    /// `inner` with special-token matching off, made the first time it is needed.
+    plain: std::sync::OnceLock<tokenizers::Tokenizer>,
 }
 
 impl TextCodec {
@@ -184,7 +199,18 @@ impl TextCodec {
         eos_ids.extend(eos.as_ref().and_then(|e| e.id));
         eos_ids.sort_unstable();
         eos_ids.dedup();
-        TextCodec { inner, bos, eos, eos_ids }
+        let mut specials: Vec<(String, u32)> = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| token.special && !token.content.is_empty())
+            .map(|(id, token)| (token.content, id))
+            .collect();
+        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        let mut specials_by_first_byte = vec![Vec::new(); 256];
+        for (i, (text, _)) in specials.iter().enumerate() {
+            specials_by_first_byte[usize::from(text.as_bytes()[0])].push(i);
+        }
+        TextCodec { inner, bos, eos, eos_ids, specials, specials_by_first_byte, plain: std::sync::OnceLock::new() }
     }
 
     /// The tokenizer, BOS and EOS of a GGUF file.
@@ -233,6 +259,65 @@ impl TextCodec {
             .inner
             .encode(text, add_special_tokens)
             .map_err(|err| SynthError::failed(format!("cannot tokenize text: {err}")))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Whether `text` holds the text of a special token, which [`TextCodec::encode`] would
+    /// turn into that token.
+    pub fn contains_special(&self, text: &str) -> bool {
+        self.scan_specials(text, true).next().is_some()
+    }
+
+    /// Where `text` holds special-token text, as the tokenizer matches it: leftmost first,
+    /// the longest token at a position, no overlaps. Byte ranges and token ids.
+    pub fn find_specials(&self, text: &str) -> Vec<(std::ops::Range<usize>, u32)> {
+        self.scan_specials(text, false).collect()
+    }
+
+    fn scan_specials<'a>(&'a self, text: &'a str, any: bool) -> impl Iterator<Item = (std::ops::Range<usize>, u32)> + 'a {
+        let bytes = text.as_bytes();
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            while at < bytes.len() {
+                let start = at;
+                let found = self.specials_by_first_byte[usize::from(bytes[start])]
+                    .iter()
+                    .map(|&i| &self.specials[i])
+                    .find(|(special, _)| bytes[start..].starts_with(special.as_bytes()));
+                match found {
+                    Some((special, id)) => {
+                        at = if any { bytes.len() } else { start + special.len() };
+                        return Some((start..start + special.len(), *id));
+                    }
+                    None => at += 1,
+                }
+            }
+            None
+        })
+    }
+
+    /// Encodes pieces in order: text with special-token matching off (so `<|im_end|>` in it
+    /// is ordinary text), special tokens as their ids; then the post-processor adds what it
+    /// adds (BOS) when `add_special_tokens`. Text split only at special tokens gives the ids
+    /// [`TextCodec::encode`] gives the joined text, as the tokenizer splits there too.
+    pub fn encode_pieces(&self, pieces: &[Piece], add_special_tokens: bool) -> Result<Vec<u32>> {
+        let failed = |err: tokenizers::Error| SynthError::failed(format!("cannot tokenize text: {err}"));
+        let plain = self.plain.get_or_init(|| {
+            let mut plain = self.inner.clone();
+            plain.set_encode_special_tokens(true);
+            plain
+        });
+        let mut encodings = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            encodings.push(match piece {
+                Piece::Text(text) => plain.encode_fast(text.as_str(), false).map_err(failed)?,
+                Piece::Special(id) => {
+                    let text = self.inner.id_to_token(*id).ok_or_else(|| SynthError::failed(format!("token id {id} is outside the vocabulary")))?;
+                    tokenizers::Encoding::from_tokens(vec![tokenizers::Token::new(*id, text, (0, 0))], 0)
+                }
+            });
+        }
+        let encoding = self.inner.post_process(tokenizers::Encoding::merge(encodings, false), None, add_special_tokens).map_err(failed)?;
         Ok(encoding.get_ids().to_vec())
     }
 

@@ -19,7 +19,7 @@
 //! | `inferenceConfig.inferenceTemperature` | `0.7` | 0 to 2; 0 is greedy decoding |
 //! | `inferenceConfig.inferenceMaxNewTokens` | `512` | integer, 1 to 131072 |
 //! | `inferenceConfig.inferenceSeed` | `42` | integer, 0 to 2^64-1; fixed so runs are reproducible by default |
-//! | `inferenceConfig.requestsPerMinute` | unlimited | number > 0 |
+//! | `inferenceConfig.requestsPerMinute` | unlimited | 0.001 to 1000000 (one request per ~17 hours to ~16700 a second) |
 //! | `inferenceConfig.inferenceTopP` (synth extension) | `1.0` (off) | greater than 0, at most 1 |
 //! | `inferenceConfig.inferenceTopK` (synth extension) | `0` (off) | integer ≥ 0 |
 //! | `inferenceConfig.enableThinking` (synth extension) | `false` | `true` or `false`; Qwen3 thinking mode |
@@ -55,6 +55,12 @@ pub const MAX_NEW_TOKENS_LIMIT: usize = 131_072;
 pub const DEFAULT_SEED: u64 = 42;
 /// `None` is no rate limit.
 pub const DEFAULT_REQUESTS_PER_MINUTE: Option<f64> = None;
+/// Smallest accepted `requestsPerMinute`: one request every 16 h 40 min. Slower than this is
+/// almost surely a typo, and the wait between requests stays far inside what a `Duration` holds.
+pub const MIN_REQUESTS_PER_MINUTE: f64 = 0.001;
+/// Largest accepted `requestsPerMinute`: about 16,700 a second, more than any local model
+/// starts; leave the field out for no limit.
+pub const MAX_REQUESTS_PER_MINUTE: f64 = 1_000_000.0;
 /// `1.0` keeps the whole distribution: nucleus sampling off.
 pub const DEFAULT_TOP_P: f64 = 1.0;
 /// `0` is top-k sampling off.

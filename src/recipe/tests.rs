@@ -210,10 +210,25 @@ fn seed_rules() {
 #[test]
 fn requests_per_minute_rules() {
     let p = "inferenceConfig.requestsPerMinute";
+    let rule = "must be between 0.001 and 1000000 requests per minute";
     let got = error(&with(p, json!(0)));
-    assert!(got.starts_with(&format!("error: {ORIGIN}: {p}: `0` must be greater than 0\n\nhint: ")), "{got}");
-    assert_error(&with(p, json!(-5.5)), &format!("{p}: `-5.5` must be greater than 0"));
+    assert!(got.starts_with(&format!("error: {ORIGIN}: {p}: `0` {rule}\n\nhint: ")), "{got}");
+    assert_error(&with(p, json!(-5.5)), &format!("{p}: `-5.5` {rule}"));
     assert_eq!(parse(&with(p, json!(30))).unwrap().inference.requests_per_minute, Some(30.0));
+    for edge in [0.001, 1_000_000.0] {
+        assert_eq!(parse(&with(p, json!(edge))).unwrap().inference.requests_per_minute, Some(edge));
+    }
+}
+
+/// Issue 16: `1e-300` passed validation and then panicked in `Duration::from_secs_f64`.
+#[test]
+fn requests_per_minute_below_the_minimum_or_above_the_maximum_is_refused() {
+    let p = "inferenceConfig.requestsPerMinute";
+    let rule = "must be between 0.001 and 1000000 requests per minute";
+    for (text, shown) in [("1e-300", "1e-300"), ("0.0009", "0.0009"), ("5e-324", "5e-324"), ("1000000.5", "1000000.5"), ("1e300", "1e300")] {
+        let recipe = with(p, json!(0.5)).replace("0.5", text);
+        assert_error(&recipe, &format!("{p}: `{shown}` {rule}"));
+    }
 }
 
 #[test]

@@ -81,10 +81,13 @@ pub(crate) fn inference(raw: Option<super::raw::RawInferenceConfig>, at: &str) -
         None => defaults.requests_per_minute,
         Some(r) => {
             let r = finite(&r, path("requestsPerMinute"))?;
-            if r.value <= 0.0 {
+            if !(MIN_REQUESTS_PER_MINUTE..=MAX_REQUESTS_PER_MINUTE).contains(&r.value) {
                 return Err(Failure {
                     path: path("requestsPerMinute"),
-                    message: format!("`{}` must be greater than 0", r.shown),
+                    message: format!(
+                        "`{}` must be between {MIN_REQUESTS_PER_MINUTE} and {MAX_REQUESTS_PER_MINUTE} requests per minute",
+                        r.shown
+                    ),
                     hint: Some("leave `requestsPerMinute` out for no rate limit".into()),
                 });
             }
