@@ -18,7 +18,7 @@ ALLOWED = {
 }
 LAYERS = {
     "evaluation": {"synthesis"},
-    "engine": {"model", "generation", "synthesis", "evaluation", "store", "output"},
+    "engine": {"recipe", "model", "generation", "synthesis", "evaluation", "store", "output"},
     "store": {"model", "generation", "synthesis", "evaluation", "output"},
     "generation": {"synthesis", "evaluation"},
 }

@@ -8,6 +8,12 @@
 //! tensor infos (name, dims count, dims, ggml type, offset), padding to the alignment, data.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::quantized::gguf_file;
+
+use crate::error::SynthError;
 
 /// Caps as in candle and llama.cpp.
 const MAX_STRING: u64 = 1 << 30;
@@ -215,6 +221,22 @@ impl<R: Read + Seek> Walker<'_, R> {
             other => return Err(format!("`{key}` has unknown value type {other}")),
         })
     }
+}
+
+/// Reads a GGUF file's metadata and tensor index (not the tensors), after [`check`]
+/// has made sure the header cannot take candle out of bounds.
+pub fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
+    let mut file =
+        std::fs::File::open(path).map_err(|err| SynthError::failed(format!("cannot open `{}`: {err}", path.display())))?;
+    check(&mut file).map_err(|err| {
+        SynthError::invalid(format!("`{}` is not a valid GGUF file: {err}", path.display()))
+            .hint("the download may be incomplete or damaged; fetch the file again")
+    })?;
+    gguf_file::Content::read(&mut file).map_err(|err| {
+        SynthError::invalid(format!("`{}` is not a readable GGUF file: {err}", path.display()))
+            .hint("the download may be incomplete; fetch the file again")
+            .into()
+    })
 }
 
 #[cfg(test)]

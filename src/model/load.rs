@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::Device;
 
-use super::{read_gguf, resolve, ModelText, Registry, ResolvedModel, WeightFormat};
+use super::gguf_header::read_gguf;
+use super::registry::{Registry, WeightFormat};
+use super::resolve::{resolve, ResolvedModel};
+use super::text::ModelText;
 use crate::engine::models::{self, Decoder};
 use crate::store::artifacts::{file_sha256, ModelFileRecord, ModelRecord};
 

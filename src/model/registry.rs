@@ -196,6 +196,40 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
     if raw.files.is_empty() {
         return Err("field `files` is empty".into());
     }
+    check_files(&raw)?;
+    if raw.stop_tokens.is_empty() {
+        return Err("field `stopTokens` is empty".into());
+    }
+    for (i, token) in raw.stop_tokens.iter().enumerate() {
+        nonempty(&format!("stopTokens[{i}]"), token)?;
+    }
+    if !raw.downloadable && raw.notes.trim().is_empty() {
+        return Err("field `downloadable` is false but `notes` is empty; say there how to get the files".into());
+    }
+    if raw.context_length == 0 {
+        return Err("field `contextLength` is 0".into());
+    }
+    check_local_path(raw.local_path.as_deref())?;
+    Ok(ModelSpec {
+        name: raw.name,
+        aliases: raw.aliases,
+        hf_repo: raw.hf_repo,
+        revision: raw.revision,
+        architecture: raw.architecture,
+        format: raw.format,
+        files: raw.files,
+        local_path: raw.local_path.map(PathBuf::from),
+        chat_template: raw.chat_template,
+        stop_tokens: raw.stop_tokens,
+        context_length: raw.context_length,
+        notes: raw.notes,
+        downloadable: raw.downloadable,
+        origin: Origin::Builtin(""),
+    })
+}
+
+/// The file list fits the weight format and the chat template's source.
+fn check_files(raw: &ModelFile) -> Result<(), String> {
     for (i, file) in raw.files.iter().enumerate() {
         let plain = Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
         if file.is_empty() || !plain {
@@ -227,48 +261,22 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         }
         _ => {}
     }
-    if raw.stop_tokens.is_empty() {
-        return Err("field `stopTokens` is empty".into());
+    Ok(())
+}
+
+/// A relative `localPath` resolves against `$SYNTH_HOME/models/` and must stay inside it; an
+/// absolute path says plainly where the files are, so it is taken as written.
+fn check_local_path(local: Option<&str>) -> Result<(), String> {
+    let Some(local) = local else { return Ok(()) };
+    if local.trim().is_empty() {
+        return Err("field `localPath` is empty".into());
     }
-    for (i, token) in raw.stop_tokens.iter().enumerate() {
-        nonempty(&format!("stopTokens[{i}]"), token)?;
+    let path = Path::new(local);
+    let escapes = path.is_relative() && path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if escapes {
+        return Err(format!("field `localPath` is `{local}`, expected a path inside `$SYNTH_HOME/models/` (no `..`) or an absolute path"));
     }
-    if !raw.downloadable && raw.notes.trim().is_empty() {
-        return Err("field `downloadable` is false but `notes` is empty; say there how to get the files".into());
-    }
-    if raw.context_length == 0 {
-        return Err("field `contextLength` is 0".into());
-    }
-    if let Some(local) = raw.local_path.as_deref() {
-        if local.trim().is_empty() {
-            return Err("field `localPath` is empty".into());
-        }
-        // Relative paths resolve against `$SYNTH_HOME/models/` and must stay inside it; an
-        // absolute path says plainly where the files are, so it is taken as written.
-        let path = Path::new(local);
-        let escapes = path.is_relative() && path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        if escapes {
-            return Err(format!(
-                "field `localPath` is `{local}`, expected a path inside `$SYNTH_HOME/models/` (no `..`) or an absolute path"
-            ));
-        }
-    }
-    Ok(ModelSpec {
-        name: raw.name,
-        aliases: raw.aliases,
-        hf_repo: raw.hf_repo,
-        revision: raw.revision,
-        architecture: raw.architecture,
-        format: raw.format,
-        files: raw.files,
-        local_path: raw.local_path.map(PathBuf::from),
-        chat_template: raw.chat_template,
-        stop_tokens: raw.stop_tokens,
-        context_length: raw.context_length,
-        notes: raw.notes,
-        downloadable: raw.downloadable,
-        origin: Origin::Builtin(""),
-    })
+    Ok(())
 }
 
 /// All known models, built-in and the user's, sorted by name.

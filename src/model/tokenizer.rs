@@ -42,64 +42,10 @@ pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<tokenizers::T
         .into());
     }
     let tokens = meta_str_array(content, "tokenizer.ggml.tokens")?;
-    let merges = meta_str_array(content, "tokenizer.ggml.merges")?;
-    let types = match content.metadata.get("tokenizer.ggml.token_type") {
-        Some(value) => Some(meta_int_array(value, "tokenizer.ggml.token_type")?),
-        None => None,
-    };
-    if let Some(types) = &types {
-        if types.len() != tokens.len() {
-            return Err(malformed(format!(
-                "`tokenizer.ggml.token_type` has {} entries but `tokenizer.ggml.tokens` has {}",
-                types.len(),
-                tokens.len()
-            )));
-        }
-    }
-
-    // Later duplicates of a token string (rare, seen in some converted files) keep the first id.
-    let mut vocab = Vocab::default();
-    for (id, token) in tokens.iter().enumerate() {
-        let id = u32::try_from(id).map_err(|_| malformed("`tokenizer.ggml.tokens` is too long".to_string()))?;
-        vocab.entry(token.to_string()).or_insert(id);
-    }
-    let mut pairs = Vec::with_capacity(merges.len());
-    for (i, merge) in merges.iter().enumerate() {
-        let (a, b) = merge.split_once(' ').ok_or_else(|| {
-            malformed(format!("`tokenizer.ggml.merges[{i}]` is `{merge}`, expected two tokens separated by a space"))
-        })?;
-        pairs.push((a.to_string(), b.to_string()));
-    }
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, pairs)
-        .build()
-        .map_err(|err| malformed(format!("cannot build the BPE tokenizer: {err}")))?;
-
-    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+    let types = token_types(content, tokens.len())?;
+    let mut tokenizer = tokenizers::Tokenizer::new(gguf_bpe(content, &tokens)?);
     let pre = content.metadata.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str);
-    let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
-    let split = |regex: &str| -> Result<PreTokenizerWrapper> {
-        let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(|err| SynthError::failed(format!("cannot compile the pre-tokenizer regex: {err}")))?;
-        Ok(PreTokenizerWrapper::Split(split))
-    };
-    let pre_tokenizer = match pre.unwrap_or("default") {
-        "default" | "gpt-2" | "gpt2" => byte_level(true),
-        // SmolLM/StarCoder: every digit is its own word, then GPT-2's regex.
-        "smollm" | "starcoder" | "refact" => {
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)]))
-        }
-        "llama-bpe" | "llama3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)])),
-        "qwen2" => {
-            tokenizer.with_normalizer(Some(NFC));
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false)]))
-        }
-        other => {
-            return Err(SynthError::invalid(format!("GGUF pre-tokenizer `{other}` (`tokenizer.ggml.pre`) is not supported"))
-                .hint("supported: `default`, `gpt-2`, `smollm`, `starcoder`, `llama-bpe`, `qwen2`; or use the model's safetensors release")
-                .into());
-        }
-    };
+    let pre_tokenizer = gguf_pre_tokenizer(pre.unwrap_or("default"), &mut tokenizer)?;
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
 
@@ -129,6 +75,62 @@ pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<tokenizers::T
         tokenizer.with_post_processor(Some(bos_template(bos, id)?));
     }
     Ok(tokenizer)
+}
+
+/// `tokenizer.ggml.token_type`, one per token, when the file has it.
+fn token_types(content: &gguf_file::Content, tokens: usize) -> Result<Option<Vec<i64>>> {
+    let Some(value) = content.metadata.get("tokenizer.ggml.token_type") else { return Ok(None) };
+    let types = meta_int_array(value, "tokenizer.ggml.token_type")?;
+    if types.len() != tokens {
+        return Err(malformed(format!("`tokenizer.ggml.token_type` has {} entries but `tokenizer.ggml.tokens` has {tokens}", types.len())));
+    }
+    Ok(Some(types))
+}
+
+/// The byte-level BPE model of the vocabulary and `tokenizer.ggml.merges`.
+fn gguf_bpe(content: &gguf_file::Content, tokens: &[&str]) -> Result<BPE> {
+    let merges = meta_str_array(content, "tokenizer.ggml.merges")?;
+    // Later duplicates of a token string (rare, seen in some converted files) keep the first id.
+    let mut vocab = Vocab::default();
+    for (id, token) in tokens.iter().enumerate() {
+        let id = u32::try_from(id).map_err(|_| malformed("`tokenizer.ggml.tokens` is too long".to_string()))?;
+        vocab.entry(token.to_string()).or_insert(id);
+    }
+    let mut pairs = Vec::with_capacity(merges.len());
+    for (i, merge) in merges.iter().enumerate() {
+        let (a, b) = merge.split_once(' ').ok_or_else(|| {
+            malformed(format!("`tokenizer.ggml.merges[{i}]` is `{merge}`, expected two tokens separated by a space"))
+        })?;
+        pairs.push((a.to_string(), b.to_string()));
+    }
+    BPE::builder().vocab_and_merges(vocab, pairs).build().map_err(|err| malformed(format!("cannot build the BPE tokenizer: {err}")))
+}
+
+/// The pre-tokenizer (and, for Qwen2, the normalizer) that `tokenizer.ggml.pre` names.
+fn gguf_pre_tokenizer(pre: &str, tokenizer: &mut tokenizers::Tokenizer) -> Result<PreTokenizerWrapper> {
+    let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
+    let split = |regex: &str| -> Result<PreTokenizerWrapper> {
+        let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
+            .map_err(|err| SynthError::failed(format!("cannot compile the pre-tokenizer regex: {err}")))?;
+        Ok(PreTokenizerWrapper::Split(split))
+    };
+    Ok(match pre {
+        "default" | "gpt-2" | "gpt2" => byte_level(true),
+        // SmolLM/StarCoder: every digit is its own word, then GPT-2's regex.
+        "smollm" | "starcoder" | "refact" => {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)]))
+        }
+        "llama-bpe" | "llama3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)])),
+        "qwen2" => {
+            tokenizer.with_normalizer(Some(NFC));
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false)]))
+        }
+        other => {
+            return Err(SynthError::invalid(format!("GGUF pre-tokenizer `{other}` (`tokenizer.ggml.pre`) is not supported"))
+                .hint("supported: `default`, `gpt-2`, `smollm`, `starcoder`, `llama-bpe`, `qwen2`; or use the model's safetensors release")
+                .into());
+        }
+    })
 }
 
 /// Loads a Hugging Face `tokenizer.json`.

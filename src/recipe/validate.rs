@@ -1,7 +1,7 @@
 //! Stage two: value rules and defaults, from the raw shapes to a [`Recipe`].
 
 use super::raw::{show_text, Count, Failure, Number, RawDistribution, RawRecipe};
-use super::*;
+use super::settings::*;
 use crate::store::id::validate_dataset_id;
 
 const MODEL: &str = "modelIdentifier";
