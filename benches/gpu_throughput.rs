@@ -29,7 +29,8 @@ struct Args {
 }
 
 fn parse() -> Result<Args> {
-    let mut args = Args { device: "cuda".into(), config: String::new(), batch: 1, prompt: 256, new: 256, prefill_chunk: 8192 };
+    let mut args =
+        Args { device: "cuda".into(), config: String::new(), batch: 1, prompt: 256, new: 256, prefill_chunk: 8192 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--bench" {
@@ -56,8 +57,14 @@ fn parse() -> Result<Args> {
 /// Parameters of the model `config.json` describes (weights of the decoder and output head).
 fn parameters(config: &serde_json::Value) -> Result<u64> {
     let n = |key: &str| config.get(key).and_then(|v| v.as_u64()).with_context(|| format!("config has no `{key}`"));
-    let (h, inter, layers, heads, kv, vocab) =
-        (n("hidden_size")?, n("intermediate_size")?, n("num_hidden_layers")?, n("num_attention_heads")?, n("num_key_value_heads")?, n("vocab_size")?);
+    let (h, inter, layers, heads, kv, vocab) = (
+        n("hidden_size")?,
+        n("intermediate_size")?,
+        n("num_hidden_layers")?,
+        n("num_attention_heads")?,
+        n("num_key_value_heads")?,
+        n("vocab_size")?,
+    );
     let hd = config.get("head_dim").and_then(|v| v.as_u64()).unwrap_or(h / heads);
     let tied = config.get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(false);
     let qk_norm = if config.get("model_type").and_then(|v| v.as_str()) == Some("qwen3") { 2 * hd } else { 0 };
@@ -105,18 +112,31 @@ fn main() -> Result<()> {
             .collect()
     };
     // Warm-up: kernels loaded, cuBLAS handles and workspaces made.
-    scheduler::run_to_completion(&mut engine, &sched, requests(args.batch.min(4), 16, 4), None, &AlwaysAdmit, |_| Ok(()))?;
+    scheduler::run_to_completion(&mut engine, &sched, requests(args.batch.min(4), 16, 4), None, &AlwaysAdmit, |_| {
+        Ok(())
+    })?;
     device.synchronize()?;
 
     let mut generated = 0usize;
     let start = Instant::now();
-    scheduler::run_to_completion(&mut engine, &sched, requests(args.batch, args.prompt, args.new), None, &AlwaysAdmit, |c| {
-        generated += c.tokens.len();
-        Ok(())
-    })?;
+    scheduler::run_to_completion(
+        &mut engine,
+        &sched,
+        requests(args.batch, args.prompt, args.new),
+        None,
+        &AlwaysAdmit,
+        |c| {
+            generated += c.tokens.len();
+            Ok(())
+        },
+    )?;
     device.synchronize()?;
     let seconds = start.elapsed().as_secs_f64();
-    anyhow::ensure!(generated == args.batch * args.new, "generated {generated} tokens, expected {}", args.batch * args.new);
+    anyhow::ensure!(
+        generated == args.batch * args.new,
+        "generated {generated} tokens, expected {}",
+        args.batch * args.new
+    );
     let line = serde_json::json!({
         "engine": "synth",
         "device": args.device,

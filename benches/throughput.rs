@@ -26,10 +26,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use serde::{Deserialize, Serialize};
-use synth::model::load_gguf_decoder;
 use synth::engine::sampler::argmax;
 use synth::engine::scheduler::{self, AlwaysAdmit, BatchModel, Logits};
 use synth::engine::{Engine, Request, SamplingParams, SchedulerConfig, SeqStep};
+use synth::model::load_gguf_decoder;
 
 const CHILD_ENV: &str = "SYNTH_BENCH_CHILD";
 const PREFILL_TOKENS: usize = 256;
@@ -142,7 +142,9 @@ fn parse_args() -> Result<Options> {
         rows: ALL_ROWS.to_vec(),
         engines: vec![EngineKind::Synth, EngineKind::Candle],
         threads: env_usize("BENCH_THREADS").unwrap_or(2),
-        model: std::env::var_os("BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| manifest.join(".cache/assets/SmolLM2-135M-Instruct.Q4_1.gguf")),
+        model: std::env::var_os("BENCH_MODEL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest.join(".cache/assets/SmolLM2-135M-Instruct.Q4_1.gguf")),
         prefill_iters: 3,
         peer_batch: true,
         tsv: None,
@@ -157,10 +159,14 @@ fn parse_args() -> Result<Options> {
             // cargo bench passes `--bench` to harness = false targets.
             "--bench" => {}
             "--rows" => options.rows = value("--rows")?.split(',').map(Row::parse).collect::<Result<_>>()?,
-            "--engines" => options.engines = value("--engines")?.split(',').map(EngineKind::parse).collect::<Result<_>>()?,
+            "--engines" => {
+                options.engines = value("--engines")?.split(',').map(EngineKind::parse).collect::<Result<_>>()?
+            }
             "--threads" => options.threads = value("--threads")?.parse().context("`--threads` takes a number")?,
             "--model" => options.model = PathBuf::from(value("--model")?),
-            "--prefill-iters" => options.prefill_iters = value("--prefill-iters")?.parse().context("`--prefill-iters` takes a number")?,
+            "--prefill-iters" => {
+                options.prefill_iters = value("--prefill-iters")?.parse().context("`--prefill-iters` takes a number")?
+            }
             "--peer" => {
                 options.peer_batch = match value("--peer")?.as_str() {
                     "batch" => true,
@@ -181,7 +187,10 @@ fn parse_args() -> Result<Options> {
         }
     }
     if !options.model.exists() {
-        bail!("model `{}` not found\n\nhint: run `scripts/fetch-assets.sh`, or pass `--model PATH`", options.model.display());
+        bail!(
+            "model `{}` not found\n\nhint: run `scripts/fetch-assets.sh`, or pass `--model PATH`",
+            options.model.display()
+        );
     }
     Ok(options)
 }
@@ -199,7 +208,11 @@ fn parent(options: &Options) -> Result<()> {
     println!("load:    {}", load_average());
     println!(
         "peer:    candle-transformers quantized_llama::ModelWeights, {}",
-        if options.peer_batch { "the sequences of a row as one same-length batch" } else { "the sequences of a row one after another" }
+        if options.peer_batch {
+            "the sequences of a row as one same-length batch"
+        } else {
+            "the sequences of a row one after another"
+        }
     );
     println!("greedy, stop tokens ignored; decode rows: {PROMPT_TOKENS}-token prompts, {NEW_TOKENS} new tokens each\n");
 
@@ -218,7 +231,15 @@ fn parent(options: &Options) -> Result<()> {
         let mut out = std::fs::File::create(path).with_context(|| format!("creating `{}`", path.display()))?;
         writeln!(out, "row\tengine\ttok_per_s\tload_s\tpeak_rss_mib")?;
         for (row, engine, m) in &results {
-            writeln!(out, "{}\t{}\t{:.2}\t{:.3}\t{:.1}", row.key(), engine.name(), m.tokens as f64 / m.seconds, m.load_seconds, m.peak_rss_kib as f64 / 1024.0)?;
+            writeln!(
+                out,
+                "{}\t{}\t{:.2}\t{:.3}\t{:.1}",
+                row.key(),
+                engine.name(),
+                m.tokens as f64 / m.seconds,
+                m.load_seconds,
+                m.peak_rss_kib as f64 / 1024.0
+            )?;
         }
     }
     Ok(())
@@ -237,7 +258,13 @@ fn run_child(exe: &Path, options: &Options, engine: EngineKind, row: Row) -> Res
         .output()
         .context("running the bench child")?;
     if !output.status.success() {
-        bail!("{} / {} failed ({}):\n{}", engine.name(), row.label(), output.status, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "{} / {} failed ({}):\n{}",
+            engine.name(),
+            row.label(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().last().context("the bench child printed nothing")?;
@@ -245,14 +272,18 @@ fn run_child(exe: &Path, options: &Options, engine: EngineKind, row: Row) -> Res
 }
 
 fn print_table(options: &Options, results: &[(Row, EngineKind, Measurement)]) {
-    let get = |row: Row, engine: EngineKind| results.iter().find(|(r, e, _)| *r == row && *e == engine).map(|(_, _, m)| m);
+    let get =
+        |row: Row, engine: EngineKind| results.iter().find(|(r, e, _)| *r == row && *e == engine).map(|(_, _, m)| m);
     let rate = |m: Option<&Measurement>| m.map(|m| m.tokens as f64 / m.seconds);
     let fmt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
     println!(
         "{:<20} {:>12} {:>12} {:>8} {:>9} {:>9} {:>10} {:>10}",
         "row", "synth tok/s", "candle tok/s", "ratio", "load s", "load s", "peak MiB", "peak MiB"
     );
-    println!("{:<20} {:>12} {:>12} {:>8} {:>9} {:>9} {:>10} {:>10}", "", "", "(peer)", "s/peer", "synth", "candle", "synth", "candle");
+    println!(
+        "{:<20} {:>12} {:>12} {:>8} {:>9} {:>9} {:>10} {:>10}",
+        "", "", "(peer)", "s/peer", "synth", "candle", "synth", "candle"
+    );
     for &row in &options.rows {
         let (s, c) = (get(row, EngineKind::Synth), get(row, EngineKind::Candle));
         let ratio = rate(s).zip(rate(c)).map(|(s, c)| s / c);
@@ -268,11 +299,15 @@ fn print_table(options: &Options, results: &[(Row, EngineKind, Measurement)]) {
             fmt(c.map(|m| m.peak_rss_kib as f64 / 1024.0), 0),
         );
     }
-    let breakdowns: Vec<_> = options.rows.iter().filter_map(|&row| Some((row, get(row, EngineKind::Synth)?.steps.as_ref()?))).collect();
+    let breakdowns: Vec<_> =
+        options.rows.iter().filter_map(|&row| Some((row, get(row, EngineKind::Synth)?.steps.as_ref()?))).collect();
     if !breakdowns.is_empty() {
         println!("\nsynth forwards by kind (steps with prompt tokens / decode-only steps; ms per step, logits copy-out included;");
         println!("'other' = share of wall time outside forward: scheduling, sampling)");
-        println!("{:<20} {:>8} {:>12} {:>8} {:>12} {:>10}", "row", "prefill", "ms/prefill", "decode", "ms/decode", "other");
+        println!(
+            "{:<20} {:>8} {:>12} {:>8} {:>12} {:>10}",
+            "row", "prefill", "ms/prefill", "decode", "ms/decode", "other"
+        );
         for (row, b) in breakdowns {
             let m = get(row, EngineKind::Synth).expect("has a breakdown");
             let other = m.seconds - b.prefill_seconds - b.decode_seconds;
@@ -371,7 +406,9 @@ fn synth_row(model: &Path, row: Row, prefill_iters: usize) -> Result<Measurement
     let mut model = Timed { engine, steps: StepBreakdown::default() };
     let config = SchedulerConfig { prefill_chunk: concurrency * prompt_len, stop_tokens: vec![] };
     let requests = |seed: u64| -> Vec<Request> {
-        (0..concurrency).map(|i| Request { id: i, prompt: prompt(seed + i as u64, prompt_len, vocab), params: greedy(new_tokens) }).collect()
+        (0..concurrency)
+            .map(|i| Request { id: i, prompt: prompt(seed + i as u64, prompt_len, vocab), params: greedy(new_tokens) })
+            .collect()
     };
     let run = |model: &mut Timed, reqs: Vec<Request>| -> Result<(usize, Duration)> {
         let mut generated = 0;
@@ -428,7 +465,13 @@ fn candle_row(model: &Path, row: Row, prefill_iters: usize, peer_batch: bool) ->
                     best = best.min(started.elapsed());
                 }
             }
-            Ok(Measurement { tokens: PREFILL_TOKENS, seconds: best.as_secs_f64(), load_seconds, peak_rss_kib: peak_rss_kib(), steps: None })
+            Ok(Measurement {
+                tokens: PREFILL_TOKENS,
+                seconds: best.as_secs_f64(),
+                load_seconds,
+                peak_rss_kib: peak_rss_kib(),
+                steps: None,
+            })
         }
         Row::Decode(n) => {
             // Warm-up on a short run.
@@ -487,14 +530,18 @@ fn generate_peer(weights: &mut ModelWeights, prompts: &[Vec<u32>], new_tokens: u
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| Some(l.split_once(':')?.1.trim().to_string())))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).and_then(|l| Some(l.split_once(':')?.1.trim().to_string()))
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
@@ -503,11 +550,19 @@ fn nproc() -> usize {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".into(), |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    std::fs::read_to_string("/proc/loadavg")
+        .map_or_else(|_| "unknown".into(), |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 fn git_commit() -> String {
-    let git = |args: &[&str]| Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok().filter(|o| o.status.success());
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else { return "unknown".into() };
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
     format!("{}{}", String::from_utf8_lossy(&head.stdout).trim(), if dirty { " (uncommitted changes)" } else { "" })

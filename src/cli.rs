@@ -25,7 +25,11 @@ use crate::store::{Message, Store};
 use crate::synthesis::{synthesize, RunOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "synth", version, about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware")]
+#[command(
+    name = "synth",
+    version,
+    about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware"
+)]
 pub struct Cli {
     /// Where `run`, `eval` and `generate` run the model (also accepted after those commands).
     #[arg(long, value_enum)]
@@ -80,7 +84,12 @@ pub struct EngineArgs {
 
 impl EngineArgs {
     fn options(&self) -> EngineOptions {
-        EngineOptions { max_batch: self.max_batch, prefill_chunk: self.prefill_chunk, kv_cache_bytes: self.kv_cache_mib << 20, enable_thinking: None }
+        EngineOptions {
+            max_batch: self.max_batch,
+            prefill_chunk: self.prefill_chunk,
+            kv_cache_bytes: self.kv_cache_mib << 20,
+            enable_thinking: None,
+        }
     }
 
     /// The device named after the command, else before it, else `auto`.
@@ -347,8 +356,20 @@ fn validate_one(path: &Path, say: &Say) -> Result<String> {
     let (origin, text) = read_text(path)?;
     if is_evaluation_text(&text) {
         let r = EvalRecipe::from_json_str(&text, &origin)?;
-        warn_slow_rate_cap(&origin, "recipeConfig.evaluationConfig.inferenceConfig", &r.dataset_id, r.inference.requests_per_minute, 1, say);
-        return Ok(format!("ok: {origin} (evaluation: model `{}`, dataset `{}`, {} evaluators)", r.model.model_name, r.dataset_id, r.evaluators.len()));
+        warn_slow_rate_cap(
+            &origin,
+            "recipeConfig.evaluationConfig.inferenceConfig",
+            &r.dataset_id,
+            r.inference.requests_per_minute,
+            1,
+            say,
+        );
+        return Ok(format!(
+            "ok: {origin} (evaluation: model `{}`, dataset `{}`, {} evaluators)",
+            r.model.model_name,
+            r.dataset_id,
+            r.evaluators.len()
+        ));
     }
     let recipe = Recipe::from_json_str(&text, &origin)?;
     let dataset = &recipe.synthesis.dataset_id;
@@ -438,13 +459,26 @@ fn eval_command(args: EvalArgs, device: Option<DeviceChoice>, progress: Progress
     let report = evaluation::evaluate(&recipe, &store, &options)?;
     for e in &report.evaluators {
         let rate = e.pass_rate().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
-        say.line(format!("{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)", e.name, e.pass, e.fail, e.unparseable, e.skipped));
+        say.line(format!(
+            "{}: {rate} passed ({} pass, {} fail, {} unparseable, {} skipped)",
+            e.name, e.pass, e.fail, e.unparseable, e.skipped
+        ));
     }
-    say.line(format!("evaluated {} in {:.1}s, {} failed; run `{}` is at {}", rows(report.rows), report.wall_seconds, report.failed_rows, report.run_id, report.path.display()));
+    say.line(format!(
+        "evaluated {} in {:.1}s, {} failed; run `{}` is at {}",
+        rows(report.rows),
+        report.wall_seconds,
+        report.failed_rows,
+        report.run_id,
+        report.path.display()
+    ));
     out!("{}", report.run_id);
     match &report.failure_modes_dataset {
         Some(id) => {
-            say.line(format!("{} failure modes over {} failed rows: dataset `{id}`", report.failure_modes, report.failed_rows));
+            say.line(format!(
+                "{} failure modes over {} failed rows: dataset `{id}`",
+                report.failure_modes, report.failed_rows
+            ));
             out!("{id}");
         }
         None if report.failed_rows == 0 => say.line("no row failed, so there is no failure-mode dataset"),
@@ -468,7 +502,13 @@ fn generate_command(args: GenerateArgs, device: Option<DeviceChoice>, progress: 
     let device = device::open(args.engine.device(device))?;
     let registry = Registry::load(Some(store.root()))?;
     let model = LoadedModel::load(&registry, &args.model, args.engine.model_path.as_deref(), store.root(), &device)?;
-    let sampling = SamplingParams { temperature: args.temperature, top_p: args.top_p, top_k: args.top_k, max_new_tokens: args.max_new_tokens, seed: args.seed };
+    let sampling = SamplingParams {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        top_k: args.top_k,
+        max_new_tokens: args.max_new_tokens,
+        seed: args.seed,
+    };
     let mut bar = Progress::new("generating", conversations.len(), progress);
     let completed = conversations::complete(&model, conversations, &sampling, &engine, &mut bar)?;
     bar.finish();
@@ -499,7 +539,11 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
                 out!("{}\t{}\t{}\t{}{problem}", d.id, d.kind, d.created_at, splits.join(", "));
             }
             for run in interrupted {
-                let state = if run.running { "running now".to_string() } else { "resume: run the same `synth run` again; discard: `synth datasets clean`".to_string() };
+                let state = if run.running {
+                    "running now".to_string()
+                } else {
+                    "resume: run the same `synth run` again; discard: `synth datasets clean`".to_string()
+                };
                 out!("{}\tinterrupted\t-\t{} generations journaled ({state})", run.id, run.generations);
             }
         }
@@ -513,7 +557,11 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
             for path in &removed {
                 out!("{}", path.display());
             }
-            say.line(format!("removed {} interrupted runs and leftover directories from {}", removed.len(), store.datasets_dir().display()));
+            say.line(format!(
+                "removed {} interrupted runs and leftover directories from {}",
+                removed.len(),
+                store.datasets_dir().display()
+            ));
         }
     }
     Ok(())
@@ -537,8 +585,9 @@ fn models_download(name: &str) -> Result<()> {
     let registry = Registry::load(Some(store.root()))?;
     let spec = registry.get(name)?;
     let env = |key: &str| std::env::var_os(key);
-    let hub = crate::model::resolve::hf_hub_cache_dir(env)
-        .ok_or_else(|| SynthError::invalid("cannot tell where the Hugging Face cache is").hint("set `HF_HUB_CACHE` or `HF_HOME`"))?;
+    let hub = crate::model::resolve::hf_hub_cache_dir(env).ok_or_else(|| {
+        SynthError::invalid("cannot tell where the Hugging Face cache is").hint("set `HF_HUB_CACHE` or `HF_HOME`")
+    })?;
     let endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty());
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
     let paths = crate::model::download::download(spec, &hub, endpoint, token)?;

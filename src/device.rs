@@ -51,9 +51,11 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
 }
 
 fn missing_feature(feature: &str) -> anyhow::Error {
-    SynthError::invalid(format!("`--device {feature}` needs a synth built with the `{feature}` feature, and this one was not"))
-        .hint(format!("rebuild with `cargo build --release --features {feature}`, or run with `--device cpu`"))
-        .into()
+    SynthError::invalid(format!(
+        "`--device {feature}` needs a synth built with the `{feature}` feature, and this one was not"
+    ))
+    .hint(format!("rebuild with `cargo build --release --features {feature}`, or run with `--device cpu`"))
+    .into()
 }
 
 /// A short name for logs and manifests.

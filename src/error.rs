@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn hint_survives_context_and_picks_exit_code() {
-        let err: anyhow::Error = SynthError::not_found("dataset `x` not found").hint("run `synth datasets list`").into();
+        let err: anyhow::Error =
+            SynthError::not_found("dataset `x` not found").hint("run `synth datasets list`").into();
         let err = err.context("loading seed dataset");
         assert_eq!(exit_code(&err), 3);
         let text = render(&err);

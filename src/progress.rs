@@ -31,9 +31,10 @@ impl Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (mode == ProgressMode::Auto && terminal).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows, {prefix} tok/s, ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows, {prefix} tok/s, ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             bar.set_style(style);
             bar.set_message(label.to_string());
             bar.set_prefix("0");
@@ -61,7 +62,14 @@ impl Progress {
             bar.set_position(self.done);
         } else if self.plain && (self.last_line.elapsed() >= PLAIN_EVERY || self.done == self.total) {
             self.last_line = Instant::now();
-            eprintln!("{}: {}/{} rows, {} tokens, {rate:.1} tok/s, {:.0}s elapsed", self.label, self.done, self.total, self.tokens, self.started.elapsed().as_secs_f64());
+            eprintln!(
+                "{}: {}/{} rows, {} tokens, {rate:.1} tok/s, {:.0}s elapsed",
+                self.label,
+                self.done,
+                self.total,
+                self.tokens,
+                self.started.elapsed().as_secs_f64()
+            );
         }
     }
 

@@ -7,7 +7,8 @@ use common::Home;
 #[test]
 fn every_bundled_recipe_validates() {
     let home = Home::new();
-    let mut recipes: Vec<String> = std::fs::read_dir("recipes").unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
+    let mut recipes: Vec<String> =
+        std::fs::read_dir("recipes").unwrap().map(|e| e.unwrap().path().display().to_string()).collect();
     recipes.sort();
     assert!(recipes.len() >= 4);
     let mut args = vec!["validate"];
@@ -19,23 +20,98 @@ fn every_bundled_recipe_validates() {
 
 /// (case, edit of the quickstart recipe as (from, to), JSON path the error must name, value it must quote)
 const BAD: &[(&str, (&str, &str), &str, &str)] = &[
-    ("negative temperature", ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": -1"), "inferenceConfig.inferenceTemperature", "-1"),
-    ("temperature as string", ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": \"hot\""), "inferenceConfig.inferenceTemperature", "hot"),
-    ("overflowing temperature", ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": 1e999"), "inferenceConfig.inferenceTemperature", "1e999"),
-    ("zero max tokens", ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 0"), "inferenceConfig.inferenceMaxNewTokens", "0"),
-    ("fractional max tokens", ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 2.5"), "inferenceConfig.inferenceMaxNewTokens", "2.5"),
-    ("huge max tokens", ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 99999999999"), "inferenceConfig.inferenceMaxNewTokens", "99999999999"),
+    (
+        "negative temperature",
+        ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": -1"),
+        "inferenceConfig.inferenceTemperature",
+        "-1",
+    ),
+    (
+        "temperature as string",
+        ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": \"hot\""),
+        "inferenceConfig.inferenceTemperature",
+        "hot",
+    ),
+    (
+        "overflowing temperature",
+        ("\"inferenceTemperature\": 0.7", "\"inferenceTemperature\": 1e999"),
+        "inferenceConfig.inferenceTemperature",
+        "1e999",
+    ),
+    (
+        "zero max tokens",
+        ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 0"),
+        "inferenceConfig.inferenceMaxNewTokens",
+        "0",
+    ),
+    (
+        "fractional max tokens",
+        ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 2.5"),
+        "inferenceConfig.inferenceMaxNewTokens",
+        "2.5",
+    ),
+    (
+        "huge max tokens",
+        ("\"inferenceMaxNewTokens\": 256", "\"inferenceMaxNewTokens\": 99999999999"),
+        "inferenceConfig.inferenceMaxNewTokens",
+        "99999999999",
+    ),
     ("negative seed", ("\"inferenceSeed\": 42", "\"inferenceSeed\": -42"), "inferenceConfig.inferenceSeed", "-42"),
-    ("zero rate", ("\"requestsPerMinute\": 6000", "\"requestsPerMinute\": 0"), "inferenceConfig.requestsPerMinute", "0"),
-    ("unknown inference field", ("\"inferenceSeed\": 42", "\"inferenceSeeed\": 42"), "inferenceConfig.inferenceSeeed", "inferenceSeeed"),
+    (
+        "zero rate",
+        ("\"requestsPerMinute\": 6000", "\"requestsPerMinute\": 0"),
+        "inferenceConfig.requestsPerMinute",
+        "0",
+    ),
+    (
+        "unknown inference field",
+        ("\"inferenceSeed\": 42", "\"inferenceSeeed\": 42"),
+        "inferenceConfig.inferenceSeeed",
+        "inferenceSeeed",
+    ),
     ("unknown top-level field", ("\"modelIdentifier\": {", "\"extra\": 1, \"modelIdentifier\": {"), "extra", "extra"),
-    ("distribution sums to 0.95", ("\"test\": 0.1", "\"test\": 0.05"), "synthesisConfig.synthesisConfig.datasetDistribution", "0.95"),
-    ("split above 1", ("\"train\": 0.8", "\"train\": 1.8"), "synthesisConfig.synthesisConfig.datasetDistribution.train", "1.8"),
-    ("negative split", ("\"validation\": 0.1", "\"validation\": -0.1"), "synthesisConfig.synthesisConfig.datasetDistribution.validation", "-0.1"),
-    ("unsupported synthesis type", ("\"synthesisType\": \"general\"", "\"synthesisType\": \"magic\""), "synthesisConfig.synthesisType", "magic"),
-    ("dataset id with a path", ("\"datasetId\": \"dataset_quickstart_seed\"", "\"datasetId\": \"../etc\""), "synthesisConfig.synthesisConfig.datasetId", "../etc"),
-    ("empty model name", ("\"modelName\": \"SmolLM2-135M-Instruct\"", "\"modelName\": \"\""), "modelIdentifier.modelName", "\"\""),
-    ("unsupported model type", ("\"modelType\": \"llm\"", "\"modelType\": \"vision\""), "modelIdentifier.modelType", "vision"),
+    (
+        "distribution sums to 0.95",
+        ("\"test\": 0.1", "\"test\": 0.05"),
+        "synthesisConfig.synthesisConfig.datasetDistribution",
+        "0.95",
+    ),
+    (
+        "split above 1",
+        ("\"train\": 0.8", "\"train\": 1.8"),
+        "synthesisConfig.synthesisConfig.datasetDistribution.train",
+        "1.8",
+    ),
+    (
+        "negative split",
+        ("\"validation\": 0.1", "\"validation\": -0.1"),
+        "synthesisConfig.synthesisConfig.datasetDistribution.validation",
+        "-0.1",
+    ),
+    (
+        "unsupported synthesis type",
+        ("\"synthesisType\": \"general\"", "\"synthesisType\": \"magic\""),
+        "synthesisConfig.synthesisType",
+        "magic",
+    ),
+    (
+        "dataset id with a path",
+        ("\"datasetId\": \"dataset_quickstart_seed\"", "\"datasetId\": \"../etc\""),
+        "synthesisConfig.synthesisConfig.datasetId",
+        "../etc",
+    ),
+    (
+        "empty model name",
+        ("\"modelName\": \"SmolLM2-135M-Instruct\"", "\"modelName\": \"\""),
+        "modelIdentifier.modelName",
+        "\"\"",
+    ),
+    (
+        "unsupported model type",
+        ("\"modelType\": \"llm\"", "\"modelType\": \"vision\""),
+        "modelIdentifier.modelType",
+        "vision",
+    ),
 ];
 
 #[test]
@@ -49,7 +125,10 @@ fn bad_recipes_exit_2_and_name_the_json_path_and_value() {
         let out = home.synth(&["validate", file.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{case}: {err}");
-        assert!(err.contains("bad.json") && err.contains(path) && err.contains(value), "{case}: expected path `{path}` and value `{value}` in: {err}");
+        assert!(
+            err.contains("bad.json") && err.contains(path) && err.contains(value),
+            "{case}: expected path `{path}` and value `{value}` in: {err}"
+        );
     }
 }
 

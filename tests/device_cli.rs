@@ -37,14 +37,26 @@ fn synth_generate_runs_a_registry_model_on_the_test_device() {
     let mut tiny = tiny_models::write(&hub, "meta-llama/Llama-3.1-8B-Instruct", &config, 4);
     let tokenizer = common::assets().join("llama3_1");
     for name in ["tokenizer.json", "tokenizer_config.json"] {
-        let bytes = std::fs::read(tokenizer.join(name)).unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", tokenizer.join(name).display()));
+        let bytes = std::fs::read(tokenizer.join(name))
+            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", tokenizer.join(name).display()));
         tiny.add_file(name, &bytes);
     }
     tiny.add_file("generation_config.json", b"{}");
 
-    let prompts = ["What is 2+2?", "Name a color.", "Write one word.", "Count to three, please, slowly and clearly.", "Hi", "Say something about the sea and the sky in one sentence."];
+    let prompts = [
+        "What is 2+2?",
+        "Name a color.",
+        "Write one word.",
+        "Count to three, please, slowly and clearly.",
+        "Hi",
+        "Say something about the sea and the sky in one sentence.",
+    ];
     let input = work.path().join("prompts.jsonl");
-    std::fs::write(&input, prompts.iter().map(|p| format!("{}\n", serde_json::json!({"prompt": p}))).collect::<String>()).unwrap();
+    std::fs::write(
+        &input,
+        prompts.iter().map(|p| format!("{}\n", serde_json::json!({"prompt": p}))).collect::<String>(),
+    )
+    .unwrap();
     let generate = |extra: &[&str]| -> String {
         let out = Command::new(synth_bin())
             .args(["--device", &device(), "generate", "--model", "Llama-3.1-8B-Instruct", "--input"])
@@ -81,7 +93,11 @@ fn synth_generate_runs_a_registry_model_on_the_test_device() {
     } else {
         // Off the CPU a row's float sums depend on what shares its matmuls (cuBLAS picks
         // kernels by shape), so batch invariance is reported, not asserted.
-        eprintln!("{}: output with --max-batch 1 is {} the batched output", device(), if first == one_at_a_time { "identical to" } else { "different from" });
+        eprintln!(
+            "{}: output with --max-batch 1 is {} the batched output",
+            device(),
+            if first == one_at_a_time { "identical to" } else { "different from" }
+        );
     }
     eprintln!("{}: {}", device(), lines[0]);
 }

@@ -6,9 +6,9 @@
 mod common;
 
 use candle_core::Device;
-use synth::model::load_gguf_decoder;
 use synth::engine::scheduler::{self, AlwaysAdmit};
 use synth::engine::{Engine, Request, SamplingParams, SchedulerConfig};
+use synth::model::load_gguf_decoder;
 
 fn generate(device_sampling: bool, max_batch: usize, temperature: f64, top_p: f64, top_k: usize) -> Vec<Vec<u32>> {
     let decoder = load_gguf_decoder(&common::smollm2_gguf(), &Device::Cpu).unwrap();

@@ -91,8 +91,12 @@ fn eval_makes_failure_modes_and_the_failure_mode_recipe_targets_them() {
     let rows = jsonl(dataset.join("train.jsonl"));
     assert_eq!(rows.len(), failed_rows.len());
     assert_eq!(manifest["splits"]["train"]["rows"], rows.len());
-    let modes: BTreeMap<String, u64> =
-        manifest["failureModes"].as_array().unwrap().iter().map(|m| (m["label"].as_str().unwrap().to_string(), m["count"].as_u64().unwrap())).collect();
+    let modes: BTreeMap<String, u64> = manifest["failureModes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["label"].as_str().unwrap().to_string(), m["count"].as_u64().unwrap()))
+        .collect();
     assert_eq!(modes.values().sum::<u64>() as usize, rows.len(), "{manifest}");
     for m in manifest["failureModes"].as_array().unwrap() {
         assert!(!m["description"].as_str().unwrap().is_empty(), "{m}");
@@ -119,7 +123,10 @@ fn eval_makes_failure_modes_and_the_failure_mode_recipe_targets_them() {
     let out = home.synth(&["eval", "show", "eval_run_1", "--worst", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("eval run `eval_run_1`") && shown.contains("worst rows (2 of") && shown.contains(dataset_id), "{shown}");
+    assert!(
+        shown.contains("eval run `eval_run_1`") && shown.contains("worst rows (2 of") && shown.contains(dataset_id),
+        "{shown}"
+    );
 
     // Runs are never overwritten.
     let out = home.synth(&["--device", "cpu", "eval", "recipes/evaluation.json", "--run-id", "eval_run_1"]);
@@ -136,7 +143,8 @@ fn eval_makes_failure_modes_and_the_failure_mode_recipe_targets_them() {
         .replace("\"requestsPerMinute\": 60", "\"requestsPerMinute\": 6000");
     let recipe_path = home.path().join("failure-modes.json");
     std::fs::write(&recipe_path, recipe).unwrap();
-    let out = home.synth(&["--device", "cpu", "--quiet", "run", recipe_path.to_str().unwrap(), "--output-id", "targeted"]);
+    let out =
+        home.synth(&["--device", "cpu", "--quiet", "run", recipe_path.to_str().unwrap(), "--output-id", "targeted"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "targeted");
 
@@ -148,7 +156,8 @@ fn eval_makes_failure_modes_and_the_failure_mode_recipe_targets_them() {
     let dropped = manifest["counts"]["dropped"].as_u64().unwrap() as usize;
     assert_eq!(kept + dropped, rows.len(), "one new example per failed row, kept or counted as dropped: {manifest}");
     assert!(kept > 0, "{manifest}");
-    let per_mode: u64 = manifest["failureModes"].as_array().unwrap().iter().map(|m| m["seedRows"].as_u64().unwrap()).sum();
+    let per_mode: u64 =
+        manifest["failureModes"].as_array().unwrap().iter().map(|m| m["seedRows"].as_u64().unwrap()).sum();
     assert_eq!(per_mode as usize, rows.len());
     let expected = split_sizes(kept, [0.9, 0.1, 0.0]);
     let mut total = 0;
@@ -180,20 +189,44 @@ fn bad_eval_recipes_exit_2_naming_the_json_path() {
     let home = home_with_eval_set();
     let good = std::fs::read_to_string("recipes/evaluation.json").unwrap();
     let cases = [
-        ("\"absoluteTolerance\": 0.01", "\"absoluteTolerance\": -1", "recipeConfig.evaluationConfig.evaluators[0].absoluteTolerance", "-1"),
-        ("\"evaluatorType\": \"contains\"", "\"evaluatorType\": \"bleu\"", "recipeConfig.evaluationConfig.evaluators[1].evaluatorType", "bleu"),
-        ("\"evaluationType\": \"single_model\"", "\"evaluationType\": \"pairwise\"", "recipeConfig.evaluationConfig.evaluationType", "pairwise"),
-        ("\"generateFailureModes\": true", "\"generateFailureModes\": 1", "recipeConfig.evaluationConfig.generateFailureModes", "1"),
+        (
+            "\"absoluteTolerance\": 0.01",
+            "\"absoluteTolerance\": -1",
+            "recipeConfig.evaluationConfig.evaluators[0].absoluteTolerance",
+            "-1",
+        ),
+        (
+            "\"evaluatorType\": \"contains\"",
+            "\"evaluatorType\": \"bleu\"",
+            "recipeConfig.evaluationConfig.evaluators[1].evaluatorType",
+            "bleu",
+        ),
+        (
+            "\"evaluationType\": \"single_model\"",
+            "\"evaluationType\": \"pairwise\"",
+            "recipeConfig.evaluationConfig.evaluationType",
+            "pairwise",
+        ),
+        (
+            "\"generateFailureModes\": true",
+            "\"generateFailureModes\": 1",
+            "recipeConfig.evaluationConfig.generateFailureModes",
+            "1",
+        ),
     ];
     for (from, to, path, value) in cases {
         assert!(good.contains(from), "{from}");
         let file = home.path().join("bad-eval.json");
         std::fs::write(&file, good.replacen(from, to, 1)).unwrap();
-        for args in [vec!["validate", file.to_str().unwrap()], vec!["--device", "cpu", "eval", file.to_str().unwrap()]] {
+        for args in [vec!["validate", file.to_str().unwrap()], vec!["--device", "cpu", "eval", file.to_str().unwrap()]]
+        {
             let out = home.synth(&args);
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-            assert!(err.contains("bad-eval.json") && err.contains(path) && err.contains(value), "{args:?}: expected `{path}` and `{value}` in {err}");
+            assert!(
+                err.contains("bad-eval.json") && err.contains(path) && err.contains(value),
+                "{args:?}: expected `{path}` and `{value}` in {err}"
+            );
         }
     }
     // A synthesis recipe given to `synth eval`, and the other way round, say which command to use.

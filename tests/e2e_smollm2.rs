@@ -50,11 +50,25 @@ fn quickstart_recipe_makes_a_split_dataset_and_the_same_seed_gives_the_same_byte
     assert!(manifest["tokens"]["generated"].as_u64().unwrap() > 0);
 
     for file in ["train.jsonl", "validation.jsonl", "test.jsonl"] {
-        assert_eq!(read(&home, "first", file), read(&home, "second", file), "{file} differs between two runs with the same seed");
+        assert_eq!(
+            read(&home, "first", file),
+            read(&home, "second", file),
+            "{file} differs between two runs with the same seed"
+        );
     }
 
     // An existing dataset is never overwritten without being asked.
-    let out = home.synth(&["--device", "cpu", "--quiet", "run", "recipes/quickstart.json", "--output-id", "first", "--limit", "1"]);
+    let out = home.synth(&[
+        "--device",
+        "cpu",
+        "--quiet",
+        "run",
+        "recipes/quickstart.json",
+        "--output-id",
+        "first",
+        "--limit",
+        "1",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("already exists"));
 }
@@ -62,7 +76,19 @@ fn quickstart_recipe_makes_a_split_dataset_and_the_same_seed_gives_the_same_byte
 #[test]
 fn generate_answers_two_plus_two() {
     let home = Home::new();
-    let out = home.synth(&["--device", "cpu", "generate", "--model", "SmolLM2-135M-Instruct", "--prompt", "What is 2+2?", "--temperature", "0", "--max-new-tokens", "48"]);
+    let out = home.synth(&[
+        "--device",
+        "cpu",
+        "generate",
+        "--model",
+        "SmolLM2-135M-Instruct",
+        "--prompt",
+        "What is 2+2?",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "48",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let line: Value = serde_json::from_slice(&out.stdout).unwrap();
     let answer = line["messages"][1]["content"].as_str().unwrap();
@@ -74,12 +100,35 @@ fn generate_answers_two_plus_two() {
 fn generate_keeps_input_order_and_batching_does_not_change_sampled_text() {
     let home = Home::new();
     let input = home.path().join("in.jsonl");
-    let prompts = ["Name a color.", "What is the capital of France?", "Say hello in German.", "Give me a fruit.", "Count to three."];
+    let prompts = [
+        "Name a color.",
+        "What is the capital of France?",
+        "Say hello in German.",
+        "Give me a fruit.",
+        "Count to three.",
+    ];
     let lines: Vec<String> = prompts.iter().map(|p| serde_json::json!({"prompt": p}).to_string()).collect();
     std::fs::write(&input, lines.join("\n")).unwrap();
     let mut outputs = Vec::new();
     for batch in ["1", "4", "32"] {
-        let out = home.synth(&["--device", "cpu", "--quiet", "generate", "--model", "smollm2", "--input", input.to_str().unwrap(), "--temperature", "0.8", "--seed", "7", "--max-new-tokens", "24", "--max-batch", batch]);
+        let out = home.synth(&[
+            "--device",
+            "cpu",
+            "--quiet",
+            "generate",
+            "--model",
+            "smollm2",
+            "--input",
+            input.to_str().unwrap(),
+            "--temperature",
+            "0.8",
+            "--seed",
+            "7",
+            "--max-new-tokens",
+            "24",
+            "--max-batch",
+            batch,
+        ]);
         assert!(out.status.success(), "{}", stderr(&out));
         outputs.push(out.stdout);
     }
@@ -101,7 +150,10 @@ fn missing_model_lists_files_and_cuda_needs_its_feature() {
     let out = home.synth(&["--device", "cpu", "run", recipe.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("config.json") && err.contains("model-00001-of-00005.safetensors") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("model-00001-of-00005.safetensors") && err.contains("hint:"),
+        "{err}"
+    );
 
     if !cfg!(feature = "cuda") {
         let out = home.synth(&["--device", "cuda", "run", "recipes/quickstart.json"]);

@@ -38,7 +38,11 @@ fn s(path: &Path) -> &str {
 #[test]
 fn broken_pipe_ends_listing_commands_quietly() {
     let home = Home::with_quickstart_seed();
-    for args in [&["datasets", "show", "dataset_quickstart_seed", "--limit", "1000"][..], &["datasets", "list"], &["models", "list"]] {
+    for args in [
+        &["datasets", "show", "dataset_quickstart_seed", "--limit", "1000"][..],
+        &["datasets", "list"],
+        &["models", "list"],
+    ] {
         // stdout is a pipe whose reading end is already closed: every write fails with EPIPE.
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
@@ -57,7 +61,20 @@ fn generate_writes_a_fifo_in_place_instead_of_replacing_it() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    let out = home.synth(&["generate", "--device", "cpu", "--model", "SmolLM2-135M-Instruct", "--prompt", "Hi", "--max-new-tokens", "4", "--output", s(&fifo), "--overwrite"]);
+    let out = home.synth(&[
+        "generate",
+        "--device",
+        "cpu",
+        "--model",
+        "SmolLM2-135M-Instruct",
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "4",
+        "--output",
+        s(&fifo),
+        "--overwrite",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = reading.join().unwrap();
     let line: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
@@ -69,15 +86,31 @@ fn generate_writes_a_fifo_in_place_instead_of_replacing_it() {
 fn generate_checks_its_output_location_before_any_work() {
     let home = Home::new();
     // The model name is unknown: the output is checked first, so that is what the error is about.
-    let out = home.synth(&["generate", "--model", "NoSuchModel", "--prompt", "Hi", "--output", "/nonexistent-synth-dir/out.jsonl"]);
+    let out = home.synth(&[
+        "generate",
+        "--model",
+        "NoSuchModel",
+        "--prompt",
+        "Hi",
+        "--output",
+        "/nonexistent-synth-dir/out.jsonl",
+    ]);
     fails(&out, 1, &["/nonexistent-synth-dir", "cannot write in"]);
     let existing = home.path().join("taken.jsonl");
     std::fs::write(&existing, "keep").unwrap();
-    fails(&home.synth(&["generate", "--model", "NoSuchModel", "--prompt", "Hi", "--output", s(&existing)]), 2, &["already exists", "--overwrite"]);
+    fails(
+        &home.synth(&["generate", "--model", "NoSuchModel", "--prompt", "Hi", "--output", s(&existing)]),
+        2,
+        &["already exists", "--overwrite"],
+    );
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep");
     let dir = home.path().join("a_dir");
     std::fs::create_dir(&dir).unwrap();
-    fails(&home.synth(&["generate", "--model", "NoSuchModel", "--prompt", "Hi", "--output", s(&dir), "--overwrite"]), 2, &["is a directory"]);
+    fails(
+        &home.synth(&["generate", "--model", "NoSuchModel", "--prompt", "Hi", "--output", s(&dir), "--overwrite"]),
+        2,
+        &["is a directory"],
+    );
 }
 
 #[test]
@@ -85,7 +118,15 @@ fn run_refuses_to_overwrite_its_own_seed_dataset() {
     let home = Home::with_quickstart_seed();
     let manifest = home.path().join("datasets/dataset_quickstart_seed/manifest.json");
     let before = std::fs::read(&manifest).unwrap();
-    let out = home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--output-id", "dataset_quickstart_seed", "--overwrite"]);
+    let out = home.synth(&[
+        "--device",
+        "cpu",
+        "run",
+        "recipes/quickstart.json",
+        "--output-id",
+        "dataset_quickstart_seed",
+        "--overwrite",
+    ]);
     fails(&out, 2, &["--output-id dataset_quickstart_seed", "seed dataset", "hint:"]);
     assert_eq!(std::fs::read(&manifest).unwrap(), before);
 }
@@ -93,7 +134,13 @@ fn run_refuses_to_overwrite_its_own_seed_dataset() {
 #[test]
 fn validate_reads_a_pipe_once_and_refuses_a_directory() {
     let home = Home::new();
-    let mut child = home.command(&["validate", "/dev/stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = home
+        .command(&["validate", "/dev/stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(quickstart().to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -132,7 +179,11 @@ fn interrupted_runs_are_listed_and_cleaned() {
     let home = Home::with_quickstart_seed();
     let run = home.path().join("datasets/.run-left_behind");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("journal.jsonl"), "{\"journal\":1,\"fingerprint\":\"x\",\"outputId\":\"left_behind\"}\n{}\n{}\n").unwrap();
+    std::fs::write(
+        run.join("journal.jsonl"),
+        "{\"journal\":1,\"fingerprint\":\"x\",\"outputId\":\"left_behind\"}\n{}\n{}\n",
+    )
+    .unwrap();
     let out = home.synth(&["datasets", "list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listing = String::from_utf8(out.stdout).unwrap();
@@ -148,7 +199,8 @@ fn a_symlinked_run_directory_is_refused() {
     let home = Home::with_quickstart_seed();
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), home.path().join("datasets/.run-linked")).unwrap();
-    let out = home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--output-id", "linked", "--limit", "1"]);
+    let out =
+        home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--output-id", "linked", "--limit", "1"]);
     fails(&out, 2, &["symbolic link"]);
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing was written outside SYNTH_HOME");
 }
@@ -156,7 +208,11 @@ fn a_symlinked_run_directory_is_refused() {
 #[test]
 fn flags_say_which_flag_and_value_are_wrong() {
     let home = Home::new();
-    fails(&home.synth(&["generate", "--model", "m", "--prompt", "p", "--temperature", "3"]), 2, &["'3'", "--temperature", "between 0 and 2"]);
+    fails(
+        &home.synth(&["generate", "--model", "m", "--prompt", "p", "--temperature", "3"]),
+        2,
+        &["'3'", "--temperature", "between 0 and 2"],
+    );
     fails(&home.synth(&["generate", "--model", "m", "--prompt", "p", "--top-p", "0"]), 2, &["'0'", "--top-p"]);
     fails(&home.synth(&["run", "r.json", "--max-batch", "0"]), 2, &["'0'", "--max-batch", "at least 1"]);
     // Engine flags belong to the commands that run a model.
@@ -192,7 +248,12 @@ fn rate_cap_waits_are_announced_and_validate_warns_about_slow_caps() {
     let path = home.path().join("slow.json");
     std::fs::write(&path, recipe.to_string()).unwrap();
     // One request may start at once; the next waits two minutes, and says so.
-    let mut child = home.command(&["--device", "cpu", "run", s(&path), "--limit", "1"]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = home
+        .command(&["--device", "cpu", "run", s(&path), "--limit", "1"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let mut err = child.stderr.take().unwrap();
     let started = Instant::now();
     let mut text = String::new();
@@ -212,5 +273,11 @@ fn rate_cap_waits_are_announced_and_validate_warns_about_slow_caps() {
     std::fs::write(&path, recipe.to_string()).unwrap();
     let out = home.synth(&["validate", s(&path)]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("requestsPerMinute: `0.001` makes the 16 rows of dataset `dataset_quickstart_seed` take at least 22.2 days"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "requestsPerMinute: `0.001` makes the 16 rows of dataset `dataset_quickstart_seed` take at least 22.2 days"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }

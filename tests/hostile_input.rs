@@ -30,7 +30,8 @@ fn fails(out: &Output, code: i32, needles: &[&str]) {
 /// Dataset ids in the store (hidden work directories excluded).
 fn datasets(home: &Home) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(home.path().join("datasets")) else { return Vec::new() };
-    let mut ids: Vec<String> = entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| !n.starts_with('.')).collect();
+    let mut ids: Vec<String> =
+        entries.map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| !n.starts_with('.')).collect();
     ids.sort();
     ids
 }
@@ -56,14 +57,42 @@ fn bad_recipes_are_refused_with_path_value_and_rule() {
     let cases: Vec<(&str, String, Vec<&str>)> = vec![
         ("malformed JSON", "{\"modelIdentifier\": {\"modelName\": ".into(), vec!["invalid JSON", "line 1"]),
         ("NaN", quickstart().to_string().replace("0.7", "NaN"), vec!["invalid JSON"]),
-        ("wrong type", quickstart().to_string().replace("256", "\"many\""), vec!["inferenceConfig.inferenceMaxNewTokens", "many"]),
-        ("negative", quickstart().to_string().replace("256", "-5"), vec!["inferenceConfig.inferenceMaxNewTokens", "-5"]),
+        (
+            "wrong type",
+            quickstart().to_string().replace("256", "\"many\""),
+            vec!["inferenceConfig.inferenceMaxNewTokens", "many"],
+        ),
+        (
+            "negative",
+            quickstart().to_string().replace("256", "-5"),
+            vec!["inferenceConfig.inferenceMaxNewTokens", "-5"],
+        ),
         ("absurdly large", quickstart().to_string().replace("256", "1e400"), vec!["1e400"]),
-        ("seed too large", quickstart().to_string().replace("\"inferenceSeed\":42", "\"inferenceSeed\":18446744073709551616"), vec!["inferenceConfig.inferenceSeed"]),
-        ("id with /", quickstart().to_string().replace("dataset_quickstart_seed", "a/b"), vec!["synthesisConfig.synthesisConfig.datasetId", "a/b"]),
-        ("id ..", quickstart().to_string().replace("dataset_quickstart_seed", ".."), vec!["synthesisConfig.synthesisConfig.datasetId", ".."]),
-        ("id with NUL", quickstart().to_string().replace("dataset_quickstart_seed", "a\\u0000b"), vec!["synthesisConfig.synthesisConfig.datasetId"]),
-        ("id of 300 characters", quickstart().to_string().replace("dataset_quickstart_seed", &long_id), vec!["synthesisConfig.synthesisConfig.datasetId", "128"]),
+        (
+            "seed too large",
+            quickstart().to_string().replace("\"inferenceSeed\":42", "\"inferenceSeed\":18446744073709551616"),
+            vec!["inferenceConfig.inferenceSeed"],
+        ),
+        (
+            "id with /",
+            quickstart().to_string().replace("dataset_quickstart_seed", "a/b"),
+            vec!["synthesisConfig.synthesisConfig.datasetId", "a/b"],
+        ),
+        (
+            "id ..",
+            quickstart().to_string().replace("dataset_quickstart_seed", ".."),
+            vec!["synthesisConfig.synthesisConfig.datasetId", ".."],
+        ),
+        (
+            "id with NUL",
+            quickstart().to_string().replace("dataset_quickstart_seed", "a\\u0000b"),
+            vec!["synthesisConfig.synthesisConfig.datasetId"],
+        ),
+        (
+            "id of 300 characters",
+            quickstart().to_string().replace("dataset_quickstart_seed", &long_id),
+            vec!["synthesisConfig.synthesisConfig.datasetId", "128"],
+        ),
     ];
     for (name, text, needles) in &cases {
         let recipe = write(&home, "bad.json", text);
@@ -80,7 +109,11 @@ fn bad_recipes_are_refused_with_path_value_and_rule() {
     let mut recipe = quickstart();
     recipe["inferenceConfig"]["inferenceMaxNewTokens"] = 100_000.into();
     let path = write(&home, "long.json", recipe.to_string());
-    fails(&home.synth(&["--device", "cpu", "run", s(&path)]), 2, &["inferenceConfig.inferenceMaxNewTokens", "100000", "context length"]);
+    fails(
+        &home.synth(&["--device", "cpu", "run", s(&path)]),
+        2,
+        &["inferenceConfig.inferenceMaxNewTokens", "100000", "context length"],
+    );
     assert_eq!(datasets(&home), ["dataset_quickstart_seed"]);
 }
 
@@ -93,13 +126,21 @@ fn bad_ids_and_missing_or_empty_seed_datasets() {
             continue; // a NUL cannot reach argv; the recipe case above covers it
         }
         fails(&home.synth(&["datasets", "import", s(&seed), "--id", id]), 2, &["invalid dataset id"]);
-        fails(&home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--output-id", id]), 2, &["invalid dataset id"]);
+        fails(
+            &home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--output-id", id]),
+            2,
+            &["invalid dataset id"],
+        );
     }
     let mut recipe = quickstart();
     recipe["synthesisConfig"]["synthesisConfig"]["datasetId"] = "not_imported".into();
     let path = write(&home, "missing.json", recipe.to_string());
     fails(&home.synth(&["--device", "cpu", "run", s(&path)]), 3, &["dataset `not_imported` not found", "hint:"]);
-    fails(&home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--limit", "0"]), 2, &["'0'", "--limit", "at least 1"]);
+    fails(
+        &home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--limit", "0"]),
+        2,
+        &["'0'", "--limit", "at least 1"],
+    );
     assert_eq!(datasets(&home), ["dataset_quickstart_seed"]);
 }
 
@@ -111,14 +152,22 @@ fn bad_jsonl_is_reported_by_line_and_nothing_is_imported() {
         ("bad JSON", format!("{good}\n{{\"prompt\": \n").into_bytes(), vec![":2:", "not valid JSON"]),
         ("wrong shape", format!("{good}\n[1, 2]\n").into_bytes(), vec![":2:", "expected a JSON object"]),
         ("messages not a list", format!("{good}\n{{\"messages\": \"hi\"}}\n").into_bytes(), vec![":2:", "messages"]),
-        ("invalid UTF-8", [good.as_bytes(), b"\n{\"prompt\": \"\xff\xfe\", \"response\": \"x\"}\n"].concat(), vec![":2:", "UTF-8"]),
-        ("50 MB line", {
-            let mut b = format!("{good}\n{{\"prompt\": \"").into_bytes();
-            b.extend(std::iter::repeat_n(b'a', 50 << 20));
-            b.extend_from_slice(b"\", \"response\": \"x\"}\n");
-            b.extend_from_slice(good.as_bytes());
-            b
-        }, vec![":2:", "longer than 8 MiB"]),
+        (
+            "invalid UTF-8",
+            [good.as_bytes(), b"\n{\"prompt\": \"\xff\xfe\", \"response\": \"x\"}\n"].concat(),
+            vec![":2:", "UTF-8"],
+        ),
+        (
+            "50 MB line",
+            {
+                let mut b = format!("{good}\n{{\"prompt\": \"").into_bytes();
+                b.extend(std::iter::repeat_n(b'a', 50 << 20));
+                b.extend_from_slice(b"\", \"response\": \"x\"}\n");
+                b.extend_from_slice(good.as_bytes());
+                b
+            },
+            vec![":2:", "longer than 8 MiB"],
+        ),
     ];
     for (name, bytes, needles) in cases {
         let file = write(&home, "in.jsonl", bytes);
@@ -148,7 +197,17 @@ fn truncated_and_corrupted_gguf_files() {
         let path = write(&home, "bad.gguf", bytes);
         let out = home.synth(&["--device", "cpu", "run", "recipes/quickstart.json", "--model-path", s(&path)]);
         fails(&out, 2, &["bad.gguf", "not a valid GGUF file", needle]);
-        let out = home.synth(&["--device", "cpu", "generate", "--model", "SmolLM2-135M-Instruct", "--prompt", "hi", "--model-path", s(&path)]);
+        let out = home.synth(&[
+            "--device",
+            "cpu",
+            "generate",
+            "--model",
+            "SmolLM2-135M-Instruct",
+            "--prompt",
+            "hi",
+            "--model-path",
+            s(&path),
+        ]);
         fails(&out, 2, &["bad.gguf", needle]);
         assert_eq!(datasets(&home), ["dataset_quickstart_seed"], "{name}");
     }
@@ -156,7 +215,8 @@ fn truncated_and_corrupted_gguf_files() {
 
 /// A tiny random Llama with the real Llama-3.1 tokenizer files, as `--model-path` takes it.
 fn tiny_llama_dir(home: &Home) -> PathBuf {
-    let tiny = tiny_models::write(&home.path().join("hub"), "synth-test/tiny-llama", &tiny_models::llama_config(true), 1);
+    let tiny =
+        tiny_models::write(&home.path().join("hub"), "synth-test/tiny-llama", &tiny_models::llama_config(true), 1);
     let dir = home.path().join("tiny");
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["config.json", "model.safetensors"] {
@@ -173,7 +233,19 @@ fn tiny_llama_dir(home: &Home) -> PathBuf {
 fn bad_safetensors_checkpoints() {
     let home = Home::new();
     let dir = tiny_llama_dir(&home);
-    let generate = |home: &Home| home.synth(&["--device", "cpu", "generate", "--model", "Llama-3.2-1B-Instruct", "--prompt", "hi", "--model-path", s(&dir)]);
+    let generate = |home: &Home| {
+        home.synth(&[
+            "--device",
+            "cpu",
+            "generate",
+            "--model",
+            "Llama-3.2-1B-Instruct",
+            "--prompt",
+            "hi",
+            "--model-path",
+            s(&dir),
+        ])
+    };
 
     // As written, the checkpoint's 512-token vocabulary does not fit Llama 3.1's tokenizer.
     fails(&generate(&home), 2, &["the tokenizer has 128256 tokens but the weights only 512"]);
@@ -200,7 +272,11 @@ fn unwritable_home() {
     let file_home = write(&home, "a-file", "not a directory");
     // `/proc` refuses new directories even to root, so this holds whoever runs the tests.
     for synth_home in [file_home, PathBuf::from("/proc/synth-home")] {
-        let out = home.command(&["datasets", "import", seed, "--id", "seed"]).env("SYNTH_HOME", &synth_home).output().unwrap();
+        let out = home
+            .command(&["datasets", "import", seed, "--id", "seed"])
+            .env("SYNTH_HOME", &synth_home)
+            .output()
+            .unwrap();
         fails(&out, 1, &[s(&synth_home), "hint: set `SYNTH_HOME` to a writable directory"]);
     }
 }
@@ -210,7 +286,9 @@ fn unwritable_home() {
 #[test]
 fn full_disk_publishes_nothing() {
     let home = Home::new();
-    let probe = std::process::Command::new("unshare").args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"]).output();
+    let probe = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         eprintln!("full_disk_publishes_nothing: cannot mount a tmpfs here (not root?); not run");
         return;
@@ -231,7 +309,12 @@ ls -a $h/datasets >&2"#,
         home = home.path().display(),
         gguf = gguf.display(),
     );
-    let out = std::process::Command::new("unshare").args(["-m", "sh", "-c", &script]).current_dir(env!("CARGO_MANIFEST_DIR")).env("HF_HUB_CACHE", home.path().join("hf")).output().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("HF_HUB_CACHE", home.path().join("hf"))
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert!(err.contains("exit=1"), "{err}");
     assert!(err.contains("No space left on device"), "{err}");

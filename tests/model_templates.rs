@@ -75,9 +75,12 @@ const LLAMA_IDS: [u32; 55] = [
 #[test]
 fn llama3_1_renders_and_tokenizes_with_a_single_bos() {
     let (codec, template) = hf_model(&assets().join("llama3_1"));
-    for (token, id) in
-        [("<|begin_of_text|>", 128000), ("<|start_header_id|>", 128006), ("<|end_header_id|>", 128007), ("<|eot_id|>", 128009)]
-    {
+    for (token, id) in [
+        ("<|begin_of_text|>", 128000),
+        ("<|start_header_id|>", 128006),
+        ("<|end_header_id|>", 128007),
+        ("<|eot_id|>", 128009),
+    ] {
         assert_eq!(codec.token_id(token), Some(id), "{token}");
     }
     assert_eq!(codec.bos().and_then(|b| b.id), Some(128000));
@@ -246,13 +249,15 @@ fn llama3_1_hub_format_adds_the_fixed_date_to_the_system_turn() {
 {%- endif %}
 "#;
     let (codec, _) = hf_model(&assets().join("llama3_1"));
-    let template = ChatTemplate::new(source.to_string(), Some("<|begin_of_text|>".into()), Some("<|eot_id|>".into())).unwrap();
+    let template =
+        ChatTemplate::new(source.to_string(), Some("<|begin_of_text|>".into()), Some("<|eot_id|>".into())).unwrap();
     let want = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n\
                 Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n\
                 You are a concise assistant.<|eot_id|>"
         .to_string()
         + &LLAMA_PROMPT
-            ["<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a concise assistant.<|eot_id|>".len()..];
+            ["<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a concise assistant.<|eot_id|>"
+                .len()..];
     assert_eq!(template.render(&conversation(), true, None).unwrap(), want);
 
     let ids = encode_prompt(&template, &codec, &conversation(), None).unwrap();
@@ -273,7 +278,8 @@ fn model_text_loads_checkpoint_files_and_collects_stop_ids() {
     let registry = Registry::load(None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let generation_config = dir.path().join("generation_config.json");
-    std::fs::write(&generation_config, r#"{"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]}"#).unwrap();
+    std::fs::write(&generation_config, r#"{"bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]}"#)
+        .unwrap();
     let cases = [
         ("Llama-3.1-8B-Instruct", "llama3_1", Some(generation_config), vec![128001, 128008, 128009]),
         ("Qwen3-8B", "qwen3", None, vec![151643, 151645]),

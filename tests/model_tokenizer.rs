@@ -63,6 +63,9 @@ fn decode_inverts_encode_for_varied_text() {
     assert_eq!(codec.encode("  leading and trailing  ", false).unwrap(), [216, 2899, 284, 35079, 256]);
     assert_eq!(
         codec.encode("naïve café — 東京 🚀\n\ttab\r\nCRLF", false).unwrap(),
-        [3546, 46494, 37366, 1841, 17097, 247, 126, 16736, 122, 15107, 244, 218, 198, 197, 15999, 201, 198, 9088, 60, 54]
+        [
+            3546, 46494, 37366, 1841, 17097, 247, 126, 16736, 122, 15107, 244, 218, 198, 197, 15999, 201, 198, 9088,
+            60, 54
+        ]
     );
 }

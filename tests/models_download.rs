@@ -14,7 +14,12 @@ fn download_fills_the_hf_cache_and_the_model_is_then_found_offline() {
     let hub = tempfile::tempdir().unwrap();
     let repo = hub.path().join("synth-test/tiny");
     std::fs::create_dir_all(&repo).unwrap();
-    for (file, body) in [("config.json", "{\"model_type\": \"llama\"}"), ("tokenizer.json", "{}"), ("tokenizer_config.json", "{}"), ("model.safetensors", "weights")] {
+    for (file, body) in [
+        ("config.json", "{\"model_type\": \"llama\"}"),
+        ("tokenizer.json", "{}"),
+        ("tokenizer_config.json", "{}"),
+        ("model.safetensors", "weights"),
+    ] {
         std::fs::write(repo.join(file), body).unwrap();
     }
     let entry = r#"{"name": "tiny-test", "aliases": [], "hfRepo": "synth-test/tiny", "revision": "main",

@@ -52,13 +52,32 @@ fn run_and_generate_open_no_connection() {
     let home = Home::with_quickstart_seed();
     let wire = Tripwire::start();
 
-    let out = wire.arm(home.command(&["--device", "cpu", "--quiet", "run", "recipes/quickstart.json", "--limit", "2"])).output().unwrap();
+    let out = wire
+        .arm(home.command(&["--device", "cpu", "--quiet", "run", "recipes/quickstart.json", "--limit", "2"]))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = wire.arm(home.command(&["--device", "cpu", "generate", "--model", "SmolLM2-135M-Instruct", "--prompt", "Hi", "--max-new-tokens", "8"])).output().unwrap();
+    let out = wire
+        .arm(home.command(&[
+            "--device",
+            "cpu",
+            "generate",
+            "--model",
+            "SmolLM2-135M-Instruct",
+            "--prompt",
+            "Hi",
+            "--max-new-tokens",
+            "8",
+        ]))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A model that is not on disk is the moment a tool might reach for the network: synth
     // reports the missing files instead.
-    let out = wire.arm(home.command(&["--device", "cpu", "generate", "--model", "Qwen3-0.6B", "--prompt", "Hi"])).output().unwrap();
+    let out = wire
+        .arm(home.command(&["--device", "cpu", "generate", "--model", "Qwen3-0.6B", "--prompt", "Hi"]))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(wire.count(), 0, "synth run / generate connected to the network");
 

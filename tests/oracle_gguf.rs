@@ -5,8 +5,8 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use synth::model::load_gguf_decoder;
 use synth::engine::sampler::argmax;
+use synth::model::load_gguf_decoder;
 
 const STEPS: usize = 32;
 const LENGTHS: [usize; 8] = [3, 200, 17, 64, 5, 128, 33, 90];
@@ -40,7 +40,8 @@ fn oracle(model: &mut ModelWeights, prompt: &[u32], chunk: usize) -> Vec<Vec<f32
 #[test]
 fn batched_gguf_matches_candle_transformers_one_prompt_at_a_time() {
     let decoder = load_gguf_decoder(&common::smollm2_gguf(), &Device::Cpu).unwrap();
-    let prompts: Vec<Vec<u32>> = LENGTHS.iter().enumerate().map(|(i, &n)| common::token_ids(i as u64, n, decoder.dims.vocab)).collect();
+    let prompts: Vec<Vec<u32>> =
+        LENGTHS.iter().enumerate().map(|(i, &n)| common::token_ids(i as u64, n, decoder.dims.vocab)).collect();
     let path = common::smollm2_gguf();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
@@ -53,7 +54,11 @@ fn batched_gguf_matches_candle_transformers_one_prompt_at_a_time() {
             for step in 0..STEPS {
                 let (e, g) = (&expected[row][step], &logits[row][step]);
                 let diff = common::max_abs_diff(e, g);
-                assert!(diff <= 1e-2, "chunk {chunk} row {row} (prompt {} tokens) step {step}: max abs diff {diff}", prompt.len());
+                assert!(
+                    diff <= 1e-2,
+                    "chunk {chunk} row {row} (prompt {} tokens) step {step}: max abs diff {diff}",
+                    prompt.len()
+                );
                 assert_eq!(argmax(e), argmax(g), "chunk {chunk} row {row} step {step}: greedy token differs");
             }
         }

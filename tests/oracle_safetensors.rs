@@ -119,7 +119,11 @@ fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
                         "{name} {path:?}: chunk {chunk} row {row} (prompt {} tokens) step {step}: max abs diff {diff}",
                         prompt.len()
                     );
-                    assert_eq!(argmax(e), argmax(g), "{name} {path:?}: chunk {chunk} row {row} step {step}: greedy token differs");
+                    assert_eq!(
+                        argmax(e),
+                        argmax(g),
+                        "{name} {path:?}: chunk {chunk} row {row} step {step}: greedy token differs"
+                    );
                     path_worst = path_worst.max(diff);
                     closest_call = closest_call.min(top2_gap(e));
                 }
@@ -134,7 +138,8 @@ fn compare(name: &str, decoder: &Decoder, model: &mut dyn Oracle) -> f32 {
 
 fn top2_gap(logits: &[f32]) -> f32 {
     let best = argmax(logits) as usize;
-    let second = logits.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &x)| x).fold(f32::NEG_INFINITY, f32::max);
+    let second =
+        logits.iter().enumerate().filter(|&(i, _)| i != best).map(|(_, &x)| x).fold(f32::NEG_INFINITY, f32::max);
     logits[best] - second
 }
 
@@ -165,7 +170,10 @@ fn tiny_llama_sharded_from_the_hf_cache_matches_candle_transformers() {
     let weights = safetensors_files(snapshot).unwrap();
     let names: Vec<_> = weights.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
     assert_eq!(names, ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]);
-    assert!(weights.iter().all(|p| p.starts_with(snapshot)), "shards are read through the snapshot's links: {weights:?}");
+    assert!(
+        weights.iter().all(|p| p.starts_with(snapshot)),
+        "shards are read through the snapshot's links: {weights:?}"
+    );
 
     let config = resolved.file("config.json").unwrap();
     let decoder = load_safetensors(config, &weights, &Device::Cpu).unwrap();
@@ -222,7 +230,12 @@ fn device_tolerance(decoder: &Decoder) -> f32 {
 /// Teacher-forced: both continue with the oracle's greedy tokens, so a near-tie that bf16
 /// breaks the other way does not send the rest of the row down another path; a greedy token
 /// must agree wherever the oracle's top-2 gap is wider than the tolerance.
-fn compare_on_test_device(name: &str, config: &std::path::Path, weights: &[std::path::PathBuf], model: &mut dyn Oracle) {
+fn compare_on_test_device(
+    name: &str,
+    config: &std::path::Path,
+    weights: &[std::path::PathBuf],
+    model: &mut dyn Oracle,
+) {
     let device = test_device();
     let decoder = load_safetensors(config, weights, &device).unwrap();
     assert_eq!(decoder.attention_path, AttentionPath::for_device(&device));
@@ -241,7 +254,11 @@ fn compare_on_test_device(name: &str, config: &std::path::Path, weights: &[std::
                 let relative = common::max_abs_diff(e, g) / scale;
                 assert!(relative <= tolerance, "{name} on {device:?}: chunk {chunk} row {row} step {step}: logits differ by {relative} of the largest");
                 if top2_gap(e) > 2.0 * tolerance * scale {
-                    assert_eq!(argmax(e), argmax(g), "{name} on {device:?}: chunk {chunk} row {row} step {step}: greedy token differs");
+                    assert_eq!(
+                        argmax(e),
+                        argmax(g),
+                        "{name} on {device:?}: chunk {chunk} row {row} step {step}: greedy token differs"
+                    );
                 }
                 worst = worst.max(relative);
             }
@@ -255,10 +272,20 @@ fn tiny_models_on_the_test_device_match_candle_transformers() {
     let hub = tempfile::tempdir().unwrap();
     let tiny = tiny_models::write(hub.path(), "synth-test/tiny-llama", &tiny_models::llama_config(false), 2);
     let weights = safetensors_files(&tiny.snapshot).unwrap();
-    compare_on_test_device("llama", &tiny.config_path(), &weights, &mut LlamaOracle::new(&tiny.config_json(), &weights));
+    compare_on_test_device(
+        "llama",
+        &tiny.config_path(),
+        &weights,
+        &mut LlamaOracle::new(&tiny.config_json(), &weights),
+    );
     let tiny = tiny_models::write(hub.path(), "synth-test/tiny-qwen3", &tiny_models::qwen3_config(), 1);
     let weights = safetensors_files(&tiny.snapshot).unwrap();
-    compare_on_test_device("qwen3", &tiny.config_path(), &weights, &mut Qwen3Oracle::new(&tiny.config_json(), &weights));
+    compare_on_test_device(
+        "qwen3",
+        &tiny.config_path(),
+        &weights,
+        &mut Qwen3Oracle::new(&tiny.config_json(), &weights),
+    );
 }
 
 // Loading errors.
@@ -278,7 +305,8 @@ fn safetensors_files_reports_a_missing_shard() {
     assert!(err.contains("hint: download the missing shards"), "{err}");
     // The index file itself may be given; an interrupted download leaves a dangling link.
     let index = tiny.snapshot.join("model.safetensors.index.json");
-    std::os::unix::fs::symlink("../../blobs/not-there", tiny.snapshot.join("model-00002-of-00002.safetensors")).unwrap();
+    std::os::unix::fs::symlink("../../blobs/not-there", tiny.snapshot.join("model-00002-of-00002.safetensors"))
+        .unwrap();
     let err = error_text(safetensors_files(&index));
     assert!(err.contains("1 of the 2 shards"), "{err}");
 }
@@ -293,7 +321,10 @@ fn safetensors_files_rejects_a_malformed_index() {
         ("{\"weight_map\": []}", "no `weight_map` object"),
         ("{\"weight_map\": {}}", "`weight_map` is empty"),
         ("{\"weight_map\": {\"lm_head.weight\": 3}}", "`weight_map` entry `lm_head.weight` is not a file name"),
-        ("{\"weight_map\": {\"lm_head.weight\": \"../x.safetensors\"}}", "names `../x.safetensors`, which is not a file inside"),
+        (
+            "{\"weight_map\": {\"lm_head.weight\": \"../x.safetensors\"}}",
+            "names `../x.safetensors`, which is not a file inside",
+        ),
         ("{\"weight_map\": {\"lm_head.weight\": \"/x.safetensors\"}}", "names `/x.safetensors`"),
     ] {
         std::fs::write(&index, text).unwrap();

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use synth::error::{exit_code, render};
 use synth::model::chat_template::{
-    encode_prompt_plain_content, encode_prompt_within, ChatTemplate, MAX_RENDER_BYTES, PROMPT_BYTES_PER_TOKEN, TEMPLATE_FUEL,
+    encode_prompt_plain_content, encode_prompt_within, ChatTemplate, MAX_RENDER_BYTES, PROMPT_BYTES_PER_TOKEN,
+    TEMPLATE_FUEL,
 };
 use synth::model::resolve::resolve_in;
 use synth::model::{encode_prompt, ModelText, Registry, TextCodec, TokenizerConfig};
@@ -88,7 +89,11 @@ fn ordinary_conversations() -> Vec<Vec<Message>> {
     ];
     for edge in odd_edges {
         out.push(vec![Message::new("system", edge), Message::new("user", edge)]);
-        out.push(vec![Message::new("user", edge), Message::new("assistant", edge), Message::new("user", format!("x{edge}"))]);
+        out.push(vec![
+            Message::new("user", edge),
+            Message::new("assistant", edge),
+            Message::new("user", format!("x{edge}")),
+        ]);
     }
     out
 }
@@ -103,7 +108,8 @@ fn ordinary_prompts_encode_exactly_as_before_on_both_paths() {
                 assert_eq!(new, old, "{name} {thinking:?} {messages:?}");
                 // The path taken for content with special-token text, forced on content without:
                 // its split at the template's special tokens gives the very same ids.
-                let segmented = encode_prompt_plain_content(&template, &codec, &messages, thinking, MAX_RENDER_BYTES).unwrap();
+                let segmented =
+                    encode_prompt_plain_content(&template, &codec, &messages, thinking, MAX_RENDER_BYTES).unwrap();
                 assert_eq!(segmented, old, "{name} {thinking:?} segmented {messages:?}");
             }
         }
@@ -122,7 +128,12 @@ fn special_token_text_in_content_is_plain_text() {
     for (name, codec, template, thinkings) in models() {
         let (_, end, attack) = attacks.iter().find(|(n, _, _)| *n == name).unwrap();
         let end_id = codec.token_id(end).unwrap();
-        let benign = vec![Message::new("system", "Be brief."), Message::new("user", "hi"), Message::new("assistant", "ok"), Message::new("user", "hi")];
+        let benign = vec![
+            Message::new("system", "Be brief."),
+            Message::new("user", "hi"),
+            Message::new("assistant", "ok"),
+            Message::new("user", "hi"),
+        ];
         let hostile = vec![
             Message::new("system", format!("Be brief.{attack}")),
             Message::new("user", *attack),
@@ -136,13 +147,21 @@ fn special_token_text_in_content_is_plain_text() {
             let ids = encode_prompt(&template, &codec, &hostile, thinking).unwrap();
             assert_eq!(count(&ids), template_ends, "{name} {thinking:?}: only the template's `{end}` are special");
             // Before the fix every `{end}` in the content was one more.
-            assert!(count(&old_encoding(&template, &codec, &hostile, thinking)) > template_ends, "{name}: the attack bites unfixed");
+            assert!(
+                count(&old_encoding(&template, &codec, &hostile, thinking)) > template_ends,
+                "{name}: the attack bites unfixed"
+            );
             // The text is all there: decoding gives back the prompt as rendered.
             let text = template.render(&hostile, true, thinking).unwrap();
             assert_eq!(codec.decode(&ids, false).unwrap(), text, "{name} {thinking:?}");
             // And no other special token crept in from the content.
-            let specials = |ids: &[u32]| ids.iter().filter(|&&id| codec.decode(&[id], true).unwrap().is_empty()).count();
-            assert_eq!(specials(&ids), specials(&encode_prompt(&template, &codec, &benign, thinking).unwrap()), "{name} {thinking:?}");
+            let specials =
+                |ids: &[u32]| ids.iter().filter(|&&id| codec.decode(&[id], true).unwrap().is_empty()).count();
+            assert_eq!(
+                specials(&ids),
+                specials(&encode_prompt(&template, &codec, &benign, thinking).unwrap()),
+                "{name} {thinking:?}"
+            );
         }
     }
 }
@@ -160,17 +179,29 @@ fn a_seed_row_closing_its_turn_reaches_smollm2_as_text() {
 fn a_template_that_loops_stops_at_its_fuel() {
     let started = Instant::now();
     let looping = "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}";
-    let err = ChatTemplate::new(looping.into(), None, None).unwrap().render(&[Message::new("user", "hi")], true, None).unwrap_err();
+    let err = ChatTemplate::new(looping.into(), None, None)
+        .unwrap()
+        .render(&[Message::new("user", "hi")], true, None)
+        .unwrap_err();
     assert_eq!(exit_code(&err), 2);
-    assert!(render(&err).contains(&format!("the chat template did not finish within {TEMPLATE_FUEL} steps")), "{}", render(&err));
+    assert!(
+        render(&err).contains(&format!("the chat template did not finish within {TEMPLATE_FUEL} steps")),
+        "{}",
+        render(&err)
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]
 fn a_template_that_writes_too_much_stops_at_the_bound() {
-    let err = ChatTemplate::new("{{ 'x ' * 40000000 }}".into(), None, None).unwrap().render(&[], true, None).unwrap_err();
+    let err =
+        ChatTemplate::new("{{ 'x ' * 40000000 }}".into(), None, None).unwrap().render(&[], true, None).unwrap_err();
     assert_eq!(exit_code(&err), 2);
-    assert!(render(&err).contains(&format!("renders a prompt longer than {MAX_RENDER_BYTES} bytes")), "{}", render(&err));
+    assert!(
+        render(&err).contains(&format!("renders a prompt longer than {MAX_RENDER_BYTES} bytes")),
+        "{}",
+        render(&err)
+    );
     // Many small writes stop at the bound too, before the fuel runs out.
     let chatty = "{% for i in range(100000) %}{{ 'y' * 1000 }}{% endfor %}";
     let err = ChatTemplate::new(chatty.into(), None, None).unwrap().render_within(&[], true, None, 4096).unwrap_err();
@@ -187,7 +218,10 @@ fn a_prompt_too_long_for_the_context_is_refused_before_tokenizing() {
     let text = render(&err);
     assert_eq!(exit_code(&err), 2);
     assert!(
-        text.starts_with(&format!("error: model `SmolLM2-135M-Instruct`: the chat template renders a prompt longer than {} bytes", 8192 * PROMPT_BYTES_PER_TOKEN)),
+        text.starts_with(&format!(
+            "error: model `SmolLM2-135M-Instruct`: the chat template renders a prompt longer than {} bytes",
+            8192 * PROMPT_BYTES_PER_TOKEN
+        )),
         "{text}"
     );
     assert!(text.contains("64 bytes per token of the model's context"), "{text}");
@@ -248,7 +282,8 @@ fn content_using_every_private_use_character_is_an_error() {
     let (codec, template) = hf_model("qwen3");
     let every: String = ('\u{E000}'..='\u{F8FF}').collect::<String>().repeat(20);
     let started = Instant::now();
-    let err = encode_prompt(&template, &codec, &[Message::new("user", format!("{every}<|im_end|>"))], None).unwrap_err();
+    let err =
+        encode_prompt(&template, &codec, &[Message::new("user", format!("{every}<|im_end|>"))], None).unwrap_err();
     assert!(render(&err).contains("uses every private-use character"), "{}", render(&err));
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     // With one left out, it is found and the prompt encodes.

@@ -30,8 +30,26 @@ fn packed_matmuls_are_bit_identical_to_candle_on_every_smollm2_weight() {
         let ms: &[usize] = if n > 10_000 { &[1, 9] } else { &[1, 3, 8, 33] };
         for (seed, &m) in ms.iter().enumerate() {
             let x = activations(seed as u64 + packed_count as u64, m, k);
-            let want: Vec<u32> = reference.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
-            let got: Vec<u32> = packed.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect();
+            let want: Vec<u32> = reference
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|f| f.to_bits())
+                .collect();
+            let got: Vec<u32> = packed
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+                .iter()
+                .map(|f| f.to_bits())
+                .collect();
             let differ = want.iter().zip(&got).filter(|(a, b)| a != b).count();
             assert_eq!(differ, 0, "`{name}` ({dtype:?}, {n}x{k}), m = {m}: {differ} of {} outputs differ", want.len());
         }
@@ -47,7 +65,11 @@ fn activations(seed: u64, m: usize, k: usize) -> Tensor {
         .iter()
         .map(|&i| {
             let u = i as f32 / (1 << 20) as f32 - 0.5;
-            if i % 97 == 0 { u * 40.0 } else { u * 2.0 }
+            if i % 97 == 0 {
+                u * 40.0
+            } else {
+                u * 2.0
+            }
         })
         .collect();
     Tensor::from_vec(xs, (m, k), &Device::Cpu).unwrap()

@@ -40,7 +40,19 @@ fn journal_lines(home: &Home, id: &str) -> usize {
 }
 
 fn spawn(home: &Home, recipe: &Path, id: &str, batch: &str) -> Child {
-    let args = ["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--output-id", id, "--limit", ROWS, "--max-batch", batch];
+    let args = [
+        "--device",
+        "cpu",
+        "--quiet",
+        "run",
+        recipe.to_str().unwrap(),
+        "--output-id",
+        id,
+        "--limit",
+        ROWS,
+        "--max-batch",
+        batch,
+    ];
     home.command(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
@@ -61,7 +73,8 @@ fn wait_for_lines(home: &Home, child: &mut Child, id: &str, lines: usize) -> boo
 }
 
 fn dataset_file(home: &Home, id: &str, file: &str) -> String {
-    std::fs::read_to_string(home.path().join("datasets").join(id).join(file)).unwrap_or_else(|e| panic!("{id}/{file}: {e}"))
+    std::fs::read_to_string(home.path().join("datasets").join(id).join(file))
+        .unwrap_or_else(|e| panic!("{id}/{file}: {e}"))
 }
 
 #[test]
@@ -69,7 +82,17 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
     let home = Home::with_quickstart_seed();
     let recipe = recipe(&home, "recipe.json", 42);
 
-    let out = home.synth(&["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--output-id", "whole", "--limit", ROWS]);
+    let out = home.synth(&[
+        "--device",
+        "cpu",
+        "--quiet",
+        "run",
+        recipe.to_str().unwrap(),
+        "--output-id",
+        "whole",
+        "--limit",
+        ROWS,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!journal(&home, "whole").exists(), "a published run leaves no journal");
 
@@ -89,7 +112,17 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
             break;
         }
         if !checked_lock {
-            let out = home.synth(&["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--output-id", "resumed", "--limit", ROWS]);
+            let out = home.synth(&[
+                "--device",
+                "cpu",
+                "--quiet",
+                "run",
+                recipe.to_str().unwrap(),
+                "--output-id",
+                "resumed",
+                "--limit",
+                ROWS,
+            ]);
             assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
             assert!(stderr(&out).contains("being written by another"), "{}", stderr(&out));
             checked_lock = true;
@@ -103,7 +136,17 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
         if !checked_mismatch {
             // Another recipe's run never mixes in this journal.
             let other = self::recipe(&home, "other.json", 43);
-            let out = home.synth(&["--device", "cpu", "--quiet", "run", other.to_str().unwrap(), "--output-id", "resumed", "--limit", ROWS]);
+            let out = home.synth(&[
+                "--device",
+                "cpu",
+                "--quiet",
+                "run",
+                other.to_str().unwrap(),
+                "--output-id",
+                "resumed",
+                "--limit",
+                ROWS,
+            ]);
             assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
             assert!(stderr(&out).contains("--restart"), "{}", stderr(&out));
             checked_mismatch = true;
@@ -120,7 +163,17 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
         if out.status.code() == Some(130) {
             assert!(stderr(&out).contains("run the same command again"), "{}", stderr(&out));
             assert!(!home.path().join("datasets/resumed").exists());
-            let out = home.synth(&["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--output-id", "resumed", "--limit", ROWS]);
+            let out = home.synth(&[
+                "--device",
+                "cpu",
+                "--quiet",
+                "run",
+                recipe.to_str().unwrap(),
+                "--output-id",
+                "resumed",
+                "--limit",
+                ROWS,
+            ]);
             assert!(out.status.success(), "{}", stderr(&out));
         } else {
             // The signal came as the last generation finished: the run completed.
@@ -131,7 +184,11 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
     }
 
     for file in SPLITS {
-        assert_eq!(dataset_file(&home, "whole", file), dataset_file(&home, "resumed", file), "{file} differs after resuming");
+        assert_eq!(
+            dataset_file(&home, "whole", file),
+            dataset_file(&home, "resumed", file),
+            "{file} differs after resuming"
+        );
     }
     let manifest: Value = serde_json::from_str(&dataset_file(&home, "resumed", "manifest.json")).unwrap();
     assert!(manifest["resumedGenerations"].as_u64().unwrap() > 0, "{manifest}");
@@ -139,7 +196,10 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
     let tokens = &manifest["tokens"];
     assert!(tokens["generatedThisRun"].as_u64().unwrap() < tokens["generated"].as_u64().unwrap(), "{manifest}");
     let per_second = tokens["generatedThisRun"].as_f64().unwrap() / manifest["wallSeconds"].as_f64().unwrap();
-    assert!((manifest["tokensPerSecond"].as_f64().unwrap() - per_second).abs() <= 0.01 * per_second + 0.01, "{manifest}");
+    assert!(
+        (manifest["tokensPerSecond"].as_f64().unwrap() - per_second).abs() <= 0.01 * per_second + 0.01,
+        "{manifest}"
+    );
     assert!(!journal(&home, "resumed").exists());
 }
 

@@ -110,7 +110,8 @@ fn manifest_records_source_and_layout() {
     assert_eq!(report.sha256, expected);
 
     let dir = h.root.join("datasets/seed");
-    let mut files: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut files: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     files.sort();
     assert_eq!(files, ["manifest.json", "train.jsonl"]);
     assert_eq!(
@@ -118,7 +119,8 @@ fn manifest_records_source_and_layout() {
         "{\"messages\":[{\"role\":\"user\",\"content\":\"p\"},{\"role\":\"assistant\",\"content\":\"r\"}]}\n"
     );
 
-    let manifest: serde_json::Value = serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["id"], "seed");
     assert_eq!(manifest["kind"], "imported");
     assert_eq!(manifest["splits"], serde_json::json!({"train": {"file": "train.jsonl", "rows": 1}}));
@@ -231,7 +233,8 @@ fn invalid_ids_are_rejected_before_touching_disk() {
 fn import_refuses_to_overwrite_without_flag() {
     let h = home();
     let first = h.file("a.jsonl", "{\"prompt\":\"one\",\"response\":\"1\"}\n");
-    let second = h.file("b.jsonl", "{\"prompt\":\"two\",\"response\":\"2\"}\n{\"prompt\":\"three\",\"response\":\"3\"}\n");
+    let second =
+        h.file("b.jsonl", "{\"prompt\":\"two\",\"response\":\"2\"}\n{\"prompt\":\"three\",\"response\":\"3\"}\n");
     h.store.import_jsonl(&first, "seed", false).unwrap();
 
     let err = h.store.import_jsonl(&second, "seed", false).unwrap_err();
@@ -345,11 +348,17 @@ fn read_split_round_trip_with_limit_and_unknown_split() {
 
     let all = h.store.load_rows("ds").unwrap();
     let firsts: Vec<&str> = all.iter().map(|r| r.messages[0].content.as_str()).collect();
-    assert_eq!(firsts, ["train 0", "train 1", "train 2", "train 3", "train 4", "validation 0", "validation 1", "test 0"]);
+    assert_eq!(
+        firsts,
+        ["train 0", "train 1", "train 2", "train 3", "train 4", "validation 0", "validation 1", "test 0"]
+    );
 
     let err = h.store.read_split("ds", "dev", None).unwrap_err();
     assert_eq!(exit_code(&err), 2);
-    assert_eq!(err_text(&err), "error: dataset `ds` has no split `dev`\n\nhint: its splits are `train`, `validation`, `test`");
+    assert_eq!(
+        err_text(&err),
+        "error: dataset `ds` has no split `dev`\n\nhint: its splits are `train`, `validation`, `test`"
+    );
 }
 
 #[test]
@@ -360,7 +369,9 @@ fn missing_dataset_is_not_found_with_hint() {
         let text = err_text(&err);
         assert!(text.starts_with("error: dataset `nope` not found in `"), "{text}");
         assert!(
-            text.ends_with("hint: run `synth datasets list` to see stored datasets, or `synth datasets import FILE --id ID`"),
+            text.ends_with(
+                "hint: run `synth datasets list` to see stored datasets, or `synth datasets import FILE --id ID`"
+            ),
             "{text}"
         );
     }
@@ -383,7 +394,10 @@ fn list_is_sorted_and_ignores_junk() {
     let ids: Vec<&str> = list.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, ["alpha", "broken", "mid", "zeta"]);
     assert!(list[1].problem.as_deref().unwrap().contains("manifest.json"));
-    assert!(list.iter().filter(|d| d.id != "broken").all(|d| d.problem.is_none() && d.kind == "imported" && d.rows() == 1));
+    assert!(list
+        .iter()
+        .filter(|d| d.id != "broken")
+        .all(|d| d.problem.is_none() && d.kind == "imported" && d.rows() == 1));
 
     let err = h.store.load_rows("broken").unwrap_err();
     assert_eq!(exit_code(&err), 1);

@@ -34,7 +34,8 @@ pub fn sample(logits: &Tensor, rows: &[RowDraw]) -> Result<Vec<u32>> {
         return Ok(greedy.to_vec1()?);
     }
 
-    let column = |f: &dyn Fn(&RowDraw) -> f32| Tensor::from_vec(rows.iter().map(f).collect::<Vec<f32>>(), (n, 1), device);
+    let column =
+        |f: &dyn Fn(&RowDraw) -> f32| Tensor::from_vec(rows.iter().map(f).collect::<Vec<f32>>(), (n, 1), device);
     let inv_t = column(&|r| if r.greedy() { 1.0 } else { (1.0 / r.temperature) as f32 })?;
     let max = logits.max_keepdim(D::Minus1)?;
     // exp((l - max) / T): 1 for the best token, 0 for -inf; the CPU sampler's weights.
@@ -46,7 +47,9 @@ pub fn sample(logits: &Tensor, rows: &[RowDraw]) -> Result<Vec<u32>> {
         let on = |r: &RowDraw| !r.greedy() && r.top_k > 0 && r.top_k < vocab;
         let k = column(&|r| if on(r) { r.top_k as f32 } else { 0.0 })?;
         // The largest t with count(w >= t) >= k: those w are the k largest (and their ties).
-        let t = bisect_value(&weights, |t| Ok(weights.broadcast_ge(t)?.to_dtype(DType::F32)?.sum_keepdim(D::Minus1)?.broadcast_ge(&k)?))?;
+        let t = bisect_value(&weights, |t| {
+            Ok(weights.broadcast_ge(t)?.to_dtype(DType::F32)?.sum_keepdim(D::Minus1)?.broadcast_ge(&k)?)
+        })?;
         keep = (keep * only_where(&column(&|r| f32::from(u8::from(on(r))))?, &weights.broadcast_ge(&t)?)?)?;
     }
     if rows.iter().any(|r| !r.greedy() && r.top_p < 1.0) {
@@ -56,7 +59,9 @@ pub fn sample(logits: &Tensor, rows: &[RowDraw]) -> Result<Vec<u32>> {
         let total = kept.sum_keepdim(D::Minus1)?;
         let goal = total.broadcast_mul(&p)?;
         // The largest t whose kept tokens with w >= t hold at least p of the kept mass.
-        let t = bisect_value(&kept, |t| Ok(kept.broadcast_ge(t)?.to_dtype(DType::F32)?.mul(&kept)?.sum_keepdim(D::Minus1)?.broadcast_ge(&goal)?))?;
+        let t = bisect_value(&kept, |t| {
+            Ok(kept.broadcast_ge(t)?.to_dtype(DType::F32)?.mul(&kept)?.sum_keepdim(D::Minus1)?.broadcast_ge(&goal)?)
+        })?;
         keep = (keep * only_where(&column(&|r| f32::from(u8::from(on(r))))?, &kept.broadcast_ge(&t)?)?)?;
     }
     let kept = (&weights * &keep)?;
@@ -111,7 +116,7 @@ pub fn samples_on(device: &Device) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::sampler::{argmax, SamplingParams, Sampler};
+    use crate::engine::sampler::{argmax, Sampler, SamplingParams};
     use rand::{Rng, SeedableRng};
 
     fn draw(temperature: f64, top_k: usize, top_p: f64, uniform: f64) -> RowDraw {
@@ -147,7 +152,17 @@ mod tests {
         let mut agree = 0;
         let mut total = 0;
         for seed in 0..20u64 {
-            let mut samplers: Vec<Sampler> = (0..8).map(|r| Sampler::new(SamplingParams { temperature: 0.9, top_p: 1.0, top_k: 0, max_new_tokens: 1, seed: seed * 8 + r })).collect();
+            let mut samplers: Vec<Sampler> = (0..8)
+                .map(|r| {
+                    Sampler::new(SamplingParams {
+                        temperature: 0.9,
+                        top_p: 1.0,
+                        top_k: 0,
+                        max_new_tokens: 1,
+                        seed: seed * 8 + r,
+                    })
+                })
+                .collect();
             let draws: Vec<RowDraw> = samplers.iter().map(|s| draw(0.9, 0, 1.0, s.clone().draw().unwrap())).collect();
             let got = sample(&tensor, &draws).unwrap();
             for (r, s) in samplers.iter_mut().enumerate() {

@@ -20,11 +20,24 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(n_layers: usize, kv_heads: usize, head_dim: usize, slots: usize, max_len: usize, dtype: DType, device: &Device) -> Result<Self> {
-        if slots.checked_mul(kv_heads).and_then(|n| n.checked_mul(max_len)).is_none_or(|rows| rows > u32::MAX as usize) {
-            candle_core::bail!("a KV cache of {slots} slots x {kv_heads} heads x {max_len} positions is too large to index");
+    pub fn new(
+        n_layers: usize,
+        kv_heads: usize,
+        head_dim: usize,
+        slots: usize,
+        max_len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        if slots.checked_mul(kv_heads).and_then(|n| n.checked_mul(max_len)).is_none_or(|rows| rows > u32::MAX as usize)
+        {
+            candle_core::bail!(
+                "a KV cache of {slots} slots x {kv_heads} heads x {max_len} positions is too large to index"
+            );
         }
-        let alloc = || -> Result<Vec<Tensor>> { (0..n_layers).map(|_| Tensor::zeros((slots, kv_heads, max_len, head_dim), dtype, device)).collect() };
+        let alloc = || -> Result<Vec<Tensor>> {
+            (0..n_layers).map(|_| Tensor::zeros((slots, kv_heads, max_len, head_dim), dtype, device)).collect()
+        };
         Ok(Self { keys: alloc()?, values: alloc()?, slots, kv_heads, max_len, head_dim })
     }
 
@@ -56,7 +69,15 @@ impl KvCache {
     /// `[count, kv_heads, head_dim]`, `positions` `[count * kv_heads, 1, head_dim]` u32 (from
     /// [`KvCache::single_positions`]), `u32::MAX` where a slot gets nothing. One scatter each,
     /// a thread per element, whatever the number of rows.
-    pub fn write_single(&mut self, layer: usize, first: usize, count: usize, positions: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
+    pub fn write_single(
+        &mut self,
+        layer: usize,
+        first: usize,
+        count: usize,
+        positions: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<()> {
         let shape = (count * self.kv_heads, 1, self.head_dim);
         for (cache, new) in [(&self.keys[layer], k), (&self.values[layer], v)] {
             let view = cache.narrow(0, first, count)?.reshape((count * self.kv_heads, self.max_len, self.head_dim))?;
@@ -109,12 +130,14 @@ mod tests {
         // Value of (head h, token t, dim d) = 100h + 10t + d + 1; tokens 0..3 of a prompt
         // piece go to slot 2 at positions 4..7.
         let value = |h: usize, t: usize, d: usize| (100 * h + 10 * t + d + 1) as f32;
-        let piece: Vec<f32> = (0..kv).flat_map(|h| (0..3).flat_map(move |t| (0..hd).map(move |d| value(h, t, d)))).collect();
+        let piece: Vec<f32> =
+            (0..kv).flat_map(|h| (0..3).flat_map(move |t| (0..hd).map(move |d| value(h, t, d)))).collect();
         let k = Tensor::from_vec(piece, (kv, 3, hd), &dev).unwrap();
         cache.write(0, 2, 4, &k, &(&k * 2.0).unwrap()).unwrap();
         // Single tokens 5 and 6 go to slots 1 (position 2) and 3 (position 0); slot 2, in the
         // range, gets nothing.
-        let single: Vec<f32> = [5usize, 6].iter().flat_map(|&t| (0..kv).flat_map(move |h| (0..hd).map(move |d| value(h, t, d)))).collect();
+        let single: Vec<f32> =
+            [5usize, 6].iter().flat_map(|&t| (0..kv).flat_map(move |h| (0..hd).map(move |d| value(h, t, d)))).collect();
         let single = Tensor::from_vec(single, (2, kv, hd), &dev).unwrap();
         let zeros = Tensor::zeros((1, kv, hd), DType::F32, &dev).unwrap();
         let ks = Tensor::cat(&[&single.narrow(0, 0, 1).unwrap(), &zeros, &single.narrow(0, 1, 1).unwrap()], 0).unwrap();
@@ -137,7 +160,11 @@ mod tests {
                         None => vec![0.0; hd],
                     };
                     assert_eq!(keys[h][p], want, "keys slot {slot} head {h} pos {p}");
-                    assert_eq!(values[h][p], want.iter().map(|x| x * 2.0).collect::<Vec<_>>(), "values slot {slot} head {h} pos {p}");
+                    assert_eq!(
+                        values[h][p],
+                        want.iter().map(|x| x * 2.0).collect::<Vec<_>>(),
+                        "values slot {slot} head {h} pos {p}"
+                    );
                 }
             }
         }

@@ -67,6 +67,10 @@ impl scheduler::BatchModel for Engine {
     /// host sampler reads them in place.
     fn forward(&mut self, batch: &[SeqStep]) -> Result<scheduler::Logits> {
         let logits = self.decoder.forward(batch, &mut self.cache)?;
-        Ok(if self.device_sampling { scheduler::Logits::Device(logits) } else { scheduler::Logits::Host(logits.to_vec2::<f32>()?) })
+        Ok(if self.device_sampling {
+            scheduler::Logits::Device(logits)
+        } else {
+            scheduler::Logits::Host(logits.to_vec2::<f32>()?)
+        })
     }
 }

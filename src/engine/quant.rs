@@ -140,9 +140,12 @@ impl PackedLinear {
             quantize(xs, level)
         };
         let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
-        let jobs: Vec<(&Self, usize)> = layers.iter().zip(&mut outs).map(|(l, o)| (*l, o.as_mut_ptr() as usize)).collect();
-        let starts: Vec<usize> = layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + l.n.div_ceil(COLS)))).collect();
-        let total = starts.last().expect("at least one layer") + layers.last().expect("at least one layer").n.div_ceil(COLS);
+        let jobs: Vec<(&Self, usize)> =
+            layers.iter().zip(&mut outs).map(|(l, o)| (*l, o.as_mut_ptr() as usize)).collect();
+        let starts: Vec<usize> =
+            layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + l.n.div_ceil(COLS)))).collect();
+        let total =
+            starts.last().expect("at least one layer") + layers.last().expect("at least one layer").n.div_ceil(COLS);
         // Rayon rather than candle's spinning barrier pool: a work item nobody has stolen yet is
         // run by the caller, so a worker the OS has descheduled (a loaded machine) delays the
         // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
@@ -457,7 +460,10 @@ mod avx2 {
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    let s = _mm256_add_epi16(_mm256_maddubs_epi16(lo, broadcast4(ab, 4 * g)), _mm256_maddubs_epi16(hi, broadcast4(ab, 16 + 4 * g)));
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, broadcast4(ab, 4 * g)),
+                        _mm256_maddubs_epi16(hi, broadcast4(ab, 16 + 4 * g)),
+                    );
                     sumi16[r] = _mm256_add_epi16(sumi16[r], s);
                 }
             }
@@ -484,7 +490,8 @@ mod avx2 {
         // lane g of candle's single accumulator register for that column.
         let mut acc = [_mm256_setzero_ps(); 8];
         for (wb, ab) in w.iter().zip(a) {
-            let d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i)), _mm256_set1_ps(ab.d));
+            let d =
+                _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(wb.d.as_ptr() as *const __m128i)), _mm256_set1_ps(ab.d));
             for (g, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
                 let y = broadcast4(ab, 4 * g);
@@ -582,7 +589,10 @@ mod tests {
             // Every kernel this CPU can run is the same math.
             for level in levels() {
                 let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
-                assert!(bits(&want) == bits(&got.to_vec2::<f32>().unwrap()), "{dtype:?} n={n} k={k} m={m}: {level:?} not bit-identical");
+                assert!(
+                    bits(&want) == bits(&got.to_vec2::<f32>().unwrap()),
+                    "{dtype:?} n={n} k={k} m={m}: {level:?} not bit-identical"
+                );
             }
         }
     }

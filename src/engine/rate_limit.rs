@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-
 /// Slowest rate a bucket runs at: one request every 16 h 40 min (recipes accept no less).
 pub const MIN_REQUESTS_PER_MINUTE: f64 = 0.001;
 /// Fastest rate a bucket runs at: about 16,700 a second (recipes accept no more).

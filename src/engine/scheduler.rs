@@ -138,7 +138,12 @@ pub fn run_to_completion<M: BatchModel>(
     admission: &dyn Admission,
     mut on_done: impl FnMut(Completion) -> Result<()>,
 ) -> Result<Vec<Request>> {
-    let mut batch = Batch { queue: requests.into(), free_slots: (0..model.slots()).rev().collect(), active: Vec::new(), max_len: model.max_len() };
+    let mut batch = Batch {
+        queue: requests.into(),
+        free_slots: (0..model.slots()).rev().collect(),
+        active: Vec::new(),
+        max_len: model.max_len(),
+    };
     loop {
         batch.admit(&mut limiter, admission, &mut on_done)?;
         if batch.active.is_empty() {
@@ -165,7 +170,12 @@ fn wait_for_rate_cap(limiter: &mut Limiter) {
 impl Batch {
     /// Admits queued requests into free slots, as the rate cap and `admission` allow. A request
     /// that cannot run (empty or too long a prompt, no new tokens) is finished at once.
-    fn admit(&mut self, limiter: &mut Limiter, admission: &dyn Admission, on_done: &mut impl FnMut(Completion) -> Result<()>) -> Result<()> {
+    fn admit(
+        &mut self,
+        limiter: &mut Limiter,
+        admission: &dyn Admission,
+        on_done: &mut impl FnMut(Completion) -> Result<()>,
+    ) -> Result<()> {
         while !self.free_slots.is_empty() && admission.admitting() {
             let Some(request) = self.queue.front() else { break };
             let unrunnable = if request.prompt.is_empty() || request.prompt.len() >= self.max_len {
@@ -180,7 +190,12 @@ impl Batch {
             }
             let Some(request) = self.queue.pop_front() else { break };
             if let Some(finish) = unrunnable {
-                on_done(Completion { id: request.id, tokens: Vec::new(), finish, prompt_tokens: request.prompt.len() })?;
+                on_done(Completion {
+                    id: request.id,
+                    tokens: Vec::new(),
+                    finish,
+                    prompt_tokens: request.prompt.len(),
+                })?;
                 continue;
             }
             let Some(slot) = self.free_slots.pop() else { break };
@@ -234,7 +249,12 @@ impl Batch {
         let sampling: Vec<usize> = plan.iter().filter(|p| p.samples).map(|p| p.row).collect();
         Ok(match logits {
             Logits::Host(rows) => {
-                anyhow::ensure!(rows.len() == sampling.len(), "the model returned {} logit rows for {} sampling rows", rows.len(), sampling.len());
+                anyhow::ensure!(
+                    rows.len() == sampling.len(),
+                    "the model returned {} logit rows for {} sampling rows",
+                    rows.len(),
+                    sampling.len()
+                );
                 sampling.iter().zip(&rows).map(|(&i, row)| self.active[i].sampler.sample(row)).collect()
             }
             Logits::Device(tensor) => {
@@ -246,7 +266,13 @@ impl Batch {
 
     /// Records the step: prompt progress, sampled tokens, and rows that finished (their slots
     /// are freed for the next step).
-    fn advance(&mut self, plan: &[Piece], tokens: Vec<u32>, stop_tokens: &[u32], on_done: &mut impl FnMut(Completion) -> Result<()>) -> Result<()> {
+    fn advance(
+        &mut self,
+        plan: &[Piece],
+        tokens: Vec<u32>,
+        stop_tokens: &[u32],
+        on_done: &mut impl FnMut(Completion) -> Result<()>,
+    ) -> Result<()> {
         let mut tokens = tokens.into_iter();
         let mut finished = Vec::new();
         for p in plan {
@@ -274,7 +300,12 @@ impl Batch {
         for (i, finish) in finished {
             let a = self.active.swap_remove(i);
             self.free_slots.push(a.slot);
-            on_done(Completion { id: a.request.id, prompt_tokens: a.request.prompt.len(), tokens: a.generated, finish })?;
+            on_done(Completion {
+                id: a.request.id,
+                prompt_tokens: a.request.prompt.len(),
+                tokens: a.generated,
+                finish,
+            })?;
         }
         Ok(())
     }
@@ -331,7 +362,13 @@ mod tests {
     }
 
     fn requests(n: usize) -> Vec<Request> {
-        (0..n).map(|i| Request { id: i, prompt: (0..(3 + 5 * i) as u32).map(|t| t % 7 + 1).collect(), params: greedy(4 + i % 3) }).collect()
+        (0..n)
+            .map(|i| Request {
+                id: i,
+                prompt: (0..(3 + 5 * i) as u32).map(|t| t % 7 + 1).collect(),
+                params: greedy(4 + i % 3),
+            })
+            .collect()
     }
 
     fn run_all(model: &mut Echo, chunk: usize, reqs: Vec<Request>) -> Vec<Completion> {
@@ -410,7 +447,8 @@ mod tests {
         let mut bucket = TokenBucket::new(60.0, clock.now());
         let config = SchedulerConfig { prefill_chunk: 100, stop_tokens: vec![] };
         let mut model = echo(8, 64);
-        run_to_completion(&mut model, &config, requests(4), Some((&mut bucket, &clock)), &AlwaysAdmit, |_| Ok(())).unwrap();
+        run_to_completion(&mut model, &config, requests(4), Some((&mut bucket, &clock)), &AlwaysAdmit, |_| Ok(()))
+            .unwrap();
         // With 60/min and no other delay, starts happen at t = 0, 1, 2, 3 s: the fake clock
         // advanced by the waits alone.
         assert!(clock.now() >= Duration::from_secs(3) && clock.now() < Duration::from_secs(4), "{:?}", clock.now());

@@ -25,8 +25,8 @@ use crate::model::{LoadedModel, Registry};
 use crate::output::Destination;
 use crate::progress::{Progress, ProgressMode};
 use crate::store::artifacts::{
-    round3, EvalDatasetRecord, EvalFailureMode, EvalResult, EvalSummary, EvalTokens, EvaluationRecord, EvaluatorSummary, FailureModeRecord,
-    FailureModeRow, FailureModesManifest, TokenCounts,
+    round3, EvalDatasetRecord, EvalFailureMode, EvalResult, EvalSummary, EvalTokens, EvaluationRecord,
+    EvaluatorSummary, FailureModeRecord, FailureModeRow, FailureModesManifest, TokenCounts,
 };
 use crate::store::manifest::now_rfc3339;
 use crate::store::{Message, Row, Store, KIND_FAILURE_MODES};
@@ -176,17 +176,35 @@ pub fn evaluate(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Res
     let judge_tokens = grade(&mut results, &recipe, &models, options)?;
     let counts = count_verdicts(&recipe, &results);
     let failures = find_failures(&recipe, &results);
-    let dataset = (recipe.generate_failure_modes && !failures.failed.is_empty()).then(|| failure_modes_dataset_id(&run_id));
+    let dataset =
+        (recipe.generate_failure_modes && !failures.failed.is_empty()).then(|| failure_modes_dataset_id(&run_id));
 
     let wall_seconds = started.elapsed().as_secs_f64();
-    let run = RunFacts { run_id: &run_id, recipe_path, recipe: &recipe, models: &models, device: device::name(&device), rows_in_dataset: examples.rows_in_dataset, wall_seconds };
+    let run = RunFacts {
+        run_id: &run_id,
+        recipe_path,
+        recipe: &recipe,
+        models: &models,
+        device: device::name(&device),
+        rows_in_dataset: examples.rows_in_dataset,
+        wall_seconds,
+    };
     let summary = summarize(&run, &results, &counts, judge_tokens, &failures, dataset.clone())?;
     let path = write_run(store, &run_id, &result_records(&recipe, &results), &summary)?;
     if let Some(id) = &dataset {
         publish_failure_modes(store, id, &run_id, &recipe, &results, &failures)?;
     }
     let failed_rows = results.iter().filter(|r| r.outcomes.iter().any(|o| o.verdict == Verdict::Fail)).count();
-    Ok(EvalReport { run_id, path, rows: results.len(), failed_rows, evaluators: counts, failure_modes_dataset: dataset, failure_modes: failures.modes.len(), wall_seconds })
+    Ok(EvalReport {
+        run_id,
+        path,
+        rows: results.len(),
+        failed_rows,
+        evaluators: counts,
+        failure_modes_dataset: dataset,
+        failure_modes: failures.modes.len(),
+        wall_seconds,
+    })
 }
 
 fn load_examples(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Examples> {
@@ -213,16 +231,24 @@ fn load_examples(store: &Store, dataset_id: &str, limit: Option<usize>) -> Resul
 
 /// Judge models load before any generation, so a missing one fails fast; a judge naming the
 /// evaluated model shares it.
-fn load_models(store: &Store, recipe: &EvalRecipe, recipe_path: &Path, options: &EvalOptions, device: &Device) -> Result<Models> {
+fn load_models(
+    store: &Store,
+    recipe: &EvalRecipe,
+    recipe_path: &Path,
+    options: &EvalOptions,
+    device: &Device,
+) -> Result<Models> {
     let registry = Registry::load(Some(store.root()))?;
-    let evaluated = LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), device)?;
+    let evaluated =
+        LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), device)?;
     check_context(&evaluated, &recipe.inference, recipe_path, "recipeConfig.evaluationConfig.inferenceConfig")?;
     let mut models = Models { evaluated, judges: Vec::new(), judge_of: BTreeMap::new() };
     for (index, evaluator) in recipe.evaluators.iter().enumerate() {
         let EvaluatorKind::LlmJudge(spec) = &evaluator.kind else { continue };
         let name = registry.get(&spec.model.model_name)?.name.clone();
         if name != models.evaluated.resolved.spec.name && !models.judges.iter().any(|(n, _)| *n == name) {
-            let loaded = LoadedModel::load(&registry, &name, None, store.root(), device).with_context(|| format!("loading the judge model of evaluator `{}`", evaluator.name))?;
+            let loaded = LoadedModel::load(&registry, &name, None, store.root(), device)
+                .with_context(|| format!("loading the judge model of evaluator `{}`", evaluator.name))?;
             models.judges.push((name.clone(), loaded));
         }
         models.judge_of.insert(index, name);
@@ -233,13 +259,28 @@ fn load_models(store: &Store, recipe: &EvalRecipe, recipe_path: &Path, options: 
 }
 
 /// The evaluated model's answer to every example; row `i` samples with `mix_seed(seed, i)`.
-fn answer(model: &LoadedModel, recipe: &EvalRecipe, examples: Vec<Example>, options: &EvalOptions) -> Result<Vec<RowResult>> {
+fn answer(
+    model: &LoadedModel,
+    recipe: &EvalRecipe,
+    examples: Vec<Example>,
+    options: &EvalOptions,
+) -> Result<Vec<RowResult>> {
     let jobs: Vec<Job> = examples
         .iter()
         .enumerate()
-        .map(|(i, e)| Job { messages: e.prompt.clone(), params: recipe.inference.sampling(mix_seed(recipe.inference.seed, i as u64)) })
+        .map(|(i, e)| Job {
+            messages: e.prompt.clone(),
+            params: recipe.inference.sampling(mix_seed(recipe.inference.seed, i as u64)),
+        })
         .collect();
-    let outputs = run_batch(model, &jobs, "answers", &options.engine.thinking(&recipe.inference), RateCap::of(&recipe.inference), options.progress)?;
+    let outputs = run_batch(
+        model,
+        &jobs,
+        "answers",
+        &options.engine.thinking(&recipe.inference),
+        RateCap::of(&recipe.inference),
+        options.progress,
+    )?;
     let mut results = Vec::with_capacity(examples.len());
     for (example, output) in examples.into_iter().zip(outputs) {
         let output = output.context("a generation did not finish")?;
@@ -248,7 +289,14 @@ fn answer(model: &LoadedModel, recipe: &EvalRecipe, examples: Vec<Example>, opti
     Ok(results)
 }
 
-fn run_batch(model: &LoadedModel, jobs: &[Job], label: &str, engine: &EngineOptions, mut rate: Option<RateCap>, mode: ProgressMode) -> Result<Vec<Option<Generated>>> {
+fn run_batch(
+    model: &LoadedModel,
+    jobs: &[Job],
+    label: &str,
+    engine: &EngineOptions,
+    mut rate: Option<RateCap>,
+    mode: ProgressMode,
+) -> Result<Vec<Option<Generated>>> {
     let mut progress = Progress::new(label, jobs.len(), mode);
     let context = BatchContext { engine, rate: rate.as_mut(), admission: None, progress: &mut progress };
     let outputs = generate(model, jobs, context, |_, _| Ok(()))?;
@@ -258,7 +306,12 @@ fn run_batch(model: &LoadedModel, jobs: &[Job], label: &str, engine: &EngineOpti
 
 /// Every evaluator, in recipe order; judges run batched over all rows. Returns the judges'
 /// prompt and generated tokens.
-fn grade(results: &mut [RowResult], recipe: &EvalRecipe, models: &Models, options: &EvalOptions) -> Result<TokenCounts> {
+fn grade(
+    results: &mut [RowResult],
+    recipe: &EvalRecipe,
+    models: &Models,
+    options: &EvalOptions,
+) -> Result<TokenCounts> {
     let mut judge_tokens = TokenCounts::default();
     for (index, evaluator) in recipe.evaluators.iter().enumerate() {
         match &evaluator.kind {
@@ -273,7 +326,8 @@ fn grade(results: &mut [RowResult], recipe: &EvalRecipe, models: &Models, option
             }
             kind => {
                 for r in results.iter_mut() {
-                    let outcome = evaluators::evaluate(kind, r.output.text.trim(), &r.example.reference).context("a deterministic evaluator")?;
+                    let outcome = evaluators::evaluate(kind, r.output.text.trim(), &r.example.reference)
+                        .context("a deterministic evaluator")?;
                     r.outcomes.push(outcome);
                 }
             }
@@ -283,32 +337,58 @@ fn grade(results: &mut [RowResult], recipe: &EvalRecipe, models: &Models, option
 }
 
 /// Judge `index`'s reply for every row; row `i` samples with `mix_seed(mix_seed(seed, i), 1 + index)`.
-fn ask_judge(results: &[RowResult], index: usize, spec: &Judge, name: &str, model: &LoadedModel, options: &EvalOptions) -> Result<Vec<Generated>> {
+fn ask_judge(
+    results: &[RowResult],
+    index: usize,
+    spec: &Judge,
+    name: &str,
+    model: &LoadedModel,
+    options: &EvalOptions,
+) -> Result<Vec<Generated>> {
     let jobs: Vec<Job> = results
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let prompt = render_template(&spec.template, r.example.prompt_text(), &r.example.reference, r.output.text.trim());
+            let prompt =
+                render_template(&spec.template, r.example.prompt_text(), &r.example.reference, r.output.text.trim());
             let seed = mix_seed(mix_seed(spec.inference.seed, i as u64), 1 + index as u64);
             Job { messages: vec![Message::new("user", prompt)], params: spec.inference.sampling(seed) }
         })
         .collect();
-    let replies = run_batch(model, &jobs, &format!("judge {name}"), &options.engine.thinking(&spec.inference), RateCap::of(&spec.inference), options.progress)?;
+    let replies = run_batch(
+        model,
+        &jobs,
+        &format!("judge {name}"),
+        &options.engine.thinking(&spec.inference),
+        RateCap::of(&spec.inference),
+        options.progress,
+    )?;
     replies.into_iter().map(|r| r.context("a judge generation did not finish")).collect()
 }
 
 /// A judge reply's verdict; a prompt that did not fit is unparseable, never guessed.
 fn judge_outcome(reply: &Generated) -> Outcome {
     if reply.finish == FinishReason::PromptTooLong {
-        return Outcome { verdict: Verdict::Unparseable, rationale: "the judge prompt does not fit the judge model's context".into(), reason: None };
+        return Outcome {
+            verdict: Verdict::Unparseable,
+            rationale: "the judge prompt does not fit the judge model's context".into(),
+            reason: None,
+        };
     }
     let parsed = judge::parse(&reply.text);
     Outcome { verdict: parsed.verdict, rationale: parsed.rationale, reason: None }
 }
 
 fn count_verdicts(recipe: &EvalRecipe, results: &[RowResult]) -> Vec<EvaluatorCounts> {
-    let mut counts: Vec<EvaluatorCounts> =
-        recipe.evaluators.iter().map(|e| EvaluatorCounts { name: e.name.clone(), type_name: e.kind.type_name().to_string(), ..Default::default() }).collect();
+    let mut counts: Vec<EvaluatorCounts> = recipe
+        .evaluators
+        .iter()
+        .map(|e| EvaluatorCounts {
+            name: e.name.clone(),
+            type_name: e.kind.type_name().to_string(),
+            ..Default::default()
+        })
+        .collect();
     for r in results {
         for (c, o) in counts.iter_mut().zip(&r.outcomes) {
             c.add(o.verdict);
@@ -320,7 +400,8 @@ fn count_verdicts(recipe: &EvalRecipe, results: &[RowResult]) -> Vec<EvaluatorCo
 /// Each failed row under the first evaluator that failed it, grouped into modes when the
 /// recipe asks for them.
 fn find_failures(recipe: &EvalRecipe, results: &[RowResult]) -> Failures {
-    let failed: Vec<(usize, usize)> = results.iter().enumerate().filter_map(|(row, r)| r.first_failure().map(|e| (row, e))).collect();
+    let failed: Vec<(usize, usize)> =
+        results.iter().enumerate().filter_map(|(row, r)| r.first_failure().map(|e| (row, e))).collect();
     if !recipe.generate_failure_modes {
         return Failures { failed, modes: Vec::new() };
     }
@@ -353,7 +434,14 @@ struct RunFacts<'a> {
     wall_seconds: f64,
 }
 
-fn summarize(run: &RunFacts, results: &[RowResult], counts: &[EvaluatorCounts], judge_tokens: TokenCounts, failures: &Failures, dataset: Option<String>) -> Result<EvalSummary> {
+fn summarize(
+    run: &RunFacts,
+    results: &[RowResult],
+    counts: &[EvaluatorCounts],
+    judge_tokens: TokenCounts,
+    failures: &Failures,
+    dataset: Option<String>,
+) -> Result<EvalSummary> {
     let mut finish_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for r in results {
         *finish_reasons.entry(finish_name(r.output.finish).to_string()).or_default() += 1;
@@ -365,9 +453,18 @@ fn summarize(run: &RunFacts, results: &[RowResult], counts: &[EvaluatorCounts], 
         synth_version: env!("CARGO_PKG_VERSION").into(),
         recipe_file: run.recipe_path.display().to_string(),
         recipe: run.recipe.source.clone(),
-        dataset: EvalDatasetRecord { id: run.recipe.dataset_id.clone(), rows_used: results.len(), rows_in_dataset: run.rows_in_dataset },
+        dataset: EvalDatasetRecord {
+            id: run.recipe.dataset_id.clone(),
+            rows_used: results.len(),
+            rows_in_dataset: run.rows_in_dataset,
+        },
         model: run.models.evaluated.record()?,
-        judges: run.models.judge_of.iter().map(|(i, name)| (run.recipe.evaluators[*i].name.clone(), name.clone())).collect(),
+        judges: run
+            .models
+            .judge_of
+            .iter()
+            .map(|(i, name)| (run.recipe.evaluators[*i].name.clone(), name.clone()))
+            .collect(),
         judge_models: run.models.judges.iter().map(|(_, m)| m.record()).collect::<Result<_>>()?,
         device: run.device.to_string(),
         inference_seed: run.recipe.inference.seed,
@@ -376,7 +473,15 @@ fn summarize(run: &RunFacts, results: &[RowResult], counts: &[EvaluatorCounts], 
         failed_rows,
         evaluators: counts
             .iter()
-            .map(|c| EvaluatorSummary { name: c.name.clone(), type_name: c.type_name.clone(), pass: c.pass, fail: c.fail, unparseable: c.unparseable, skipped: c.skipped, pass_rate: c.pass_rate().map(round3) })
+            .map(|c| EvaluatorSummary {
+                name: c.name.clone(),
+                type_name: c.type_name.clone(),
+                pass: c.pass,
+                fail: c.fail,
+                unparseable: c.unparseable,
+                skipped: c.skipped,
+                pass_rate: c.pass_rate().map(round3),
+            })
             .collect(),
         finish_reasons,
         tokens: EvalTokens {
@@ -387,7 +492,11 @@ fn summarize(run: &RunFacts, results: &[RowResult], counts: &[EvaluatorCounts], 
         },
         wall_seconds: round3(run.wall_seconds),
         failure_modes_dataset: dataset,
-        failure_modes: failures.modes.iter().map(|m| EvalFailureMode { label: m.label.clone(), count: m.count(), description: m.description.clone() }).collect(),
+        failure_modes: failures
+            .modes
+            .iter()
+            .map(|m| EvalFailureMode { label: m.label.clone(), count: m.count(), description: m.description.clone() })
+            .collect(),
     })
 }
 
@@ -398,7 +507,12 @@ fn result_records(recipe: &EvalRecipe, results: &[RowResult]) -> Vec<EvalResult>
         .map(|(i, r)| {
             let mut evaluations = Map::new();
             for (e, (evaluator, o)) in recipe.evaluators.iter().zip(&r.outcomes).enumerate() {
-                let record = EvaluationRecord { verdict: o.verdict.as_str().to_string(), rationale: o.rationale.clone(), reason: o.reason.map(str::to_string), judge_reply: r.judge_replies.get(&e).cloned() };
+                let record = EvaluationRecord {
+                    verdict: o.verdict.as_str().to_string(),
+                    rationale: o.rationale.clone(),
+                    reason: o.reason.map(str::to_string),
+                    judge_reply: r.judge_replies.get(&e).cloned(),
+                };
                 evaluations.insert(evaluator.name.clone(), serde_json::to_value(record).unwrap_or(Value::Null));
             }
             EvalResult {
@@ -425,7 +539,14 @@ fn finish_name(finish: FinishReason) -> &'static str {
 
 /// One chat row per failed example (prompt, then the reference as the assistant's answer),
 /// all in `train`, labelled with its failure mode.
-fn publish_failure_modes(store: &Store, id: &str, run_id: &str, recipe: &EvalRecipe, results: &[RowResult], failures: &Failures) -> Result<PathBuf> {
+fn publish_failure_modes(
+    store: &Store,
+    id: &str,
+    run_id: &str,
+    recipe: &EvalRecipe,
+    results: &[RowResult],
+    failures: &Failures,
+) -> Result<PathBuf> {
     let mut label_of: Vec<&str> = vec![""; failures.failed.len()];
     for mode in &failures.modes {
         for &m in &mode.members {
@@ -446,14 +567,25 @@ fn publish_failure_modes(store: &Store, id: &str, run_id: &str, recipe: &EvalRec
             eval_run: Some(run_id.to_string()),
             row: Some(row),
         };
-        let Value::Object(metadata) = serde_json::to_value(metadata)? else { unreachable!("a struct serializes to an object") };
+        let Value::Object(metadata) = serde_json::to_value(metadata)? else {
+            unreachable!("a struct serializes to an object")
+        };
         rows.push(Row { messages, metadata: Some(metadata) });
     }
     let details = FailureModesManifest {
         eval_run: run_id.to_string(),
         eval_dataset: recipe.dataset_id.clone(),
         model: recipe.model.model_name.clone(),
-        failure_modes: failures.modes.iter().map(|m| FailureModeRecord { label: m.label.clone(), count: m.count(), evaluator: m.evaluator.clone(), description: m.description.clone() }).collect(),
+        failure_modes: failures
+            .modes
+            .iter()
+            .map(|m| FailureModeRecord {
+                label: m.label.clone(),
+                count: m.count(),
+                evaluator: m.evaluator.clone(),
+                description: m.description.clone(),
+            })
+            .collect(),
     };
     Destination { store, id, kind: KIND_FAILURE_MODES, overwrite: false }.publish_splits(&[("train", rows)], &details)
 }
@@ -464,7 +596,10 @@ mod tests {
 
     #[test]
     fn the_reference_is_the_last_assistant_message_or_metadata() {
-        let row = Row { messages: vec![Message::new("system", "s"), Message::new("user", "2+2?"), Message::new("assistant", "4")], metadata: None };
+        let row = Row {
+            messages: vec![Message::new("system", "s"), Message::new("user", "2+2?"), Message::new("assistant", "4")],
+            metadata: None,
+        };
         let e = example(&row).unwrap();
         assert_eq!(e.reference, "4");
         assert_eq!(e.prompt.len(), 2);
@@ -477,7 +612,8 @@ mod tests {
 
         let no_reference = Row { messages: vec![Message::new("user", "hi")], metadata: None };
         assert!(example(&no_reference).unwrap_err().contains("no assistant message"));
-        let no_user = Row { messages: vec![Message::new("system", "s"), Message::new("assistant", "a")], metadata: None };
+        let no_user =
+            Row { messages: vec![Message::new("system", "s"), Message::new("assistant", "a")], metadata: None };
         assert!(example(&no_user).unwrap_err().contains("no user message"));
     }
 

@@ -82,7 +82,9 @@ pub fn contains(m: &TextMatch, output: &str, reference: &str) -> Outcome {
         return Outcome::skipped("the reference is empty".into());
     }
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-    let found = o.match_indices(&r).any(|(at, _)| boundary(o[..at].chars().next_back()) && boundary(o[at + r.len()..].chars().next()));
+    let found = o
+        .match_indices(&r)
+        .any(|(at, _)| boundary(o[..at].chars().next_back()) && boundary(o[at + r.len()..].chars().next()));
     if found {
         Outcome::pass(format!("the output contains `{}`", short(&r)))
     } else {
@@ -94,7 +96,10 @@ pub fn regex_match(regex: &Regex, must_match: bool, output: &str) -> Outcome {
     match (regex.find(output), must_match) {
         (Some(m), true) => Outcome::pass(format!("`{}` matches at `{}`", regex.as_str(), short(m.as_str()))),
         (None, true) => Outcome::fail("no-match", format!("the output does not match `{}`", regex.as_str())),
-        (Some(m), false) => Outcome::fail("forbidden-match", format!("the output matches `{}` at `{}`", regex.as_str(), short(m.as_str()))),
+        (Some(m), false) => Outcome::fail(
+            "forbidden-match",
+            format!("the output matches `{}` at `{}`", regex.as_str(), short(m.as_str())),
+        ),
         (None, false) => Outcome::pass(format!("the output does not match `{}`", regex.as_str())),
     }
 }
@@ -120,7 +125,11 @@ pub fn numeric_match(absolute: f64, relative: f64, output: &str, reference: &str
 fn show(x: f64) -> String {
     let s = format!("{x:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s.is_empty() || s == "-" { "0".into() } else { s.into() }
+    if s.is_empty() || s == "-" {
+        "0".into()
+    } else {
+        s.into()
+    }
 }
 
 /// A number found in text: its value and how it was written.
@@ -136,7 +145,8 @@ pub struct Found {
 pub fn last_number(text: &str) -> Option<Found> {
     static NUMBER: OnceLock<Regex> = OnceLock::new();
     let re = NUMBER.get_or_init(|| {
-        Regex::new(r"[-\u{2212}]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)").expect("the number pattern is valid")
+        Regex::new(r"[-\u{2212}]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)")
+            .expect("the number pattern is valid")
     });
     let mut last = None;
     for m in re.find_iter(text) {
@@ -167,13 +177,16 @@ pub fn normalize(m: &TextMatch, text: &str) -> String {
             .iter()
             .enumerate()
             .filter(|&(i, c)| {
-                if c.is_alphanumeric() || c.is_whitespace() || !(c.is_ascii_punctuation() || is_unicode_punctuation(*c)) {
+                if c.is_alphanumeric() || c.is_whitespace() || !(c.is_ascii_punctuation() || is_unicode_punctuation(*c))
+                {
                     return true;
                 }
                 let prev = i.checked_sub(1).and_then(|j| chars.get(j));
                 let next = chars.get(i + 1);
                 let inner = prev.is_some_and(|p| p.is_alphanumeric()) && next.is_some_and(|n| n.is_alphanumeric());
-                let sign = matches!(c, '-' | '\u{2212}') && next.is_some_and(|n| n.is_ascii_digit()) && !prev.is_some_and(|p| p.is_alphanumeric());
+                let sign = matches!(c, '-' | '\u{2212}')
+                    && next.is_some_and(|n| n.is_ascii_digit())
+                    && !prev.is_some_and(|p| p.is_alphanumeric());
                 inner || sign
             })
             .map(|(_, c)| *c)
@@ -204,7 +217,8 @@ mod tests {
     use super::*;
 
     const LOOSE: TextMatch = TextMatch { case_sensitive: false, normalize_whitespace: true, ignore_punctuation: true };
-    const STRICT: TextMatch = TextMatch { case_sensitive: true, normalize_whitespace: false, ignore_punctuation: false };
+    const STRICT: TextMatch =
+        TextMatch { case_sensitive: true, normalize_whitespace: false, ignore_punctuation: false };
 
     #[test]
     fn exact_match_normalizes_as_asked() {
@@ -218,7 +232,10 @@ mod tests {
         assert!(fail.rationale.contains("`Paris.`"), "{}", fail.rationale);
         assert_eq!(exact_match(&STRICT, "Paris", "Paris").verdict, Verdict::Pass);
         assert_eq!(exact_match(&STRICT, "paris", "Paris").verdict, Verdict::Fail);
-        assert_eq!(exact_match(&TextMatch { normalize_whitespace: true, ..STRICT }, " Paris\n", "Paris").verdict, Verdict::Pass);
+        assert_eq!(
+            exact_match(&TextMatch { normalize_whitespace: true, ..STRICT }, " Paris\n", "Paris").verdict,
+            Verdict::Pass
+        );
     }
 
     #[test]
@@ -274,7 +291,12 @@ mod tests {
     #[test]
     fn the_judge_is_not_deterministic() {
         let judge = EvaluatorKind::LlmJudge(super::super::recipe::Judge {
-            model: crate::recipe::ModelIdentifier { model_type: "llm".into(), model_name: "m".into(), model_id: None, model_version_id: None },
+            model: crate::recipe::ModelIdentifier {
+                model_type: "llm".into(),
+                model_name: "m".into(),
+                model_id: None,
+                model_version_id: None,
+            },
             template: "{output}".into(),
             inference: Default::default(),
         });

@@ -82,7 +82,12 @@ pub fn group(failures: &[Failure]) -> Vec<FailureMode> {
             } else {
                 format!("the judge `{evaluator}` judged the answer wrong, saying: \"{medoid}\"")
             };
-            modes.push(FailureMode { label: format!("{evaluator}/{what}"), evaluator: evaluator.clone(), description, members: cluster_members });
+            modes.push(FailureMode {
+                label: format!("{evaluator}/{what}"),
+                evaluator: evaluator.clone(),
+                description,
+                members: cluster_members,
+            });
         }
     }
 
@@ -114,7 +119,9 @@ fn describe(evaluator: &str, what: &str, members: &[usize], failures: &[Failure]
     let summary = match what {
         "prompt-too-long" => return "the prompt did not fit the model's context, so there was no answer".to_string(),
         "empty-output" => return "the answer was empty".to_string(),
-        "cut-off" => "the answer rambled on until the token limit cut it off, instead of ending with a short answer".to_string(),
+        "cut-off" => {
+            "the answer rambled on until the token limit cut it off, instead of ending with a short answer".to_string()
+        }
         other => format!("the `{evaluator}` check failed: {}", other.replace('-', " ")),
     };
     let mut examples: Vec<&str> = Vec::new();
@@ -137,11 +144,72 @@ fn describe(evaluator: &str, what: &str, members: &[usize], failures: &[Failure]
 /// Lowercase words of three or more letters that carry meaning; numbers and stop words dropped.
 pub fn tokens(text: &str) -> BTreeSet<String> {
     const STOP: &[&str] = &[
-        "the", "and", "for", "are", "was", "were", "that", "this", "with", "its", "it's", "not", "but", "has", "have", "had",
-        "answer", "answers", "reference", "model", "output", "response", "which", "because", "should", "would", "could",
-        "than", "then", "there", "their", "they", "from", "into", "what", "when", "where", "who", "why", "how", "does",
-        "did", "doesn't", "isn't", "can", "also", "any", "all", "one", "given", "provided", "question", "verdict",
-        "rationale", "pass", "fail", "correct", "incorrect", "you", "your", "our", "his", "her", "been", "being", "very",
+        "the",
+        "and",
+        "for",
+        "are",
+        "was",
+        "were",
+        "that",
+        "this",
+        "with",
+        "its",
+        "it's",
+        "not",
+        "but",
+        "has",
+        "have",
+        "had",
+        "answer",
+        "answers",
+        "reference",
+        "model",
+        "output",
+        "response",
+        "which",
+        "because",
+        "should",
+        "would",
+        "could",
+        "than",
+        "then",
+        "there",
+        "their",
+        "they",
+        "from",
+        "into",
+        "what",
+        "when",
+        "where",
+        "who",
+        "why",
+        "how",
+        "does",
+        "did",
+        "doesn't",
+        "isn't",
+        "can",
+        "also",
+        "any",
+        "all",
+        "one",
+        "given",
+        "provided",
+        "question",
+        "verdict",
+        "rationale",
+        "pass",
+        "fail",
+        "correct",
+        "incorrect",
+        "you",
+        "your",
+        "our",
+        "his",
+        "her",
+        "been",
+        "being",
+        "very",
     ];
     text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .map(|w| w.trim_matches('\'').to_lowercase())
@@ -270,7 +338,13 @@ fn medoid(texts: &[&str]) -> usize {
 mod tests {
     use super::*;
 
-    fn failure<'a>(evaluator: &'a str, reason: Option<&'a str>, rationale: &'a str, output: &'a str, finish: FinishReason) -> Failure<'a> {
+    fn failure<'a>(
+        evaluator: &'a str,
+        reason: Option<&'a str>,
+        rationale: &'a str,
+        output: &'a str,
+        finish: FinishReason,
+    ) -> Failure<'a> {
         Failure { evaluator, is_judge: reason.is_none(), reason, rationale, output, finish }
     }
 
@@ -298,10 +372,19 @@ mod tests {
         let labels: Vec<(&str, usize)> = modes.iter().map(|m| (m.label.as_str(), m.count())).collect();
         assert_eq!(
             labels,
-            [("numeric/wrong-number", 2), ("exact/empty-output", 1), ("exact/mismatch", 1), ("numeric/cut-off", 1), ("numeric/no-number", 1)]
+            [
+                ("numeric/wrong-number", 2),
+                ("exact/empty-output", 1),
+                ("exact/mismatch", 1),
+                ("numeric/cut-off", 1),
+                ("numeric/no-number", 1)
+            ]
         );
         assert_eq!(modes.iter().map(FailureMode::count).sum::<usize>(), failures.len());
-        assert_eq!(modes[0].description, "the `numeric` check failed: wrong number; for example: expected 56, got 54; expected 9, got 8");
+        assert_eq!(
+            modes[0].description,
+            "the `numeric` check failed: wrong number; for example: expected 56, got 54; expected 9, got 8"
+        );
     }
 
     #[test]
@@ -317,7 +400,8 @@ mod tests {
         assert_eq!(clusters, vec![vec![0, 1], vec![2, 3], vec![4]]);
         assert_eq!(cluster(&texts), clusters, "deterministic");
 
-        let failures: Vec<Failure> = texts.iter().map(|t| failure("judge", None, t, "some answer", FinishReason::Stop)).collect();
+        let failures: Vec<Failure> =
+            texts.iter().map(|t| failure("judge", None, t, "some answer", FinishReason::Stop)).collect();
         let modes = group(&failures);
         let labels: Vec<&str> = modes.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels.len(), 3);
@@ -363,7 +447,10 @@ mod tests {
 
     #[test]
     fn fast_clustering_merges_exactly_like_the_plain_algorithm() {
-        let words = ["capital", "city", "wrong", "number", "units", "meters", "grams", "missing", "format", "rambles", "country", "sum"];
+        let words = [
+            "capital", "city", "wrong", "number", "units", "meters", "grams", "missing", "format", "rambles",
+            "country", "sum",
+        ];
         let mut state: u64 = 7;
         let mut next = |m: u64| {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -371,7 +458,9 @@ mod tests {
         };
         for round in 0..20 {
             let n = 5 + round * 3;
-            let texts: Vec<String> = (0..n).map(|_| (0..1 + next(4)).map(|_| words[next(words.len() as u64)]).collect::<Vec<_>>().join(" ")).collect();
+            let texts: Vec<String> = (0..n)
+                .map(|_| (0..1 + next(4)).map(|_| words[next(words.len() as u64)]).collect::<Vec<_>>().join(" "))
+                .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             assert_eq!(cluster(&refs), cluster_naive(&refs), "{refs:?}");
         }

@@ -30,7 +30,8 @@ pub struct JudgeReply {
     pub rationale: String,
 }
 
-const VERDICT_KEYS: [&str; 9] = ["verdict", "judgement", "judgment", "result", "grade", "decision", "correct", "is_correct", "pass"];
+const VERDICT_KEYS: [&str; 9] =
+    ["verdict", "judgement", "judgment", "result", "grade", "decision", "correct", "is_correct", "pass"];
 const RATIONALE_KEYS: [&str; 6] = ["rationale", "reason", "reasoning", "explanation", "justification", "comment"];
 
 /// Parses a judge reply.
@@ -38,13 +39,20 @@ pub fn parse(reply: &str) -> JudgeReply {
     let text = reply.trim();
     let rationale = labelled_rationale(text);
     // Each rule says: not mine (`None`), mine but no readable verdict (`Some(None)`), or a verdict.
-    let found = json_verdict(text).or_else(|| labelled_verdict(text)).or_else(|| bold_verdict(text)).or_else(|| leading_verdict(text)).or_else(|| sentence_verdict(text));
+    let found = json_verdict(text)
+        .or_else(|| labelled_verdict(text))
+        .or_else(|| bold_verdict(text))
+        .or_else(|| leading_verdict(text))
+        .or_else(|| sentence_verdict(text));
     match found {
         Some(Some(Found { pass, rationale: from_json })) => {
             let rationale = from_json.or(rationale).unwrap_or_else(|| without_verdict_lines(text));
             JudgeReply { verdict: if pass { Verdict::Pass } else { Verdict::Fail }, rationale: clip(&rationale) }
         }
-        Some(None) | None => JudgeReply { verdict: Verdict::Unparseable, rationale: clip(&rationale.unwrap_or_else(|| text.to_string())) },
+        Some(None) | None => JudgeReply {
+            verdict: Verdict::Unparseable,
+            rationale: clip(&rationale.unwrap_or_else(|| text.to_string())),
+        },
     }
 }
 
@@ -62,8 +70,11 @@ fn decided(pass: Option<bool>) -> Rule {
 /// Pass, fail, or `None` for a word that is neither.
 fn word_verdict(word: &str) -> Option<bool> {
     match word.to_lowercase().as_str() {
-        "pass" | "passed" | "passes" | "correct" | "yes" | "right" | "true" | "accurate" | "acceptable" | "valid" => Some(true),
-        "fail" | "failed" | "fails" | "incorrect" | "no" | "wrong" | "false" | "inaccurate" | "unacceptable" | "invalid" => Some(false),
+        "pass" | "passed" | "passes" | "correct" | "yes" | "right" | "true" | "accurate" | "acceptable" | "valid" => {
+            Some(true)
+        }
+        "fail" | "failed" | "fails" | "incorrect" | "no" | "wrong" | "false" | "inaccurate" | "unacceptable"
+        | "invalid" => Some(false),
         _ => None,
     }
 }
@@ -83,7 +94,9 @@ fn fragment_verdict(fragment: &str) -> Option<bool> {
         let Some(verdict) = word_verdict(word) else { continue };
         let next = words.get(i + 1).map(|w| w.to_lowercase());
         let after_or = words.get(i + 2).and_then(|w| word_verdict(w));
-        if next.as_deref() == Some("or") && after_or.is_some() || slashed && words.get(i + 1).and_then(|w| word_verdict(w)).is_some() {
+        if next.as_deref() == Some("or") && after_or.is_some()
+            || slashed && words.get(i + 1).and_then(|w| word_verdict(w)).is_some()
+        {
             return None;
         }
         let negated = i > 0 && NEGATIONS.contains(&words[i - 1].to_lowercase().as_str());
@@ -96,7 +109,8 @@ fn json_verdict(text: &str) -> Rule {
     for (at, _) in text.match_indices('{') {
         let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Value>();
         let Some(Ok(Value::Object(map))) = stream.next() else { continue };
-        let get = |keys: &[&str]| map.iter().find(|(k, _)| keys.contains(&k.to_lowercase().as_str())).map(|(_, v)| v.clone());
+        let get =
+            |keys: &[&str]| map.iter().find(|(k, _)| keys.contains(&k.to_lowercase().as_str())).map(|(_, v)| v.clone());
         let pass = match get(&VERDICT_KEYS) {
             None => continue,
             Some(Value::Bool(b)) => Some(b),
@@ -131,7 +145,8 @@ fn labelled_verdict(text: &str) -> Rule {
 
 fn bold_verdict(text: &str) -> Rule {
     static BOLD: OnceLock<Regex> = OnceLock::new();
-    let re = BOLD.get_or_init(|| Regex::new(r"\*\*\s*([A-Za-z' ]{1,20}?)[\s.!:]*\*\*").expect("the bold pattern is valid"));
+    let re =
+        BOLD.get_or_init(|| Regex::new(r"\*\*\s*([A-Za-z' ]{1,20}?)[\s.!:]*\*\*").expect("the bold pattern is valid"));
     let verdicts: Vec<bool> = re
         .captures_iter(text)
         .filter_map(|c| {
@@ -145,7 +160,9 @@ fn bold_verdict(text: &str) -> Rule {
 }
 
 fn leading_verdict(text: &str) -> Rule {
-    let first_word = text.split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | ':' | ';')).find(|w| !w.trim_matches(|c: char| !c.is_alphanumeric()).is_empty())?;
+    let first_word = text
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | ':' | ';'))
+        .find(|w| !w.trim_matches(|c: char| !c.is_alphanumeric()).is_empty())?;
     let pass = word_verdict(first_word.trim_matches(|c: char| !c.is_alphanumeric()))?;
     decided(Some(pass))
 }
@@ -157,10 +174,8 @@ fn sentence_verdict(text: &str) -> Rule {
             .expect("the statement pattern is valid")
     });
     let first = text.split_inclusive(['.', '!', '?', '\n']).next().unwrap_or(text);
-    let stated: Vec<bool> = re
-        .captures_iter(first)
-        .filter_map(|c| Some(word_verdict(c.get(2)?.as_str())? != c.get(1).is_some()))
-        .collect();
+    let stated: Vec<bool> =
+        re.captures_iter(first).filter_map(|c| Some(word_verdict(c.get(2)?.as_str())? != c.get(1).is_some())).collect();
     let first_verdict = *stated.first()?;
     decided(stated.iter().all(|v| *v == first_verdict).then_some(first_verdict))
 }
@@ -169,7 +184,10 @@ fn sentence_verdict(text: &str) -> Rule {
 fn labelled_rationale(text: &str) -> Option<String> {
     static LABEL: OnceLock<Regex> = OnceLock::new();
     let re = LABEL.get_or_init(|| {
-        Regex::new(r"(?im)^[\s#>*_`-]*(?:rationale|reason|reasoning|explanation|justification|because)[\s*_`]*[:=\-–][\s*_`]*").expect("the rationale pattern is valid")
+        Regex::new(
+            r"(?im)^[\s#>*_`-]*(?:rationale|reason|reasoning|explanation|justification|because)[\s*_`]*[:=\-–][\s*_`]*",
+        )
+        .expect("the rationale pattern is valid")
     });
     let start = re.find(text)?.end();
     let rest = &text[start..];

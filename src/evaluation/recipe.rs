@@ -284,15 +284,19 @@ impl EvalRecipe {
     pub fn from_json_str(text: &str, origin: &str) -> anyhow::Result<EvalRecipe> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         if text.trim().is_empty() {
-            return Err(SynthError::invalid(format!("{origin}: the file is empty, expected an evaluation recipe object"))
-                .hint(STRUCTURE_HINT)
-                .into());
+            return Err(SynthError::invalid(format!(
+                "{origin}: the file is empty, expected an evaluation recipe object"
+            ))
+            .hint(STRUCTURE_HINT)
+            .into());
         }
         let is_synthesis = matches!(serde_json::from_str::<serde_json::Value>(text), Ok(serde_json::Value::Object(m)) if m.contains_key("synthesisConfig"));
         if is_synthesis {
-            return Err(SynthError::invalid(format!("{origin}: this is a synthesis recipe (it has `synthesisConfig`), not an evaluation recipe"))
-                .hint(format!("run it with `synth run {origin}`"))
-                .into());
+            return Err(SynthError::invalid(format!(
+                "{origin}: this is a synthesis recipe (it has `synthesisConfig`), not an evaluation recipe"
+            ))
+            .hint(format!("run it with `synth run {origin}`"))
+            .into());
         }
         let raw: RawEvalRecipe = raw::parse_as(text).map_err(|f| failure_to_error_with(f, origin, STRUCTURE_HINT))?;
         let source: serde_json::Value =
@@ -306,7 +310,10 @@ fn recipe(raw: RawEvalRecipe, source: serde_json::Value) -> Result<EvalRecipe, F
     if config.kind.0 != RECIPE_TYPE {
         return Err(fail(
             "recipeConfig.type".into(),
-            format!("`{}` is not supported, the only supported recipe type is `{RECIPE_TYPE}`", show_text(&config.kind.0)),
+            format!(
+                "`{}` is not supported, the only supported recipe type is `{RECIPE_TYPE}`",
+                show_text(&config.kind.0)
+            ),
         ));
     }
     let eval = config.evaluation_config.0;
@@ -343,7 +350,10 @@ fn recipe(raw: RawEvalRecipe, source: serde_json::Value) -> Result<EvalRecipe, F
         let at = format!("{CONFIG}.evaluators[{i}]");
         let evaluator = evaluator(raw.0, &at, &inference)?;
         if evaluators.iter().any(|e| e.name == evaluator.name) {
-            return Err(fail(format!("{at}.name"), format!("`{}` is used by an earlier evaluator, names must be unique", show_text(&evaluator.name))));
+            return Err(fail(
+                format!("{at}.name"),
+                format!("`{}` is used by an earlier evaluator, names must be unique", show_text(&evaluator.name)),
+            ));
         }
         evaluators.push(evaluator);
     }
@@ -366,7 +376,10 @@ fn evaluator(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) ->
     if !name_ok {
         return Err(Failure {
             path: format!("{at}.name"),
-            message: format!("`{}` is not a valid evaluator name: 1 to {MAX_NAME_LEN} characters from `A-Z a-z 0-9 _ - .`", show_text(&name)),
+            message: format!(
+                "`{}` is not a valid evaluator name: 1 to {MAX_NAME_LEN} characters from `A-Z a-z 0-9 _ - .`",
+                show_text(&name)
+            ),
             hint: Some("names label results and failure modes, for example `exact` or `judge`".into()),
         });
     }
@@ -382,7 +395,10 @@ fn evaluator(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) ->
         let takes: Vec<String> = accepted.iter().map(|f| format!("`{f}`")).collect();
         return Err(fail(
             format!("{at}.{extra}"),
-            format!("does not apply to a `{type_name}` evaluator, which takes `name`, `evaluatorType`, {}", takes.join(", ")),
+            format!(
+                "does not apply to a `{type_name}` evaluator, which takes `name`, `evaluatorType`, {}",
+                takes.join(", ")
+            ),
         ));
     }
     let text_match = || TextMatch {
@@ -398,7 +414,9 @@ fn evaluator(raw: RawEvaluator, at: &str, eval_inference: &InferenceSettings) ->
             let tolerance = |n: Option<Number>, field: &str, default: f64| match n {
                 None => Ok(default),
                 Some(n) if n.value.is_finite() && n.value >= 0.0 => Ok(n.value),
-                Some(n) => Err(fail(format!("{at}.{field}"), format!("`{}` must be a finite number, 0 or more", n.shown))),
+                Some(n) => {
+                    Err(fail(format!("{at}.{field}"), format!("`{}` must be a finite number, 0 or more", n.shown)))
+                }
             };
             EvaluatorKind::NumericMatch {
                 absolute_tolerance: tolerance(raw.absolute_tolerance, "absoluteTolerance", DEFAULT_ABSOLUTE_TOLERANCE)?,
@@ -537,7 +555,9 @@ mod tests {
         for t in ["exact_match", "contains", "regex", "numeric_match", "llm_judge"] {
             assert!(types.contains(&t), "{t} missing from {types:?}");
         }
-        assert!(!is_evaluation_text(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.json")).unwrap()));
+        assert!(!is_evaluation_text(
+            &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/quickstart.json")).unwrap()
+        ));
     }
 
     #[test]
@@ -545,25 +565,87 @@ mod tests {
         let cases: Vec<(String, String, &str)> = vec![
             (with("recipeConfig.type", json!("train")), "recipeConfig.type".into(), "train"),
             (with(&format!("{E}.evaluationType"), json!("pairwise")), format!("{E}.evaluationType"), "pairwise"),
-            (with(&format!("{E}.modelIdentifier.modelName"), json!("")), format!("{E}.modelIdentifier.modelName"), "\"\""),
-            (with(&format!("{E}.inferenceConfig.inferenceTemperature"), json!(-1)), format!("{E}.inferenceConfig.inferenceTemperature"), "-1"),
+            (
+                with(&format!("{E}.modelIdentifier.modelName"), json!("")),
+                format!("{E}.modelIdentifier.modelName"),
+                "\"\"",
+            ),
+            (
+                with(&format!("{E}.inferenceConfig.inferenceTemperature"), json!(-1)),
+                format!("{E}.inferenceConfig.inferenceTemperature"),
+                "-1",
+            ),
             (with(&format!("{E}.dataset.datasetId"), json!("../x")), format!("{E}.dataset.datasetId"), "../x"),
             (with(&format!("{E}.dataset.split"), json!("test")), format!("{E}.dataset.split"), "unknown field"),
             (with(&format!("{E}.evaluators"), json!([])), format!("{E}.evaluators"), "at least one"),
-            (with(&format!("{E}.evaluators.0.evaluatorType"), json!("bleu")), format!("{E}.evaluators[0].evaluatorType"), "bleu"),
+            (
+                with(&format!("{E}.evaluators.0.evaluatorType"), json!("bleu")),
+                format!("{E}.evaluators[0].evaluatorType"),
+                "bleu",
+            ),
             (with(&format!("{E}.evaluators.0.name"), json!("judge")), format!("{E}.evaluators[1].name"), "unique"),
-            (with(&format!("{E}.evaluators.0.name"), json!("has space")), format!("{E}.evaluators[0].name"), "has space"),
-            (with(&format!("{E}.evaluators.0.pattern"), json!("x")), format!("{E}.evaluators[0].pattern"), "does not apply to a `exact_match`"),
-            (with(&format!("{E}.evaluators.0.caseSensitive"), json!("yes")), format!("{E}.evaluators[0].caseSensitive"), "yes"),
+            (
+                with(&format!("{E}.evaluators.0.name"), json!("has space")),
+                format!("{E}.evaluators[0].name"),
+                "has space",
+            ),
+            (
+                with(&format!("{E}.evaluators.0.pattern"), json!("x")),
+                format!("{E}.evaluators[0].pattern"),
+                "does not apply to a `exact_match`",
+            ),
+            (
+                with(&format!("{E}.evaluators.0.caseSensitive"), json!("yes")),
+                format!("{E}.evaluators[0].caseSensitive"),
+                "yes",
+            ),
             (with(&format!("{E}.evaluators.0.colour"), json!(1)), format!("{E}.evaluators[0].colour"), "unknown field"),
-            (with(&format!("{E}.evaluators.0"), json!({"name": "r", "evaluatorType": "regex"})), format!("{E}.evaluators[0].pattern"), "required"),
-            (with(&format!("{E}.evaluators.0"), json!({"name": "r", "evaluatorType": "regex", "pattern": "(unclosed"})), format!("{E}.evaluators[0].pattern"), "(unclosed"),
-            (with(&format!("{E}.evaluators.0"), json!({"name": "n", "evaluatorType": "numeric_match", "absoluteTolerance": -0.5})), format!("{E}.evaluators[0].absoluteTolerance"), "-0.5"),
-            (with(&format!("{E}.evaluators.1.modelIdentifier"), json!("SmolLM2")), format!("{E}.evaluators[1].modelIdentifier"), "expected an object"),
-            (with(&format!("{E}.evaluators.1"), json!({"name": "j", "evaluatorType": "llm_judge"})), format!("{E}.evaluators[1].modelIdentifier"), "required"),
-            (with(&format!("{E}.evaluators.1.promptTemplate"), json!("Grade {answer}")), format!("{E}.evaluators[1].promptTemplate"), "{answer}"),
-            (with(&format!("{E}.evaluators.1.promptTemplate"), json!("Grade it")), format!("{E}.evaluators[1].promptTemplate"), "{output}"),
-            (with(&format!("{E}.evaluators.1.inferenceConfig.inferenceMaxNewTokens"), json!(0)), format!("{E}.evaluators[1].inferenceConfig.inferenceMaxNewTokens"), "0"),
+            (
+                with(&format!("{E}.evaluators.0"), json!({"name": "r", "evaluatorType": "regex"})),
+                format!("{E}.evaluators[0].pattern"),
+                "required",
+            ),
+            (
+                with(
+                    &format!("{E}.evaluators.0"),
+                    json!({"name": "r", "evaluatorType": "regex", "pattern": "(unclosed"}),
+                ),
+                format!("{E}.evaluators[0].pattern"),
+                "(unclosed",
+            ),
+            (
+                with(
+                    &format!("{E}.evaluators.0"),
+                    json!({"name": "n", "evaluatorType": "numeric_match", "absoluteTolerance": -0.5}),
+                ),
+                format!("{E}.evaluators[0].absoluteTolerance"),
+                "-0.5",
+            ),
+            (
+                with(&format!("{E}.evaluators.1.modelIdentifier"), json!("SmolLM2")),
+                format!("{E}.evaluators[1].modelIdentifier"),
+                "expected an object",
+            ),
+            (
+                with(&format!("{E}.evaluators.1"), json!({"name": "j", "evaluatorType": "llm_judge"})),
+                format!("{E}.evaluators[1].modelIdentifier"),
+                "required",
+            ),
+            (
+                with(&format!("{E}.evaluators.1.promptTemplate"), json!("Grade {answer}")),
+                format!("{E}.evaluators[1].promptTemplate"),
+                "{answer}",
+            ),
+            (
+                with(&format!("{E}.evaluators.1.promptTemplate"), json!("Grade it")),
+                format!("{E}.evaluators[1].promptTemplate"),
+                "{output}",
+            ),
+            (
+                with(&format!("{E}.evaluators.1.inferenceConfig.inferenceMaxNewTokens"), json!(0)),
+                format!("{E}.evaluators[1].inferenceConfig.inferenceMaxNewTokens"),
+                "0",
+            ),
             (with(&format!("{E}.generateFailureModes"), json!("true")), format!("{E}.generateFailureModes"), "true"),
         ];
         for (text, path, value) in cases {
@@ -576,7 +658,11 @@ mod tests {
         let mut doc = minimal();
         doc["recipeConfig"]["evaluationConfig"].as_object_mut().unwrap().remove("dataset");
         assert_error(&doc.to_string(), &format!("{E}.dataset"), "required field is missing");
-        assert_error(&with(&format!("{E}.evaluators"), json!({"name": "x"})), &format!("{E}.evaluators"), "found an object");
+        assert_error(
+            &with(&format!("{E}.evaluators"), json!({"name": "x"})),
+            &format!("{E}.evaluators"),
+            "found an object",
+        );
         let synthesis = r#"{"modelIdentifier": {"modelName": "x"}, "synthesisConfig": {}}"#;
         assert!(error(synthesis).contains("synth run"));
         assert!(error("[]").contains("hint: an evaluation recipe"));

@@ -32,8 +32,12 @@ pub fn evals_dir(store: &Store) -> PathBuf {
 /// Where eval run `id` lives; fails on an invalid id before anything touches the disk.
 pub fn eval_run_dir(store: &Store, id: &str) -> Result<PathBuf> {
     validate_dataset_id(id).map_err(|rule| {
-        SynthError::invalid(format!("invalid eval run id `{}`: {}", id.escape_debug(), rule.replace("dataset id", "run id")))
-            .hint("use letters, digits, `_`, `-` and `.`, e.g. `eval_run_7`")
+        SynthError::invalid(format!(
+            "invalid eval run id `{}`: {}",
+            id.escape_debug(),
+            rule.replace("dataset id", "run id")
+        ))
+        .hint("use letters, digits, `_`, `-` and `.`, e.g. `eval_run_7`")
     })?;
     Ok(evals_dir(store).join(id))
 }
@@ -61,7 +65,11 @@ pub fn settle_run_id(store: &Store, wanted: Option<&str>, with_dataset: bool) ->
         let dataset = failure_modes_dataset_id(id);
         store.dataset_dir(&dataset).context("the failure-mode dataset id would be invalid")?;
         if store.exists(&dataset)? {
-            return Err(SynthError::invalid(format!("dataset `{dataset}` already exists, so run `{id}` cannot publish its failure modes")).hint("choose another `--run-id`").into());
+            return Err(SynthError::invalid(format!(
+                "dataset `{dataset}` already exists, so run `{id}` cannot publish its failure modes"
+            ))
+            .hint("choose another `--run-id`")
+            .into());
         }
     }
     Ok(id.to_string())
@@ -70,7 +78,10 @@ pub fn settle_run_id(store: &Store, wanted: Option<&str>, with_dataset: bool) ->
 /// Writes the run through a staging directory renamed into place; an existing run stays.
 pub fn write_run(store: &Store, run_id: &str, results: &[EvalResult], summary: &EvalSummary) -> Result<PathBuf> {
     let dir = evals_dir(store);
-    std::fs::create_dir_all(&dir).map_err(|e| SynthError::failed(format!("cannot create `{}`: {e}", dir.display())).hint("set `SYNTH_HOME` to a writable directory"))?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        SynthError::failed(format!("cannot create `{}`: {e}", dir.display()))
+            .hint("set `SYNTH_HOME` to a writable directory")
+    })?;
     let staging = StagingDir::create(&dir, run_id)?;
     staging.write(RESULTS_FILE, |out| {
         for result in results {
@@ -83,30 +94,46 @@ pub fn write_run(store: &Store, run_id: &str, results: &[EvalResult], summary: &
         serde_json::to_writer_pretty(&mut *out, summary)?;
         out.write_all(b"\n")
     })?;
-    staging.publish(false, || SynthError::invalid(format!("eval run `{run_id}` already exists")).hint("choose another `--run-id`").into())
+    staging.publish(false, || {
+        SynthError::invalid(format!("eval run `{run_id}` already exists")).hint("choose another `--run-id`").into()
+    })
 }
 
 /// Reads a stored run's summary and results.
 pub fn read_run(store: &Store, run_id: &str) -> Result<(EvalSummary, Vec<EvalResult>)> {
     let dir = eval_run_dir(store, run_id)?;
     if !dir.is_dir() {
-        return Err(SynthError::not_found(format!("eval run `{run_id}` not found in `{}`", evals_dir(store).display())).hint(stored_runs_hint(store)).into());
+        return Err(SynthError::not_found(format!(
+            "eval run `{run_id}` not found in `{}`",
+            evals_dir(store).display()
+        ))
+        .hint(stored_runs_hint(store))
+        .into());
     }
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).map_err(|e| SynthError::failed(format!("cannot read `{}`: {e}", dir.join(name).display())));
-    let summary: EvalSummary = serde_json::from_str(&read(SUMMARY_FILE)?).map_err(|e| SynthError::failed(format!("`{}` is not a valid eval summary: {e}", dir.join(SUMMARY_FILE).display())))?;
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map_err(|e| SynthError::failed(format!("cannot read `{}`: {e}", dir.join(name).display())))
+    };
+    let summary: EvalSummary = serde_json::from_str(&read(SUMMARY_FILE)?).map_err(|e| {
+        SynthError::failed(format!("`{}` is not a valid eval summary: {e}", dir.join(SUMMARY_FILE).display()))
+    })?;
     let mut results = Vec::new();
     for (n, line) in read(RESULTS_FILE)?.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        results.push(serde_json::from_str(line).map_err(|e| SynthError::failed(format!("{}:{}: not a valid eval result: {e}", dir.join(RESULTS_FILE).display(), n + 1)))?);
+        results.push(serde_json::from_str(line).map_err(|e| {
+            SynthError::failed(format!("{}:{}: not a valid eval result: {e}", dir.join(RESULTS_FILE).display(), n + 1))
+        })?);
     }
     Ok((summary, results))
 }
 
 fn stored_runs_hint(store: &Store) -> String {
     let mut known: Vec<String> = std::fs::read_dir(evals_dir(store))
-        .map(|entries| entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect())
+        .map(|entries| {
+            entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect()
+        })
         .unwrap_or_default();
     known.sort();
     if known.is_empty() {

@@ -36,10 +36,22 @@ fn render_summary(s: &EvalSummary) -> String {
         s.rows,
         escape(&s.created_at)
     );
-    out.push_str(&format!("{:<20} {:<14} {:>5} {:>5} {:>11} {:>7} {:>9}\n", "evaluator", "type", "pass", "fail", "unparseable", "skipped", "pass rate"));
+    out.push_str(&format!(
+        "{:<20} {:<14} {:>5} {:>5} {:>11} {:>7} {:>9}\n",
+        "evaluator", "type", "pass", "fail", "unparseable", "skipped", "pass rate"
+    ));
     for e in &s.evaluators {
         let rate = e.pass_rate.map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
-        out.push_str(&format!("{:<20} {:<14} {:>5} {:>5} {:>11} {:>7} {:>9}\n", escape(&e.name), escape(&e.type_name), e.pass, e.fail, e.unparseable, e.skipped, rate));
+        out.push_str(&format!(
+            "{:<20} {:<14} {:>5} {:>5} {:>11} {:>7} {:>9}\n",
+            escape(&e.name),
+            escape(&e.type_name),
+            e.pass,
+            e.fail,
+            e.unparseable,
+            e.skipped,
+            rate
+        ));
     }
     let t = &s.tokens;
     out.push_str(&format!(
@@ -47,7 +59,10 @@ fn render_summary(s: &EvalSummary) -> String {
         s.failed_rows, s.rows, t.prompt, t.generated, t.judge_prompt, t.judge_generated, s.wall_seconds
     ));
     if !s.failure_modes.is_empty() {
-        out.push_str(&format!("failure modes (dataset `{}`):\n", escape(s.failure_modes_dataset.as_deref().unwrap_or("-"))));
+        out.push_str(&format!(
+            "failure modes (dataset `{}`):\n",
+            escape(s.failure_modes_dataset.as_deref().unwrap_or("-"))
+        ));
         for m in &s.failure_modes {
             out.push_str(&format!("  {:>4}  {}: {}\n", m.count, escape(&m.label), escape(&m.description)));
         }
@@ -57,7 +72,8 @@ fn render_summary(s: &EvalSummary) -> String {
 
 fn render_row(r: &EvalResult) -> String {
     let prompt = r.prompt.iter().rev().find(|m| m.role == "user").map_or("", |m| m.content.as_str());
-    let finish = serde_json::to_value(r.finish_reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let finish =
+        serde_json::to_value(r.finish_reason).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
     let mut out = format!("row {} ({} failed, finish {finish}):\n", r.row, r.count("fail"));
     out.push_str(&format!("  prompt:    {}\n", escape(&short(prompt))));
     out.push_str(&format!("  reference: {}\n", escape(&short(&r.reference))));
@@ -85,9 +101,11 @@ mod tests {
     }
 
     fn result(row: usize, prompt: &str, output: &str, verdict: &str) -> EvalResult {
-        serde_json::from_value(json!({"row": row, "prompt": [{"role": "user", "content": prompt}], "reference": "y", "output": output,
+        serde_json::from_value(
+            json!({"row": row, "prompt": [{"role": "user", "content": prompt}], "reference": "y", "output": output,
             "finishReason": "stop", "tokens": {"prompt": 1, "generated": 1}, "passed": verdict == "pass",
-            "evaluations": {"a": {"verdict": verdict, "rationale": "expected `y`"}}}))
+            "evaluations": {"a": {"verdict": verdict, "rationale": "expected `y`"}}}),
+        )
         .unwrap()
     }
 

@@ -11,8 +11,8 @@ use crate::engine::{Engine, FinishReason, Request, SamplingParams, DEFAULT_KV_CA
 use crate::error::SynthError;
 use crate::model::LoadedModel;
 use crate::progress::{Notifier, Progress};
-use crate::store::manifest::rfc3339_from_unix;
 use crate::recipe::InferenceSettings;
+use crate::store::manifest::rfc3339_from_unix;
 use crate::store::Message;
 
 /// One conversation to complete.
@@ -94,8 +94,15 @@ impl Clock for Announcing<'_> {
 
     fn sleep(&self, duration: Duration) {
         if duration >= ANNOUNCE_WAITS_FROM {
-            let until = SystemTime::now().checked_add(duration).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or_else(|| "much later".to_string(), |d| rfc3339_from_unix(d.as_secs()));
-            self.notifier.note(&format!("waiting {:.0}s for the rate cap (requestsPerMinute {}), until {until}", duration.as_secs_f64(), self.per_minute));
+            let until = SystemTime::now()
+                .checked_add(duration)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or_else(|| "much later".to_string(), |d| rfc3339_from_unix(d.as_secs()));
+            self.notifier.note(&format!(
+                "waiting {:.0}s for the rate cap (requestsPerMinute {}), until {until}",
+                duration.as_secs_f64(),
+                self.per_minute
+            ));
         }
         self.inner.sleep(duration)
     }
@@ -130,7 +137,8 @@ pub fn generate(
     let announcing;
     let limiter = match context.rate {
         Some(r) => {
-            announcing = Announcing { inner: r.clock.as_ref(), notifier: progress.notifier(), per_minute: r.per_minute };
+            announcing =
+                Announcing { inner: r.clock.as_ref(), notifier: progress.notifier(), per_minute: r.per_minute };
             Some((&mut r.bucket, &announcing as &dyn Clock))
         }
         None => None,
@@ -139,7 +147,12 @@ pub fn generate(
     scheduler::run_to_completion(&mut engine, &config, requests, limiter, admission, |done| {
         let text = model.text.tokenizer.decode(&done.tokens, true)?;
         progress.row_done(done.tokens.len());
-        let generated = Generated { text, finish: done.finish, prompt_tokens: done.prompt_tokens, generated_tokens: done.tokens.len() };
+        let generated = Generated {
+            text,
+            finish: done.finish,
+            prompt_tokens: done.prompt_tokens,
+            generated_tokens: done.tokens.len(),
+        };
         on_result(done.id, &generated)?;
         results[done.id] = Some(generated);
         Ok(())
@@ -154,9 +167,12 @@ fn encode_requests(model: &LoadedModel, jobs: &[Job], options: &EngineOptions) -
     for (id, job) in jobs.iter().enumerate() {
         let prompt = model.text.encode_chat(&job.messages, options.enable_thinking)?;
         if prompt.is_empty() {
-            return Err(SynthError::invalid(format!("model `{}`: its chat template renders a conversation as an empty prompt", model.resolved.spec.name))
-                .hint("check the model's chat template (`tokenizer_config.json` or the GGUF's `tokenizer.chat_template`)")
-                .into());
+            return Err(SynthError::invalid(format!(
+                "model `{}`: its chat template renders a conversation as an empty prompt",
+                model.resolved.spec.name
+            ))
+            .hint("check the model's chat template (`tokenizer_config.json` or the GGUF's `tokenizer.chat_template`)")
+            .into());
         }
         max_len = max_len.max(prompt.len() + job.params.max_new_tokens);
         requests.push(Request { id, prompt, params: job.params.clone() });
@@ -166,7 +182,12 @@ fn encode_requests(model: &LoadedModel, jobs: &[Job], options: &EngineOptions) -
 
 /// `inferenceMaxNewTokens` (at JSON path `at` of the recipe) must leave room for a prompt in the
 /// model's context.
-pub fn check_context(model: &LoadedModel, inference: &InferenceSettings, recipe_path: &std::path::Path, at: &str) -> Result<()> {
+pub fn check_context(
+    model: &LoadedModel,
+    inference: &InferenceSettings,
+    recipe_path: &std::path::Path,
+    at: &str,
+) -> Result<()> {
     let context = model.decoder.dims.context_len;
     if inference.max_new_tokens >= context {
         return Err(SynthError::invalid(format!(

@@ -32,13 +32,18 @@ pub struct Completed {
 
 /// Reads `--input`: one conversation per line, with the store's line cap and role check.
 pub fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>> {
-    let file = std::fs::File::open(path).map_err(|e| SynthError::not_found(format!("cannot read `{}`: {e}", path.display())))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| SynthError::not_found(format!("cannot read `{}`: {e}", path.display())))?;
     let mut conversations = Vec::new();
     for (line, parsed) in JsonlReader::with_parser(std::io::BufReader::new(file), jsonl::parse_conversation) {
         match parsed {
             Ok(messages) => conversations.push(messages),
-            Err(LineError::Invalid(why)) => return Err(SynthError::invalid(format!("{}:{line}: {why}", path.display())).into()),
-            Err(LineError::Io(e)) => return Err(SynthError::failed(format!("{}:{line}: cannot read: {e}", path.display())).into()),
+            Err(LineError::Invalid(why)) => {
+                return Err(SynthError::invalid(format!("{}:{line}: {why}", path.display())).into())
+            }
+            Err(LineError::Io(e)) => {
+                return Err(SynthError::failed(format!("{}:{line}: cannot read: {e}", path.display())).into())
+            }
         }
     }
     if conversations.is_empty() {
@@ -48,11 +53,20 @@ pub fn read_conversations(path: &Path) -> Result<Vec<Vec<Message>>> {
 }
 
 /// Completes every conversation; conversation `i` samples with seed `mix_seed(sampling.seed, i)`.
-pub fn complete(model: &LoadedModel, conversations: Vec<Vec<Message>>, sampling: &SamplingParams, engine: &EngineOptions, progress: &mut Progress) -> Result<Vec<Completed>> {
+pub fn complete(
+    model: &LoadedModel,
+    conversations: Vec<Vec<Message>>,
+    sampling: &SamplingParams,
+    engine: &EngineOptions,
+    progress: &mut Progress,
+) -> Result<Vec<Completed>> {
     let jobs: Vec<Job> = conversations
         .into_iter()
         .enumerate()
-        .map(|(i, messages)| Job { messages, params: SamplingParams { seed: mix_seed(sampling.seed, i as u64), ..sampling.clone() } })
+        .map(|(i, messages)| Job {
+            messages,
+            params: SamplingParams { seed: mix_seed(sampling.seed, i as u64), ..sampling.clone() },
+        })
         .collect();
     let context = BatchContext { engine, rate: None, admission: None, progress };
     let results = generate(model, &jobs, context, |_, _| Ok(()))?;
@@ -61,7 +75,12 @@ pub fn complete(model: &LoadedModel, conversations: Vec<Vec<Message>>, sampling:
         let result = result.context("a generation did not finish")?;
         let mut messages = job.messages;
         messages.push(Message::new("assistant", result.text));
-        completed.push(Completed { messages, finish_reason: result.finish, prompt_tokens: result.prompt_tokens, generated_tokens: result.generated_tokens });
+        completed.push(Completed {
+            messages,
+            finish_reason: result.finish,
+            prompt_tokens: result.prompt_tokens,
+            generated_tokens: result.generated_tokens,
+        });
     }
     Ok(completed)
 }

@@ -107,9 +107,11 @@ impl Journal {
         let dir = journal_dir(store, id)?;
         match Self::try_open(&dir, id, fingerprint, restart)? {
             Ok(journal) => Ok(journal),
-            Err(Refusal::Locked) => Err(SynthError::invalid(format!("dataset `{id}` is being written by another `synth run` right now"))
-                .hint("wait for it to finish, or choose another `--output-id`")
-                .into()),
+            Err(Refusal::Locked) => {
+                Err(SynthError::invalid(format!("dataset `{id}` is being written by another `synth run` right now"))
+                    .hint("wait for it to finish, or choose another `--output-id`")
+                    .into())
+            }
             Err(Refusal::OtherRun) => Err(SynthError::invalid(format!(
                 "`{}` holds the journal of an interrupted run with a different recipe, seed dataset, model or device",
                 dir.display()
@@ -127,7 +129,10 @@ impl Journal {
             if is_symlink(&dir) {
                 continue;
             }
-            if read_header(&dir.join(JOURNAL_FILE)).is_ok_and(|h| h.fingerprint == fingerprint) && !store.exists(&id)? && !is_locked(&dir) {
+            if read_header(&dir.join(JOURNAL_FILE)).is_ok_and(|h| h.fingerprint == fingerprint)
+                && !store.exists(&id)?
+                && !is_locked(&dir)
+            {
                 return Ok(Some(id));
             }
         }
@@ -136,7 +141,9 @@ impl Journal {
 
     /// The first of `<prefix>_1`, `<prefix>_2`, ... that neither a dataset nor a journal uses.
     pub fn next_free_id(store: &Store, prefix: &str) -> Result<String> {
-        crate::store::first_free(prefix, |id| Ok(store.exists(id)? || journal_dir(store, id)?.symlink_metadata().is_ok()))
+        crate::store::first_free(prefix, |id| {
+            Ok(store.exists(id)? || journal_dir(store, id)?.symlink_metadata().is_ok())
+        })
     }
 
     /// Journals of runs whose dataset was never published, by output id.
@@ -147,7 +154,9 @@ impl Journal {
             if store.exists(&id)? || !dir.is_dir() || is_symlink(&dir) {
                 continue;
             }
-            let generations = std::fs::read(dir.join(JOURNAL_FILE)).map(|b| b.iter().filter(|&&c| c == b'\n').count().saturating_sub(1)).unwrap_or(0);
+            let generations = std::fs::read(dir.join(JOURNAL_FILE))
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count().saturating_sub(1))
+                .unwrap_or(0);
             runs.push(InterruptedRun { id, generations, running: is_locked(&dir) });
         }
         Ok(runs)
@@ -159,14 +168,19 @@ impl Journal {
         let mut removed = Vec::new();
         for run in Self::interrupted(store)?.into_iter().filter(|r| !r.running) {
             let dir = journal_dir(store, &run.id)?;
-            std::fs::remove_dir_all(&dir).map_err(|e| SynthError::failed(format!("cannot remove `{}`: {e}", dir.display())))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| SynthError::failed(format!("cannot remove `{}`: {e}", dir.display())))?;
             removed.push(dir);
         }
         let Ok(entries) = std::fs::read_dir(store.datasets_dir()) else { return Ok(removed) };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let temporary = name.starts_with(".tmp-") || name.starts_with(".old-");
-            if temporary && !writer_alive(&name) && !is_symlink(&entry.path()) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            if temporary
+                && !writer_alive(&name)
+                && !is_symlink(&entry.path())
+                && std::fs::remove_dir_all(entry.path()).is_ok()
+            {
                 removed.push(entry.path());
             }
         }
@@ -174,17 +188,32 @@ impl Journal {
         Ok(removed)
     }
 
-    fn try_open(dir: &Path, id: &str, fingerprint: &str, restart: bool) -> Result<std::result::Result<Journal, Refusal>> {
+    fn try_open(
+        dir: &Path,
+        id: &str,
+        fingerprint: &str,
+        restart: bool,
+    ) -> Result<std::result::Result<Journal, Refusal>> {
         let fail = |what: &str, e: io::Error| -> anyhow::Error {
-            SynthError::failed(format!("cannot {what} `{}`: {e}", dir.display())).hint("set `SYNTH_HOME` to a writable directory").into()
+            SynthError::failed(format!("cannot {what} `{}`: {e}", dir.display()))
+                .hint("set `SYNTH_HOME` to a writable directory")
+                .into()
         };
         if is_symlink(dir) {
-            return Err(SynthError::invalid(format!("`{}` is a symbolic link; a run's journal stays inside the store", dir.display()))
-                .hint("remove the link, or choose another `--output-id`")
-                .into());
+            return Err(SynthError::invalid(format!(
+                "`{}` is a symbolic link; a run's journal stays inside the store",
+                dir.display()
+            ))
+            .hint("remove the link, or choose another `--output-id`")
+            .into());
         }
         std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|e| fail("write in", e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| fail("write in", e))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(Err(Refusal::Locked)),
@@ -195,7 +224,8 @@ impl Journal {
             let _ = std::fs::remove_file(&path);
         }
         let fresh = path.symlink_metadata().is_err();
-        let mut file = OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(|e| fail("write in", e))?;
+        let mut file =
+            OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(|e| fail("write in", e))?;
         let mut done = HashMap::new();
         if fresh || file.metadata().map(|m| m.len() == 0).unwrap_or(true) {
             let header = Header { journal: FORMAT, fingerprint: fingerprint.to_string(), output_id: id.to_string() };
@@ -229,7 +259,9 @@ impl Journal {
         let entry = Entry { stage: key.stage, row: key.row, attempt: key.attempt, generated: generated.clone() };
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(|e| SynthError::failed(format!("cannot append to `{}`: {e}", self.path().display())))?;
+        self.file
+            .write_all(&line)
+            .map_err(|e| SynthError::failed(format!("cannot append to `{}`: {e}", self.path().display())))?;
         self.entries += 1;
         Ok(())
     }
@@ -245,7 +277,9 @@ impl Journal {
 
     /// Syncs the journal to disk (end of a stage).
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| SynthError::failed(format!("cannot sync `{}`: {e}", self.path().display())).into())
+        self.file
+            .sync_data()
+            .map_err(|e| SynthError::failed(format!("cannot sync `{}`: {e}", self.path().display())).into())
     }
 
     /// Deletes the journal once its dataset is published.
@@ -263,7 +297,11 @@ fn journal_dir(store: &Store, id: &str) -> Result<PathBuf> {
 /// The output ids of every `.run-<id>` directory, sorted.
 fn run_ids(store: &Store) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(store.datasets_dir()) else { return Vec::new() };
-    let mut ids: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter_map(|name| name.strip_prefix(".run-").map(str::to_string)).collect();
+    let mut ids: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix(".run-").map(str::to_string))
+        .collect();
     ids.sort();
     ids
 }
@@ -387,7 +425,13 @@ mod tests {
         let stale = store.datasets_dir().join(".tmp-left-999999999-0");
         std::fs::create_dir(&stale).unwrap();
         let runs = Journal::interrupted(&store).unwrap();
-        assert_eq!(runs, vec![InterruptedRun { id: "busy".into(), generations: 1, running: true }, InterruptedRun { id: "left".into(), generations: 0, running: false }]);
+        assert_eq!(
+            runs,
+            vec![
+                InterruptedRun { id: "busy".into(), generations: 1, running: true },
+                InterruptedRun { id: "left".into(), generations: 0, running: false }
+            ]
+        );
         let removed = Journal::clean(&store).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");
         assert!(!stale.exists());

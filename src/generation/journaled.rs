@@ -92,7 +92,9 @@ impl<'a> JournaledGenerator<'a> {
                         self.counts.recovered += usize::from(attempt > 0);
                         outcome.push((key, Ok(text)));
                     }
-                    Err(reason) if attempt < self.settings.retries && reason.worth_retrying() => pending.push((key, first)),
+                    Err(reason) if attempt < self.settings.retries && reason.worth_retrying() => {
+                        pending.push((key, first))
+                    }
                     Err(reason) => outcome.push((key, Err(reason))),
                 }
             }
@@ -107,9 +109,11 @@ impl<'a> JournaledGenerator<'a> {
     /// One attempt at every job: replayed from the journal where it holds the generation,
     /// generated (and journaled) otherwise.
     fn attempt(&mut self, stage: u8, label: &str, attempt: u32, firsts: &[(usize, Job)]) -> Result<Vec<Generated>> {
-        let jobs: Vec<(usize, Job)> = firsts.iter().map(|(key, first)| (*key, with_attempt_seed(first, attempt))).collect();
+        let jobs: Vec<(usize, Job)> =
+            firsts.iter().map(|(key, first)| (*key, with_attempt_seed(first, attempt))).collect();
         let key = |row| Key { stage, row, attempt };
-        let mut results: Vec<Option<Generated>> = jobs.iter().map(|(row, _)| self.journal.get(key(*row)).cloned()).collect();
+        let mut results: Vec<Option<Generated>> =
+            jobs.iter().map(|(row, _)| self.journal.get(key(*row)).cloned()).collect();
         let todo: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
         if todo.is_empty() {
             return Ok(results.into_iter().flatten().collect());
@@ -145,14 +149,22 @@ impl<'a> JournaledGenerator<'a> {
     }
 
     fn interrupted(&self) -> anyhow::Error {
-        SynthError::interrupted(format!("interrupted: {} finished generations are kept in `{}`", self.journal.generations(), self.journal.path().display()))
-            .hint("run the same command again to resume where this run stopped (`--restart` starts over)")
-            .into()
+        SynthError::interrupted(format!(
+            "interrupted: {} finished generations are kept in `{}`",
+            self.journal.generations(),
+            self.journal.path().display()
+        ))
+        .hint("run the same command again to resume where this run stopped (`--restart` starts over)")
+        .into()
     }
 
     /// An engine error ends the run, but what finished stays in the journal.
     fn stopped_by(&self, err: anyhow::Error) -> anyhow::Error {
-        let kept = format!("the run stopped; {} finished generations are kept in `{}` and a rerun resumes from them", self.journal.generations(), self.journal.path().display());
+        let kept = format!(
+            "the run stopped; {} finished generations are kept in `{}` and a rerun resumes from them",
+            self.journal.generations(),
+            self.journal.path().display()
+        );
         err.context(kept)
     }
 }

@@ -81,7 +81,12 @@ impl ChatTemplate {
     /// Renders `messages`. `enable_thinking` is passed only when given, so templates that
     /// test `enable_thinking is defined` see what they would in `transformers`. At most
     /// [`MAX_RENDER_BYTES`] of output and [`TEMPLATE_FUEL`] instructions.
-    pub fn render(&self, messages: &[Message], add_generation_prompt: bool, enable_thinking: Option<bool>) -> Result<String> {
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        enable_thinking: Option<bool>,
+    ) -> Result<String> {
         self.render_within(messages, add_generation_prompt, enable_thinking, MAX_RENDER_BYTES)
     }
 
@@ -115,12 +120,14 @@ impl ChatTemplate {
         let mut out = BoundedWriter { bytes: Vec::new(), max: max_bytes, overflowed: false };
         let rendered = RENDERING.with(|flag| {
             flag.set(true);
-            let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| template.render_captured_to(ctx, &mut out).map(|_| ())));
+            let rendered =
+                std::panic::catch_unwind(AssertUnwindSafe(|| template.render_captured_to(ctx, &mut out).map(|_| ())));
             flag.set(false);
             rendered
         });
         let rendered = rendered.map_err(|panic| {
-            let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            let what =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
             anyhow::Error::from(
                 SynthError::invalid(format!(
                     "the chat template crashed the template engine (minijinja): {}",
@@ -131,9 +138,11 @@ impl ChatTemplate {
         })?;
         if let Err(err) = rendered {
             if out.overflowed {
-                return Err(SynthError::invalid(format!("the chat template renders a prompt longer than {max_bytes} bytes"))
-                    .hint(TOO_LONG_HINT)
-                    .into());
+                return Err(SynthError::invalid(format!(
+                    "the chat template renders a prompt longer than {max_bytes} bytes"
+                ))
+                .hint(TOO_LONG_HINT)
+                .into());
             }
             let source = std::error::Error::source(&err);
             if source.is_some_and(|s| s.is::<TooDeep>()) {
@@ -155,7 +164,8 @@ impl ChatTemplate {
             }
             .into());
         }
-        String::from_utf8(out.bytes).map_err(|err| SynthError::failed(format!("the chat template rendered invalid UTF-8: {err}")).into())
+        String::from_utf8(out.bytes)
+            .map_err(|err| SynthError::failed(format!("the chat template rendered invalid UTF-8: {err}")).into())
     }
 
     /// The template's source text.
@@ -245,17 +255,19 @@ pub fn encode_prompt_plain_content<'a>(
 ) -> Result<Vec<u32>> {
     // One pass over the text, so content holding every private-use character costs no more.
     let mut used = vec![false; 0xF8FF - 0xE000 + 1];
-    let texts = std::iter::once(template.source()).chain(messages.iter().flat_map(|m| [m.role.as_str(), m.content.as_str()]));
+    let texts =
+        std::iter::once(template.source()).chain(messages.iter().flat_map(|m| [m.role.as_str(), m.content.as_str()]));
     for c in texts.flat_map(str::chars) {
         if let Some(slot) = (c as usize).checked_sub(0xE000).and_then(|i| used.get_mut(i)) {
             *slot = true;
         }
     }
-    let sentinel = used
-        .iter()
-        .position(|used| !used)
-        .and_then(|i| char::from_u32(0xE000 + i as u32))
-        .ok_or_else(|| SynthError::invalid("the conversation uses every private-use character; synth cannot mark its special-token text"))?;
+    let sentinel =
+        used.iter().position(|used| !used).and_then(|i| char::from_u32(0xE000 + i as u32)).ok_or_else(|| {
+            SynthError::invalid(
+                "the conversation uses every private-use character; synth cannot mark its special-token text",
+            )
+        })?;
     let mut originals: Vec<&str> = Vec::new();
     let mut mask = |text: &'a str| {
         let mut masked = String::with_capacity(text.len());
@@ -269,7 +281,8 @@ pub fn encode_prompt_plain_content<'a>(
         masked.push_str(&text[last..]);
         masked
     };
-    let masked: Vec<Message> = messages.iter().map(|m| Message { role: mask(&m.role), content: mask(&m.content) }).collect();
+    let masked: Vec<Message> =
+        messages.iter().map(|m| Message { role: mask(&m.role), content: mask(&m.content) }).collect();
     // A sentinel may be longer than the text it stands for; the exact length is checked below.
     let slack = originals.len().saturating_mul(2 * '\u{E000}'.len_utf8() + 20);
     let text = template.render_within(&masked, true, enable_thinking, max_bytes.saturating_add(slack))?;
@@ -405,7 +418,8 @@ fn check_depth(value: &Value) -> Result<(), minijinja::Error> {
     if walk(value, 0, &mut { MAX_VALUE_NODES }) {
         Ok(())
     } else {
-        Err(minijinja::Error::new(ErrorKind::InvalidOperation, "value nested too deep or too large").with_source(TooDeep))
+        Err(minijinja::Error::new(ErrorKind::InvalidOperation, "value nested too deep or too large")
+            .with_source(TooDeep))
     }
 }
 
@@ -415,7 +429,10 @@ struct TooDeep;
 
 impl std::fmt::Display for TooDeep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a value nested more than {MAX_VALUE_DEPTH} levels deep or holding more than {MAX_VALUE_NODES} values")
+        write!(
+            f,
+            "a value nested more than {MAX_VALUE_DEPTH} levels deep or holding more than {MAX_VALUE_NODES} values"
+        )
     }
 }
 
@@ -512,8 +529,9 @@ fn tojson(value: Value, indent: Option<Value>, kwargs: Kwargs) -> Result<String,
         return Err(minijinja::Error::new(ErrorKind::UndefinedError, "tojson of an undefined value"));
     }
     check_depth(&value)?;
-    let json = serde_json::to_value(&value)
-        .map_err(|err| minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: cannot serialize").with_source(err))?;
+    let json = serde_json::to_value(&value).map_err(|err| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: cannot serialize").with_source(err)
+    })?;
     let style = JsonStyle { indent, sort_keys, ensure_ascii, item_sep, key_sep };
     let mut out = String::new();
     style.write(&mut out, &json, 0);
@@ -620,7 +638,8 @@ mod tests {
 
     #[test]
     fn raise_exception_is_an_invalid_input_error_with_the_message() {
-        let source = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok";
+        let source =
+            "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}ok";
         assert_eq!(render(source, &[Message::new("user", "hi")]).unwrap(), "ok");
         let err = render(source, &[Message::new("system", "hi")]).unwrap_err();
         assert_eq!(crate::error::exit_code(&err), 2);
@@ -629,7 +648,8 @@ mod tests {
 
     #[test]
     fn strftime_now_is_a_fixed_date() {
-        let out = render(r#"{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%A %B %e, %y %F %H:%M %j %%") }}"#, &[]).unwrap();
+        let out =
+            render(r#"{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%A %B %e, %y %F %H:%M %j %%") }}"#, &[]).unwrap();
         assert_eq!(out, "26 Jul 2024|Friday July 26, 24 2024-07-26 00:00 208 %");
         assert!(render(r#"{{ strftime_now("%Z") }}"#, &[]).is_err());
     }
@@ -650,7 +670,10 @@ mod tests {
         let t = ChatTemplate::new(source.into(), None, Some("</s>".into())).unwrap();
         assert_eq!(t.render(&[], false, None).unwrap(), "False </s> False True");
         assert_eq!(
-            ChatTemplate::new("{{ enable_thinking }}".into(), None, None).unwrap().render(&[], false, Some(false)).unwrap(),
+            ChatTemplate::new("{{ enable_thinking }}".into(), None, None)
+                .unwrap()
+                .render(&[], false, Some(false))
+                .unwrap(),
             "False"
         );
     }
@@ -663,7 +686,11 @@ mod tests {
             let template = ChatTemplate::new(source.into(), None, None).unwrap();
             let err = template.render(&[], true, None).unwrap_err();
             assert_eq!(crate::error::exit_code(&err), 2);
-            assert!(err.to_string().starts_with("the chat template crashed the template engine (minijinja): index out of bounds"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("the chat template crashed the template engine (minijinja): index out of bounds"),
+                "{err}"
+            );
         }
         // The thread renders normally afterwards.
         assert_eq!(render("{{ 'ok' }}", &[]).unwrap(), "ok");
@@ -680,7 +707,10 @@ mod tests {
         ] {
             let err = render(source, &[]).unwrap_err();
             assert_eq!(crate::error::exit_code(&err), 2);
-            assert!(err.to_string().starts_with("the chat template prints a value nested more than 64 levels deep"), "{err}");
+            assert!(
+                err.to_string().starts_with("the chat template prints a value nested more than 64 levels deep"),
+                "{err}"
+            );
         }
         // Doubling at each level: 2^40 items to print, refused after a million.
         let doubling = format!("{{% set a = [1] %}}{}{{{{ a }}}}", "{% set a = [a, a] %}".repeat(40));

@@ -12,7 +12,12 @@ use super::ModelSpec;
 use crate::error::SynthError;
 
 /// Downloads every file of `spec` into `hub_cache`; returns their snapshot paths.
-pub fn download(spec: &ModelSpec, hub_cache: &Path, endpoint: Option<String>, token: Option<String>) -> Result<Vec<PathBuf>> {
+pub fn download(
+    spec: &ModelSpec,
+    hub_cache: &Path,
+    endpoint: Option<String>,
+    token: Option<String>,
+) -> Result<Vec<PathBuf>> {
     if !spec.downloadable {
         return Err(SynthError::invalid(format!(
             "model `{}` is not downloadable: its files are not on the Hugging Face Hub at `{}`",
@@ -21,7 +26,11 @@ pub fn download(spec: &ModelSpec, hub_cache: &Path, endpoint: Option<String>, to
         .hint(super::resolve::how_to_get(spec))
         .into());
     }
-    let mut builder = ApiBuilder::new().with_cache_dir(hub_cache.to_path_buf()).with_token(token).with_progress(false).with_retries(2);
+    let mut builder = ApiBuilder::new()
+        .with_cache_dir(hub_cache.to_path_buf())
+        .with_token(token)
+        .with_progress(false)
+        .with_retries(2);
     if let Some(endpoint) = endpoint {
         builder = builder.with_endpoint(endpoint);
     }

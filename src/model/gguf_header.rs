@@ -57,7 +57,9 @@ fn walk<R: Read + Seek>(reader: &mut R) -> Result<HeaderSummary, String> {
     let metadata = r.count("the metadata count")?;
     // The smallest metadata entry is 13 bytes and the smallest tensor info 25 in version 2+.
     if metadata.saturating_mul(13).saturating_add(tensors.saturating_mul(25)) > r.remaining() {
-        return Err(format!("claims {metadata} metadata entries and {tensors} tensors, more than its {file_len} bytes can hold"));
+        return Err(format!(
+            "claims {metadata} metadata entries and {tensors} tensors, more than its {file_len} bytes can hold"
+        ));
     }
 
     let mut alignment = DEFAULT_ALIGNMENT;
@@ -86,14 +88,21 @@ fn walk<R: Read + Seek>(reader: &mut R) -> Result<HeaderSummary, String> {
             elements = elements.checked_mul(d).ok_or_else(|| format!("tensor `{name}`: its dimensions overflow"))?;
         }
         let ggml_type = r.u32(&format!("the type of tensor `{name}`"))?;
-        let (block, block_bytes) = ggml_block(ggml_type).ok_or_else(|| format!("tensor `{name}` has unknown ggml type {ggml_type}"))?;
+        let (block, block_bytes) =
+            ggml_block(ggml_type).ok_or_else(|| format!("tensor `{name}` has unknown ggml type {ggml_type}"))?;
         if !elements.is_multiple_of(block) {
-            return Err(format!("tensor `{name}` has {elements} elements, not a multiple of its type's block of {block}"));
+            return Err(format!(
+                "tensor `{name}` has {elements} elements, not a multiple of its type's block of {block}"
+            ));
         }
-        let bytes = (elements / block).checked_mul(block_bytes).ok_or_else(|| format!("tensor `{name}`: its size overflows"))?;
+        let bytes = (elements / block)
+            .checked_mul(block_bytes)
+            .ok_or_else(|| format!("tensor `{name}`: its size overflows"))?;
         let offset = r.u64(&format!("the offset of tensor `{name}`"))?;
         if offset % alignment != 0 {
-            return Err(format!("tensor `{name}` starts at offset {offset}, not a multiple of the alignment {alignment}"));
+            return Err(format!(
+                "tensor `{name}` starts at offset {offset}, not a multiple of the alignment {alignment}"
+            ));
         }
         extents.push((name, offset, bytes));
     }
@@ -145,7 +154,9 @@ impl<R: Read + Seek> Walker<'_, R> {
 
     fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
         let mut buf = [0u8; N];
-        self.reader.read_exact(&mut buf).map_err(|_| format!("ends inside {what} at byte {} (truncated?)", self.pos))?;
+        self.reader
+            .read_exact(&mut buf)
+            .map_err(|_| format!("ends inside {what} at byte {} (truncated?)", self.pos))?;
         self.pos += N as u64;
         Ok(buf)
     }
@@ -168,7 +179,10 @@ impl<R: Read + Seek> Walker<'_, R> {
 
     fn skip(&mut self, n: u64, what: &str) -> Result<(), String> {
         if n > self.remaining() {
-            return Err(format!("{what} needs {n} bytes at byte {}, past the end of the {}-byte file (truncated?)", self.pos, self.file_len));
+            return Err(format!(
+                "{what} needs {n} bytes at byte {}, past the end of the {}-byte file (truncated?)",
+                self.pos, self.file_len
+            ));
         }
         self.reader.seek(SeekFrom::Current(n as i64)).map_err(|e| e.to_string())?;
         self.pos += n;
@@ -208,7 +222,10 @@ impl<R: Read + Seek> Walker<'_, R> {
                 let item_type = self.u32(&what)?;
                 let len = self.count(&what)?;
                 if len > MAX_ARRAY || len > self.remaining() {
-                    return Err(format!("`{key}`: an array of {len} items at byte {}, more than the file holds", self.pos));
+                    return Err(format!(
+                        "`{key}`: an array of {len} items at byte {}, more than the file holds",
+                        self.pos
+                    ));
                 }
                 for _ in 0..len {
                     self.value(key, item_type, depth + 1)?;
@@ -226,8 +243,8 @@ impl<R: Read + Seek> Walker<'_, R> {
 /// Reads a GGUF file's metadata and tensor index (not the tensors), after [`check`]
 /// has made sure the header cannot take candle out of bounds.
 pub fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
-    let mut file =
-        std::fs::File::open(path).map_err(|err| SynthError::failed(format!("cannot open `{}`: {err}", path.display())))?;
+    let mut file = std::fs::File::open(path)
+        .map_err(|err| SynthError::failed(format!("cannot open `{}`: {err}", path.display())))?;
     check(&mut file).map_err(|err| {
         SynthError::invalid(format!("`{}` is not a valid GGUF file: {err}", path.display()))
             .hint("the download may be incomplete or damaged; fetch the file again")

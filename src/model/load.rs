@@ -21,7 +21,13 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     /// Finds `name` in the registry, resolves its files locally (never the network) and loads it.
-    pub fn load(registry: &Registry, name: &str, model_path: Option<&Path>, synth_home: &Path, device: &Device) -> Result<LoadedModel> {
+    pub fn load(
+        registry: &Registry,
+        name: &str,
+        model_path: Option<&Path>,
+        synth_home: &Path,
+        device: &Device,
+    ) -> Result<LoadedModel> {
         let spec = registry.get(name)?;
         let resolved = resolve(spec, model_path, synth_home)?;
         let (text, decoder) = match spec.format {
@@ -35,7 +41,12 @@ impl LoadedModel {
             WeightFormat::Safetensors => {
                 let text = ModelText::load(&resolved)?;
                 let config = resolved.file("config.json").context("the resolved model has no `config.json`")?;
-                let weights: Vec<PathBuf> = resolved.files.iter().filter(|(n, _)| n.ends_with(".safetensors")).map(|(_, p)| p.clone()).collect();
+                let weights: Vec<PathBuf> = resolved
+                    .files
+                    .iter()
+                    .filter(|(n, _)| n.ends_with(".safetensors"))
+                    .map(|(_, p)| p.clone())
+                    .collect();
                 (text, models::load_safetensors(config, &weights, device)?)
             }
         };
@@ -57,7 +68,12 @@ impl LoadedModel {
         let mut files = Vec::new();
         for (name, path) in &self.resolved.files {
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            files.push(ModelFileRecord { name: name.clone(), path: path.display().to_string(), bytes, sha256: file_sha256(path)? });
+            files.push(ModelFileRecord {
+                name: name.clone(),
+                path: path.display().to_string(),
+                bytes,
+                sha256: file_sha256(path)?,
+            });
         }
         Ok(ModelRecord {
             name: spec.name.clone(),

@@ -272,7 +272,8 @@ fn check_local_path(local: Option<&str>) -> Result<(), String> {
         return Err("field `localPath` is empty".into());
     }
     let path = Path::new(local);
-    let escapes = path.is_relative() && path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let escapes =
+        path.is_relative() && path.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if escapes {
         return Err(format!("field `localPath` is `{local}`, expected a path inside `$SYNTH_HOME/models/` (no `..`) or an absolute path"));
     }
@@ -361,7 +362,8 @@ fn duplicate(name: &str, a: &ModelSpec, b: &ModelSpec) -> anyhow::Error {
 }
 
 fn user_model_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(dir).map_err(|err| SynthError::failed(format!("cannot read `{}`: {err}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|err| SynthError::failed(format!("cannot read `{}`: {err}", dir.display())))?;
     let mut files = Vec::new();
     for entry in entries {
         let path = entry.map_err(|err| SynthError::failed(format!("cannot read `{}`: {err}", dir.display())))?.path();
@@ -436,7 +438,10 @@ mod tests {
     fn errors_name_the_file_and_field() {
         let cases = [
             (MINIMAL.replace("\"format\": \"gguf\"", "\"format\": \"ggml\""), "field `format`: unknown variant `ggml`"),
-            (MINIMAL.replace("\"contextLength\": 2048", "\"contextLength\": \"big\""), "field `contextLength`: invalid type"),
+            (
+                MINIMAL.replace("\"contextLength\": 2048", "\"contextLength\": \"big\""),
+                "field `contextLength`: invalid type",
+            ),
             (MINIMAL.replace("\"name\"", "\"nmae\""), "unknown field `nmae`"),
             (MINIMAL.replace("\"hfRepo\": \"org/tiny\", ", ""), "missing field `hfRepo`"),
             (MINIMAL.replace("[\"tiny.gguf\"]", "[\"tiny.gguf\", \"b.gguf\"]"), "exactly one `.gguf`"),
@@ -444,7 +449,10 @@ mod tests {
             (MINIMAL.replace("org/tiny", "tiny"), "field `hfRepo` is `tiny`, expected `org/name`"),
             (MINIMAL.replace("[\"</s>\"]", "[]"), "field `stopTokens` is empty"),
             (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"localPath\": \" \""), "field `localPath` is empty"),
-            (MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"downloadable\": false"), "field `downloadable` is false but `notes` is empty"),
+            (
+                MINIMAL.replace("\"Tiny\"", "\"Tiny\", \"downloadable\": false"),
+                "field `downloadable` is false but `notes` is empty",
+            ),
             ("{".to_string(), "EOF while parsing"),
         ];
         for (json, want) in cases {
@@ -478,7 +486,10 @@ mod tests {
         let a = user(&MINIMAL.replace("\"Tiny\"", "\"A\", \"aliases\": [\"x\"]"), "a.json");
         let b = user(&MINIMAL.replace("\"Tiny\"", "\"B\", \"aliases\": [\"X\"]"), "b.json");
         let err = Registry::from_specs(vec![], vec![a, b]).unwrap_err();
-        assert_eq!(render(&err).lines().next().unwrap(), "error: model name `x` is claimed by both `a.json` and `b.json`");
+        assert_eq!(
+            render(&err).lines().next().unwrap(),
+            "error: model name `x` is claimed by both `a.json` and `b.json`"
+        );
     }
 
     #[test]

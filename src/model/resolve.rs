@@ -110,8 +110,11 @@ pub fn resolve_in(
         }
     }
     let missing = best.unwrap_or_else(|| spec.files.clone());
-    let where_ =
-        if looked.is_empty() { "nowhere (no `localPath`, no Hugging Face cache)".to_string() } else { looked.join(", ") };
+    let where_ = if looked.is_empty() {
+        "nowhere (no `localPath`, no Hugging Face cache)".to_string()
+    } else {
+        looked.join(", ")
+    };
     Err(missing_error(spec, &missing, &where_))
 }
 
@@ -468,7 +471,10 @@ mod tests {
             text.contains("lacks 4 of the 5 files of model `Qwen3-0.6B`: `generation_config.json`, `tokenizer.json`"),
             "{text}"
         );
-        assert!(text.contains("hint: download them with `huggingface-cli download Qwen/Qwen3-0.6B --local-dir"), "{text}");
+        assert!(
+            text.contains("hint: download them with `huggingface-cli download Qwen/Qwen3-0.6B --local-dir"),
+            "{text}"
+        );
 
         let err = resolve_in(&qwen, Some(&tmp.path().join("nope")), tmp.path(), None).unwrap_err();
         assert!(render(&err).contains("does not exist"));

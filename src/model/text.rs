@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file;
 
-
 use super::chat_template::{self, ChatTemplate};
 use super::gguf_header::read_gguf;
 use super::registry::{ModelSpec, WeightFormat};
@@ -35,8 +34,9 @@ impl ModelText {
         let spec = &resolved.spec;
         match spec.format {
             WeightFormat::Gguf => {
-                let path =
-                    resolved.gguf().ok_or_else(|| SynthError::failed(format!("model `{}` has no `.gguf` file", spec.name)))?;
+                let path = resolved
+                    .gguf()
+                    .ok_or_else(|| SynthError::failed(format!("model `{}` has no `.gguf` file", spec.name)))?;
                 let content = read_gguf(path)?;
                 ModelText::from_gguf(spec, &content)
             }
@@ -96,8 +96,14 @@ impl ModelText {
     /// The prompt ids for `messages`, ending in the assistant's turn header. A prompt longer
     /// than [`ModelText::max_prompt_bytes`] is refused before it is tokenized.
     pub fn encode_chat(&self, messages: &[Message], enable_thinking: Option<bool>) -> Result<Vec<u32>> {
-        chat_template::encode_prompt_within(&self.template, &self.tokenizer, messages, enable_thinking, self.max_prompt_bytes)
-            .with_context(|| format!("model `{}`", self.model_name))
+        chat_template::encode_prompt_within(
+            &self.template,
+            &self.tokenizer,
+            messages,
+            enable_thinking,
+            self.max_prompt_bytes,
+        )
+        .with_context(|| format!("model `{}`", self.model_name))
     }
 }
 

@@ -25,8 +25,7 @@ const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// The split regexes of the `tokenizer.json` files these GGUF pre-tokenizer names come from.
-const LLAMA3_REGEX: &str =
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_REGEX: &str =
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
@@ -82,7 +81,10 @@ fn token_types(content: &gguf_file::Content, tokens: usize) -> Result<Option<Vec
     let Some(value) = content.metadata.get("tokenizer.ggml.token_type") else { return Ok(None) };
     let types = meta_int_array(value, "tokenizer.ggml.token_type")?;
     if types.len() != tokens {
-        return Err(malformed(format!("`tokenizer.ggml.token_type` has {} entries but `tokenizer.ggml.tokens` has {tokens}", types.len())));
+        return Err(malformed(format!(
+            "`tokenizer.ggml.token_type` has {} entries but `tokenizer.ggml.tokens` has {tokens}",
+            types.len()
+        )));
     }
     Ok(Some(types))
 }
@@ -103,7 +105,10 @@ fn gguf_bpe(content: &gguf_file::Content, tokens: &[&str]) -> Result<BPE> {
         })?;
         pairs.push((a.to_string(), b.to_string()));
     }
-    BPE::builder().vocab_and_merges(vocab, pairs).build().map_err(|err| malformed(format!("cannot build the BPE tokenizer: {err}")))
+    BPE::builder()
+        .vocab_and_merges(vocab, pairs)
+        .build()
+        .map_err(|err| malformed(format!("cannot build the BPE tokenizer: {err}")))
 }
 
 /// The pre-tokenizer (and, for Qwen2, the normalizer) that `tokenizer.ggml.pre` names.
@@ -117,10 +122,13 @@ fn gguf_pre_tokenizer(pre: &str, tokenizer: &mut tokenizers::Tokenizer) -> Resul
     Ok(match pre {
         "default" | "gpt-2" | "gpt2" => byte_level(true),
         // SmolLM/StarCoder: every digit is its own word, then GPT-2's regex.
-        "smollm" | "starcoder" | "refact" => {
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)]))
+        "smollm" | "starcoder" | "refact" => PreTokenizerWrapper::Sequence(Sequence::new(vec![
+            PreTokenizerWrapper::Digits(Digits::new(true)),
+            byte_level(true),
+        ])),
+        "llama-bpe" | "llama3" => {
+            PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)]))
         }
-        "llama-bpe" | "llama3" => PreTokenizerWrapper::Sequence(Sequence::new(vec![split(LLAMA3_REGEX)?, byte_level(false)])),
         "qwen2" => {
             tokenizer.with_normalizer(Some(NFC));
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split(QWEN2_REGEX)?, byte_level(false)]))
@@ -276,7 +284,11 @@ impl TextCodec {
         self.scan_specials(text, false).collect()
     }
 
-    fn scan_specials<'a>(&'a self, text: &'a str, any: bool) -> impl Iterator<Item = (std::ops::Range<usize>, u32)> + 'a {
+    fn scan_specials<'a>(
+        &'a self,
+        text: &'a str,
+        any: bool,
+    ) -> impl Iterator<Item = (std::ops::Range<usize>, u32)> + 'a {
         let bytes = text.as_bytes();
         let mut at = 0;
         std::iter::from_fn(move || {
@@ -314,17 +326,25 @@ impl TextCodec {
             encodings.push(match piece {
                 Piece::Text(text) => plain.encode_fast(text.as_str(), false).map_err(failed)?,
                 Piece::Special(id) => {
-                    let text = self.inner.id_to_token(*id).ok_or_else(|| SynthError::failed(format!("token id {id} is outside the vocabulary")))?;
+                    let text = self
+                        .inner
+                        .id_to_token(*id)
+                        .ok_or_else(|| SynthError::failed(format!("token id {id} is outside the vocabulary")))?;
                     tokenizers::Encoding::from_tokens(vec![tokenizers::Token::new(*id, text, (0, 0))], 0)
                 }
             });
         }
-        let encoding = self.inner.post_process(tokenizers::Encoding::merge(encodings, false), None, add_special_tokens).map_err(failed)?;
+        let encoding = self
+            .inner
+            .post_process(tokenizers::Encoding::merge(encodings, false), None, add_special_tokens)
+            .map_err(failed)?;
         Ok(encoding.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|err| SynthError::failed(format!("cannot decode token ids: {err}")).into())
+        self.inner
+            .decode(ids, skip_special)
+            .map_err(|err| SynthError::failed(format!("cannot decode token ids: {err}")).into())
     }
 
     /// The id of a token given as its exact vocabulary string (`<|im_end|>`, `Ġthe`).
@@ -392,26 +412,27 @@ impl TokenizerConfig {
                 Some(_) => Err(format!("field `{key}` must be a string or an object with `content`")),
             }
         };
-        let chat_template =
-            match obj.get("chat_template") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(serde_json::Value::Array(list)) => {
-                    let named = |item: &serde_json::Value| -> Option<(String, String)> {
-                        Some((item.get("name")?.as_str()?.to_string(), item.get("template")?.as_str()?.to_string()))
-                    };
-                    let templates: Vec<(String, String)> = list.iter().filter_map(named).collect();
-                    if templates.len() != list.len() {
-                        return Err("field `chat_template` is a list whose items are not all `{name, template}` strings".into());
-                    }
-                    let names: Vec<String> = templates.iter().map(|(n, _)| format!("`{n}`")).collect();
-                    let default = templates.into_iter().find(|(name, _)| name == "default").map(|(_, t)| t);
-                    Some(default.ok_or_else(|| {
-                        format!("field `chat_template` has no template named `default` (has {})", names.join(", "))
-                    })?)
+        let chat_template = match obj.get("chat_template") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Array(list)) => {
+                let named = |item: &serde_json::Value| -> Option<(String, String)> {
+                    Some((item.get("name")?.as_str()?.to_string(), item.get("template")?.as_str()?.to_string()))
+                };
+                let templates: Vec<(String, String)> = list.iter().filter_map(named).collect();
+                if templates.len() != list.len() {
+                    return Err(
+                        "field `chat_template` is a list whose items are not all `{name, template}` strings".into()
+                    );
                 }
-                Some(_) => return Err("field `chat_template` must be a string or a list of `{name, template}`".into()),
-            };
+                let names: Vec<String> = templates.iter().map(|(n, _)| format!("`{n}`")).collect();
+                let default = templates.into_iter().find(|(name, _)| name == "default").map(|(_, t)| t);
+                Some(default.ok_or_else(|| {
+                    format!("field `chat_template` has no template named `default` (has {})", names.join(", "))
+                })?)
+            }
+            Some(_) => return Err("field `chat_template` must be a string or a list of `{name, template}`".into()),
+        };
         Ok(TokenizerConfig { bos_token: token("bos_token")?, eos_token: token("eos_token")?, chat_template })
     }
 }
@@ -419,15 +440,16 @@ impl TokenizerConfig {
 /// `eos_token_id` from `generation_config.json`: a number or a list of numbers.
 fn generation_eos_ids(path: &Path) -> Result<Vec<u32>> {
     let bad = |msg: String| -> anyhow::Error { SynthError::invalid(format!("`{}`: {msg}", path.display())).into() };
-    let text =
-        std::fs::read_to_string(path).map_err(|err| SynthError::failed(format!("cannot read `{}`: {err}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| SynthError::failed(format!("cannot read `{}`: {err}", path.display())))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| bad(format!("invalid JSON: {err}")))?;
     let id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
     match value.get("eos_token_id") {
         None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-        Some(serde_json::Value::Array(list)) => {
-            list.iter().map(|v| id(v).ok_or_else(|| bad(format!("`eos_token_id` holds `{v}`, expected token ids")))).collect()
-        }
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .map(|v| id(v).ok_or_else(|| bad(format!("`eos_token_id` holds `{v}`, expected token ids"))))
+            .collect(),
         Some(v) => Ok(vec![id(v).ok_or_else(|| bad(format!("`eos_token_id` is `{v}`, expected a token id")))?]),
     }
 }
@@ -474,16 +496,21 @@ fn as_int(value: &gguf_file::Value) -> Option<i64> {
 
 fn meta_int_array(value: &gguf_file::Value, key: &str) -> Result<Vec<i64>> {
     let items = value.to_vec().map_err(|_| type_error(key, value, "an array of integers"))?;
-    items.iter().enumerate().map(|(i, v)| as_int(v).ok_or_else(|| type_error(&format!("{key}[{i}]"), v, "an integer"))).collect()
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| as_int(v).ok_or_else(|| type_error(&format!("{key}[{i}]"), v, "an integer")))
+        .collect()
 }
 
 /// An optional token id; present but not a valid id is an error.
 fn meta_u32(content: &gguf_file::Content, key: &str) -> Result<Option<u32>> {
     match content.metadata.get(key) {
         None => Ok(None),
-        Some(value) => {
-            as_int(value).and_then(|v| u32::try_from(v).ok()).map(Some).ok_or_else(|| type_error(key, value, "a token id"))
-        }
+        Some(value) => as_int(value)
+            .and_then(|v| u32::try_from(v).ok())
+            .map(Some)
+            .ok_or_else(|| type_error(key, value, "a token id")),
     }
 }
 
@@ -547,13 +574,25 @@ mod tests {
     #[test]
     fn malformed_metadata_is_an_error_not_a_panic() {
         let cases: Vec<(Vec<(&str, V)>, &str)> = vec![
-            (vec![("tokenizer.ggml.model", V::String("llama".into()))], "GGUF tokenizer model `llama` is not supported"),
+            (
+                vec![("tokenizer.ggml.model", V::String("llama".into()))],
+                "GGUF tokenizer model `llama` is not supported",
+            ),
             (vec![("tokenizer.ggml.pre", V::String("falcon".into()))], "GGUF pre-tokenizer `falcon`"),
             (vec![("tokenizer.ggml.merges", strs(&["ab"]))], "`tokenizer.ggml.merges[0]` is `ab`"),
-            (vec![("tokenizer.ggml.tokens", V::U32(3))], "`tokenizer.ggml.tokens` is a U32, expected an array of strings"),
+            (
+                vec![("tokenizer.ggml.tokens", V::U32(3))],
+                "`tokenizer.ggml.tokens` is a U32, expected an array of strings",
+            ),
             (vec![("tokenizer.ggml.token_type", V::Array(vec![V::I32(1)]))], "has 1 entries but"),
-            (vec![("tokenizer.ggml.eos_token_id", V::U32(99))], "`tokenizer.ggml.eos_token_id` 99 is outside the vocabulary"),
-            (vec![("tokenizer.ggml.bos_token_id", V::I32(-1))], "`tokenizer.ggml.bos_token_id` is a I32, expected a token id"),
+            (
+                vec![("tokenizer.ggml.eos_token_id", V::U32(99))],
+                "`tokenizer.ggml.eos_token_id` 99 is outside the vocabulary",
+            ),
+            (
+                vec![("tokenizer.ggml.bos_token_id", V::I32(-1))],
+                "`tokenizer.ggml.bos_token_id` is a I32, expected a token id",
+            ),
         ];
         for (extra, want) in cases {
             // Later entries replace the toy's.
@@ -572,7 +611,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             c,
-            TokenizerConfig { bos_token: Some("<s>".into()), eos_token: Some("</s>".into()), chat_template: Some("x".into()) }
+            TokenizerConfig {
+                bos_token: Some("<s>".into()),
+                eos_token: Some("</s>".into()),
+                chat_template: Some("x".into())
+            }
         );
         let c = TokenizerConfig::parse(
             r#"{"bos_token": null, "chat_template": [{"name": "tool_use", "template": "t"}, {"name": "default", "template": "d"}]}"#,

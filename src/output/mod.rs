@@ -24,7 +24,13 @@ impl Destination<'_> {
     /// Shuffles `rows` with `seed`, cuts them by `distribution` (largest remainder) and
     /// publishes them with a manifest holding `details`. Returns the dataset's directory and
     /// the split sizes (train, validation, test).
-    pub fn publish_shuffled(&self, rows: Vec<Row>, distribution: Distribution, seed: u64, details: &impl Serialize) -> Result<(PathBuf, [usize; 3])> {
+    pub fn publish_shuffled(
+        &self,
+        rows: Vec<Row>,
+        distribution: Distribution,
+        seed: u64,
+        details: &impl Serialize,
+    ) -> Result<(PathBuf, [usize; 3])> {
         let fractions = [distribution.train, distribution.validation, distribution.test];
         let assignment = splits::assign_splits(rows.len(), fractions, seed);
         let mut named = Vec::with_capacity(SPLITS.len());

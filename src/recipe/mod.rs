@@ -75,13 +75,16 @@ pub fn read_text(path: &Path) -> anyhow::Result<(String, String)> {
     let bytes = std::fs::read(path).map_err(|e| {
         let err = match e.kind() {
             std::io::ErrorKind::NotFound => SynthError::not_found(format!("{origin}: no such file")),
-            std::io::ErrorKind::IsADirectory => SynthError::invalid(format!("{origin}: is a directory, expected a recipe file (JSON)")),
+            std::io::ErrorKind::IsADirectory => {
+                SynthError::invalid(format!("{origin}: is a directory, expected a recipe file (JSON)"))
+            }
             _ => SynthError::failed(format!("{origin}: cannot read the file: {e}")),
         };
         anyhow::Error::from(err)
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        SynthError::invalid(format!("{origin}: not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())).hint("save the recipe as UTF-8 JSON")
+        SynthError::invalid(format!("{origin}: not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+            .hint("save the recipe as UTF-8 JSON")
     })?;
     Ok((origin, text))
 }
@@ -91,9 +94,11 @@ const STRUCTURE_HINT: &str =
 
 fn failure_to_error(failure: raw::Failure, origin: &str) -> anyhow::Error {
     if failure.path == "recipeConfig" && failure.message.starts_with("unknown field") {
-        return SynthError::invalid(format!("{origin}: this is an evaluation recipe (it has `recipeConfig`), not a synthesis recipe"))
-            .hint(format!("run it with `synth eval {origin}`"))
-            .into();
+        return SynthError::invalid(format!(
+            "{origin}: this is an evaluation recipe (it has `recipeConfig`), not a synthesis recipe"
+        ))
+        .hint(format!("run it with `synth eval {origin}`"))
+        .into();
     }
     failure_to_error_with(failure, origin, STRUCTURE_HINT)
 }

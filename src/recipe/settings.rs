@@ -67,7 +67,13 @@ pub struct InferenceSettings {
 impl InferenceSettings {
     /// These settings as one request's sampling parameters, with that request's own seed.
     pub fn sampling(&self, seed: u64) -> crate::engine::SamplingParams {
-        crate::engine::SamplingParams { temperature: self.temperature, top_p: self.top_p, top_k: self.top_k, max_new_tokens: self.max_new_tokens, seed }
+        crate::engine::SamplingParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            max_new_tokens: self.max_new_tokens,
+            seed,
+        }
     }
 }
 

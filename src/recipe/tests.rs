@@ -225,7 +225,13 @@ fn requests_per_minute_rules() {
 fn requests_per_minute_below_the_minimum_or_above_the_maximum_is_refused() {
     let p = "inferenceConfig.requestsPerMinute";
     let rule = "must be between 0.001 and 1000000 requests per minute";
-    for (text, shown) in [("1e-300", "1e-300"), ("0.0009", "0.0009"), ("5e-324", "5e-324"), ("1000000.5", "1000000.5"), ("1e300", "1e300")] {
+    for (text, shown) in [
+        ("1e-300", "1e-300"),
+        ("0.0009", "0.0009"),
+        ("5e-324", "5e-324"),
+        ("1000000.5", "1000000.5"),
+        ("1e300", "1e300"),
+    ] {
         let recipe = with(p, json!(0.5)).replace("0.5", text);
         assert_error(&recipe, &format!("{p}: `{shown}` {rule}"));
     }

@@ -283,7 +283,10 @@ pub struct EvaluationRecord {
 impl EvalResult {
     /// The row's evaluations, typed; an entry that does not read is left out.
     pub fn records(&self) -> Vec<(&str, EvaluationRecord)> {
-        self.evaluations.iter().filter_map(|(name, v)| Some((name.as_str(), EvaluationRecord::deserialize(v).ok()?))).collect()
+        self.evaluations
+            .iter()
+            .filter_map(|(name, v)| Some((name.as_str(), EvaluationRecord::deserialize(v).ok()?)))
+            .collect()
     }
 
     /// Evaluators that gave this row `verdict`.
@@ -318,15 +321,30 @@ mod tests {
 
     #[test]
     fn provenance_keeps_its_key_order_and_leaves_out_absent_fields() {
-        let p = RowProvenance { model: "m".into(), seed_dataset: "d".into(), seed_row: 3, sampling_seed: 9, failure_mode: None, evaluator: None, eval_run: None };
-        assert_eq!(serde_json::to_string(&p).unwrap(), r#"{"model":"m","seedDataset":"d","seedRow":3,"samplingSeed":9}"#);
+        let p = RowProvenance {
+            model: "m".into(),
+            seed_dataset: "d".into(),
+            seed_row: 3,
+            sampling_seed: 9,
+            failure_mode: None,
+            evaluator: None,
+            eval_run: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"model":"m","seedDataset":"d","seedRow":3,"samplingSeed":9}"#
+        );
         let t = RowProvenance { failure_mode: Some("x/y".into()), eval_run: Some(Value::Null), ..p };
-        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"model":"m","seedDataset":"d","seedRow":3,"samplingSeed":9,"failureMode":"x/y","evalRun":null}"#);
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"model":"m","seedDataset":"d","seedRow":3,"samplingSeed":9,"failureMode":"x/y","evalRun":null}"#
+        );
     }
 
     #[test]
     fn a_failure_mode_row_reads_with_missing_fields() {
-        let row: FailureModeRow = serde_json::from_value(serde_json::json!({"failureMode": "a/b", "other": 1})).unwrap();
+        let row: FailureModeRow =
+            serde_json::from_value(serde_json::json!({"failureMode": "a/b", "other": 1})).unwrap();
         assert_eq!(row.failure_mode.as_deref(), Some("a/b"));
         assert_eq!(row.rationale, None);
     }

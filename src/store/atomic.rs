@@ -67,7 +67,12 @@ impl StagingDir {
             if !present && matches!(e.kind(), io::ErrorKind::AlreadyExists | io::ErrorKind::DirectoryNotEmpty) {
                 return Err(exists());
             }
-            return Err(SynthError::failed(format!("cannot move `{}` to `{}`: {e}", self.temp.display(), target.display())).into());
+            return Err(SynthError::failed(format!(
+                "cannot move `{}` to `{}`: {e}",
+                self.temp.display(),
+                target.display()
+            ))
+            .into());
         }
         self.published = true;
         if let Some(old) = old {
@@ -106,7 +111,9 @@ impl Drop for StagingDir {
 pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
     if let Ok(meta) = path.metadata() {
         if !overwrite {
-            return Err(SynthError::invalid(format!("`{}` already exists", path.display())).hint("choose another `--output`, or pass `--overwrite`").into());
+            return Err(SynthError::invalid(format!("`{}` already exists", path.display()))
+                .hint("choose another `--output`, or pass `--overwrite`")
+                .into());
         }
         if !meta.is_file() && !meta.is_dir() {
             // A device or FIFO is written in place at the end; opening one now could block
@@ -114,16 +121,22 @@ pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
             return Ok(());
         }
         if meta.is_dir() {
-            return Err(SynthError::invalid(format!("`{}` is a directory", path.display())).hint("give `--output` a file path").into());
+            return Err(SynthError::invalid(format!("`{}` is a directory", path.display()))
+                .hint("give `--output` a file path")
+                .into());
         }
     }
     let dir = parent_dir(path);
-    let probe = hidden_path(dir, "probe", &file_name(path)?, |p| match File::options().write(true).create_new(true).open(p) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    })
-    .map_err(|e| SynthError::failed(format!("cannot write in `{}`: {e}", dir.display())).hint("choose an `--output` in a writable directory"))?;
+    let probe =
+        hidden_path(dir, "probe", &file_name(path)?, |p| match File::options().write(true).create_new(true).open(p) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        })
+        .map_err(|e| {
+            SynthError::failed(format!("cannot write in `{}`: {e}", dir.display()))
+                .hint("choose an `--output` in a writable directory")
+        })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -133,11 +146,18 @@ pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
 pub fn write_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     if let Ok(meta) = path.metadata() {
         if !overwrite {
-            return Err(SynthError::invalid(format!("`{}` already exists", path.display())).hint("choose another `--output`, or pass `--overwrite`").into());
+            return Err(SynthError::invalid(format!("`{}` already exists", path.display()))
+                .hint("choose another `--output`, or pass `--overwrite`")
+                .into());
         }
         if !meta.is_file() {
-            let mut out = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", path.display())))?;
-            return out.write_all(bytes).map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", path.display())).into());
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", path.display())))?;
+            return out
+                .write_all(bytes)
+                .map_err(|e| SynthError::failed(format!("cannot write `{}`: {e}", path.display())).into());
         }
     }
     let temp = hidden_path(parent_dir(path), "tmp", &file_name(path)?, |p| Ok(p.symlink_metadata().is_err()))
@@ -168,7 +188,12 @@ fn file_name(path: &Path) -> Result<String> {
 }
 
 /// Picks `<dir>/.<tag>-<name>-<pid>-<n>` for the first `n` where `make` succeeds (returns true).
-fn hidden_path(dir: &Path, tag: &str, name: &str, mut make: impl FnMut(&Path) -> io::Result<bool>) -> io::Result<PathBuf> {
+fn hidden_path(
+    dir: &Path,
+    tag: &str,
+    name: &str,
+    mut make: impl FnMut(&Path) -> io::Result<bool>,
+) -> io::Result<PathBuf> {
     let pid = std::process::id();
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);

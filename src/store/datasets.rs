@@ -15,7 +15,6 @@ use super::pending::PendingDataset;
 use super::row::Row;
 use crate::error::SynthError;
 
-
 const DATASETS_DIR: &str = "datasets";
 
 const LIST_HINT: &str = "run `synth datasets list` to see stored datasets, or `synth datasets import FILE --id ID`";
@@ -76,7 +75,8 @@ impl Store {
     pub(crate) fn ensure_datasets_dir(&self) -> Result<PathBuf> {
         let dir = self.datasets_dir();
         std::fs::create_dir_all(&dir).map_err(|e| {
-            SynthError::failed(format!("cannot create `{}`: {e}", dir.display())).hint("set `SYNTH_HOME` to a writable directory")
+            SynthError::failed(format!("cannot create `{}`: {e}", dir.display()))
+                .hint("set `SYNTH_HOME` to a writable directory")
         })?;
         Ok(dir)
     }
@@ -85,9 +85,12 @@ impl Store {
     pub fn manifest(&self, id: &str) -> Result<Manifest> {
         let dir = self.dataset_dir(id)?;
         if !dir.is_dir() {
-            return Err(SynthError::not_found(format!("dataset `{id}` not found in `{}`", self.datasets_dir().display()))
-                .hint(LIST_HINT)
-                .into());
+            return Err(SynthError::not_found(format!(
+                "dataset `{id}` not found in `{}`",
+                self.datasets_dir().display()
+            ))
+            .hint(LIST_HINT)
+            .into());
         }
         read_manifest(&dir).map_err(|message| {
             SynthError::failed(message)
@@ -198,7 +201,11 @@ fn read_manifest(dir: &Path) -> std::result::Result<Manifest, String> {
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| format!("`{}` is not a valid manifest: {e}", path.display()))?;
     if let Some(bad) = manifest.splits.iter().find(|s| !manifest::is_plain_file_name(&s.file)) {
-        return Err(format!("`{}` names split file `{}`, expected a file name such as `train.jsonl`", path.display(), bad.file));
+        return Err(format!(
+            "`{}` names split file `{}`, expected a file name such as `train.jsonl`",
+            path.display(),
+            bad.file
+        ));
     }
     Ok(manifest)
 }
@@ -219,7 +226,9 @@ fn read_split_file(dir: &Path, split: &SplitInfo, limit: Option<usize>) -> Resul
                     break;
                 }
             }
-            Err(LineError::Io(e)) => return Err(SynthError::failed(format!("cannot read `{}`: {e}", path.display())).into()),
+            Err(LineError::Io(e)) => {
+                return Err(SynthError::failed(format!("cannot read `{}`: {e}", path.display())).into())
+            }
             Err(LineError::Invalid(msg)) => {
                 return Err(SynthError::failed(format!("{}:{line}: {msg}", path.display()))
                     .hint("the stored dataset is damaged; import or synthesize it again with `--overwrite`")

@@ -10,7 +10,10 @@ pub fn validate_dataset_id(id: &str) -> Result<(), String> {
         return Err("a dataset id must not be empty".into());
     }
     if id.chars().count() > MAX_ID_LEN {
-        return Err(format!("a dataset id must be at most {MAX_ID_LEN} characters, this one has {}", id.chars().count()));
+        return Err(format!(
+            "a dataset id must be at most {MAX_ID_LEN} characters, this one has {}",
+            id.chars().count()
+        ));
     }
     if id.starts_with('.') {
         return Err("a dataset id must not start with `.`".into());

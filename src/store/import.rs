@@ -11,9 +11,9 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::datasets::Store;
 use super::jsonl::{JsonlReader, LineError, RowFormat};
 use super::manifest::{Manifest, KIND_IMPORTED};
-use super::datasets::Store;
 use super::pending::already_exists;
 use crate::error::SynthError;
 
@@ -102,7 +102,9 @@ impl Store {
             return Err(bad_lines_error(&shown.to_string(), &bad, bad_count));
         }
         if rows.is_empty() {
-            return Err(SynthError::invalid(format!("`{shown}` has no rows, nothing was imported")).hint(FORMATS_HINT).into());
+            return Err(SynthError::invalid(format!("`{shown}` has no rows, nothing was imported"))
+                .hint(FORMATS_HINT)
+                .into());
         }
 
         let mut pending = self.begin_dataset(id)?;

@@ -82,7 +82,8 @@ impl<R: BufRead, T> Iterator for JsonlReader<R, T> {
                         self.done = true;
                         return Some((self.line, Err(LineError::Io(e))));
                     }
-                    let message = format!("the line is longer than {} MiB, the most a row may take", MAX_LINE_BYTES >> 20);
+                    let message =
+                        format!("the line is longer than {} MiB, the most a row may take", MAX_LINE_BYTES >> 20);
                     return Some((self.line, Err(LineError::Invalid(message))));
                 }
                 Ok(_) => {
@@ -149,7 +150,8 @@ pub fn parse_conversation(bytes: &[u8]) -> Result<Vec<Message>, String> {
 }
 
 fn parse_json_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8 (bad byte at column {})", e.valid_up_to() + 1))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not valid UTF-8 (bad byte at column {})", e.valid_up_to() + 1))?;
     let value: Value = serde_json::from_str(text.trim_end_matches(['\n', '\r'])).map_err(|e| {
         let full = e.to_string();
         let location = format!(" at line {} column {}", e.line(), e.column());
@@ -170,7 +172,8 @@ pub fn parse_object(mut object: Map<String, Value>) -> Result<(Row, RowFormat), 
     let alpaca = has("instruction") || has("output");
     let shapes = [chat, prompt, alpaca].iter().filter(|&&b| b).count();
     if shapes != 1 {
-        let found = if object.is_empty() { "an empty object".to_string() } else { format!("keys {}", key_list(&object)) };
+        let found =
+            if object.is_empty() { "an empty object".to_string() } else { format!("keys {}", key_list(&object)) };
         let what = if shapes == 0 { "expected" } else { "ambiguous row, expected only one of" };
         return Err(format!(
             r#"{what} {{"messages": [...]}}, {{"prompt", "response"}} or {{"instruction", "input", "output"}}, found {found}"#
@@ -217,7 +220,10 @@ fn parse_messages(value: Option<Value>) -> Result<Vec<Message>, String> {
     let mut messages = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(mut m) = item else {
-            return Err(format!("`messages[{i}]` must be an object with `role` and `content`, found {}", describe(&item)));
+            return Err(format!(
+                "`messages[{i}]` must be an object with `role` and `content`, found {}",
+                describe(&item)
+            ));
         };
         let role = match m.remove("role") {
             Some(Value::String(r)) if ROLES.contains(&r.as_str()) => r,
@@ -311,7 +317,8 @@ mod tests {
     #[test]
     fn reads_the_three_shapes() {
         let (row, f) =
-            parse(r#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}],"metadata":{"k":1}}"#).unwrap();
+            parse(r#"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"u"}],"metadata":{"k":1}}"#)
+                .unwrap();
         assert_eq!(f, RowFormat::Chat);
         assert_eq!(row.messages, vec![Message::new("system", "s"), Message::new("user", "u")]);
         assert_eq!(row.metadata.unwrap()["k"], 1);
@@ -382,7 +389,10 @@ mod tests {
         let n = write_rows(&mut out, &rows).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(n, text.len());
-        assert_eq!(text, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\\nthere\"}],\"metadata\":{\"z\":1,\"a\":2}}\n");
+        assert_eq!(
+            text,
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\\nthere\"}],\"metadata\":{\"z\":1,\"a\":2}}\n"
+        );
         let back: Vec<Row> = JsonlReader::new(text.as_bytes()).map(|(_, r)| r.unwrap().0).collect();
         assert_eq!(back, rows);
     }

@@ -49,7 +49,13 @@ pub struct SplitInfo {
 impl Manifest {
     /// A manifest created now, with no splits and no extra fields.
     pub fn new(id: &str, kind: &str) -> Self {
-        Self { id: id.to_string(), kind: kind.to_string(), created_at: now_rfc3339(), splits: Vec::new(), extra: Map::new() }
+        Self {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            created_at: now_rfc3339(),
+            splits: Vec::new(),
+            extra: Map::new(),
+        }
     }
 
     /// Records split `name` stored in `<name>.jsonl`, replacing an earlier record of it.

@@ -24,7 +24,12 @@ pub struct PendingDataset {
 impl PendingDataset {
     /// Creates the temporary directory; `datasets_dir` exists and `id` is valid.
     pub(crate) fn create(id: &str, datasets_dir: &Path) -> Result<PendingDataset> {
-        Ok(PendingDataset { id: id.to_string(), staging: StagingDir::create(datasets_dir, id)?, written: Vec::new(), manifest_written: false })
+        Ok(PendingDataset {
+            id: id.to_string(),
+            staging: StagingDir::create(datasets_dir, id)?,
+            written: Vec::new(),
+            manifest_written: false,
+        })
     }
 
     /// The temporary directory.
@@ -36,7 +41,10 @@ impl PendingDataset {
     /// earlier write of it; returns the bytes written.
     pub fn write_split(&mut self, name: &str, rows: &[Row]) -> Result<usize> {
         if !SPLITS.contains(&name) {
-            return Err(SynthError::invalid(format!("unknown split `{name}`, expected `train`, `validation` or `test`")).into());
+            return Err(SynthError::invalid(format!(
+                "unknown split `{name}`, expected `train`, `validation` or `test`"
+            ))
+            .into());
         }
         let bytes = self.staging.write(&split_file(name), |out| jsonl::write_rows(out, rows))?;
         let info = SplitInfo { name: name.to_string(), file: split_file(name), rows: rows.len() };
@@ -50,7 +58,11 @@ impl PendingDataset {
     /// Writes `manifest.json`. The manifest must describe exactly the splits written so far.
     pub fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
         if manifest.id != self.id {
-            return Err(SynthError::failed(format!("manifest id `{}` does not match dataset `{}`", manifest.id, self.id)).into());
+            return Err(SynthError::failed(format!(
+                "manifest id `{}` does not match dataset `{}`",
+                manifest.id, self.id
+            ))
+            .into());
         }
         for split in &manifest.splits {
             if !self.written.contains(split) {
@@ -62,7 +74,11 @@ impl PendingDataset {
             }
         }
         if let Some(missing) = self.written.iter().find(|w| manifest.split(&w.name).is_none()) {
-            return Err(SynthError::failed(format!("manifest of `{}` leaves out written split `{}`", self.id, missing.name)).into());
+            return Err(SynthError::failed(format!(
+                "manifest of `{}` leaves out written split `{}`",
+                self.id, missing.name
+            ))
+            .into());
         }
         self.staging.write(MANIFEST_FILE, |out| {
             serde_json::to_writer_pretty(&mut *out, manifest)?;
@@ -76,7 +92,11 @@ impl PendingDataset {
     /// error unless `overwrite`; then it is moved aside, replaced, and deleted.
     pub fn publish(self, overwrite: bool) -> Result<PathBuf> {
         if !self.manifest_written {
-            return Err(SynthError::failed(format!("dataset `{}` has no manifest yet, it cannot be published", self.id)).into());
+            return Err(SynthError::failed(format!(
+                "dataset `{}` has no manifest yet, it cannot be published",
+                self.id
+            ))
+            .into());
         }
         let id = self.id;
         self.staging.publish(overwrite, || already_exists(&id))
@@ -85,5 +105,7 @@ impl PendingDataset {
 
 /// The error for publishing or importing over an existing dataset.
 pub(crate) fn already_exists(id: &str) -> anyhow::Error {
-    SynthError::invalid(format!("dataset `{id}` already exists")).hint("pass `--overwrite` to replace it, or choose another id").into()
+    SynthError::invalid(format!("dataset `{id}` already exists"))
+        .hint("pass `--overwrite` to replace it, or choose another id")
+        .into()
 }

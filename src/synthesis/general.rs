@@ -57,15 +57,31 @@ mod tests {
     #[test]
     fn seed_parts_take_system_and_first_user_message() {
         let row = Row {
-            messages: vec![Message::new("system", "Be brief."), Message::new("user", "Hi"), Message::new("assistant", "Hello"), Message::new("user", "Again")],
+            messages: vec![
+                Message::new("system", "Be brief."),
+                Message::new("user", "Hi"),
+                Message::new("assistant", "Hello"),
+                Message::new("user", "Again"),
+            ],
             metadata: None,
         };
         assert_eq!(seed_parts(&row), (Some("Be brief."), Some("Hi")));
         let seeds = [row, Row { messages: vec![Message::new("assistant", "Hello")], metadata: None }];
         let general = General { seeds: &seeds };
-        assert_eq!(general.answer(0, "New question"), vec![Message::new("system", "Be brief."), Message::new("user", "New question")]);
+        assert_eq!(
+            general.answer(0, "New question"),
+            vec![Message::new("system", "Be brief."), Message::new("user", "New question")]
+        );
         assert_eq!(general.request(1), Err(DropReason::SeedWithoutUserMessage));
-        let provenance = RowProvenance { model: "m".into(), seed_dataset: "d".into(), seed_row: 0, sampling_seed: 1, failure_mode: None, evaluator: None, eval_run: None };
+        let provenance = RowProvenance {
+            model: "m".into(),
+            seed_dataset: "d".into(),
+            seed_row: 0,
+            sampling_seed: 1,
+            failure_mode: None,
+            evaluator: None,
+            eval_run: None,
+        };
         let made = general.row(0, "New question".into(), "Sure.".into(), provenance);
         assert_eq!(made.messages.len(), 3);
         assert_eq!(made.metadata.unwrap()["seedRow"], 0);

@@ -115,7 +115,8 @@ pub fn clean_request(text: &str) -> String {
 /// The seed's system message (if any) and first user message.
 pub fn seed_parts(seed: &Row) -> (Option<&str>, Option<&str>) {
     let system = seed.messages.iter().find(|m| m.role == "system").map(|m| m.content.as_str());
-    let user = seed.messages.iter().find(|m| m.role == "user" && !m.content.trim().is_empty()).map(|m| m.content.as_str());
+    let user =
+        seed.messages.iter().find(|m| m.role == "user" && !m.content.trim().is_empty()).map(|m| m.content.as_str());
     (system, user)
 }
 

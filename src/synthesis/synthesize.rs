@@ -16,12 +16,16 @@ use super::targeted::FailureModes;
 use crate::device::{self, DeviceChoice};
 use crate::error::SynthError;
 use crate::generation::journal::{self, Journal};
-use crate::generation::{check_context, mix_seed, EngineOptions, GenerationCounts, GeneratorSettings, Job, JournaledGenerator, RateCap};
+use crate::generation::{
+    check_context, mix_seed, EngineOptions, GenerationCounts, GeneratorSettings, Job, JournaledGenerator, RateCap,
+};
 use crate::model::{LoadedModel, Registry};
 use crate::output::Destination;
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
-use crate::store::artifacts::{round3, ModelRecord, RowProvenance, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest};
+use crate::store::artifacts::{
+    round3, ModelRecord, RowProvenance, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest,
+};
 use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
@@ -82,11 +86,17 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
 
     let device = device::open(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
-    let model = LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
+    let model =
+        LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
     check_context(&model, &recipe.inference, recipe_path, "inferenceConfig")?;
     let model_record = model.record()?;
 
-    let fingerprint = journal::fingerprint(&recipe.source, &seeds.rows, &serde_json::to_value(&model_record.files)?, device::name(&device))?;
+    let fingerprint = journal::fingerprint(
+        &recipe.source,
+        &seeds.rows,
+        &serde_json::to_value(&model_record.files)?,
+        device::name(&device),
+    )?;
     let output_id = match chosen_id {
         Some(id) => id,
         None => resumable_or_next_id(store, &seeds.id, &fingerprint)?,
@@ -100,17 +110,31 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let retries = generator.retries();
     let (journal, counts) = generator.finish();
     if made.rows.is_empty() {
-        return Err(SynthError::failed(format!("every generation was degenerate ({}), so there is no dataset to publish", serde_json::to_value(drop_counts(&made.drops))?))
-            .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
-            .into());
+        return Err(SynthError::failed(format!(
+            "every generation was degenerate ({}), so there is no dataset to publish",
+            serde_json::to_value(drop_counts(&made.drops))?
+        ))
+        .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
+        .into());
     }
 
     let wall_seconds = started.elapsed().as_secs_f64();
-    let run = RunFacts { recipe_path, recipe: &recipe, seeds: &seeds, model: model_record, device: device::name(&device), counts, retries, resumed: journal.replayed(), wall_seconds };
+    let run = RunFacts {
+        recipe_path,
+        recipe: &recipe,
+        seeds: &seeds,
+        model: model_record,
+        device: device::name(&device),
+        counts,
+        retries,
+        resumed: journal.replayed(),
+        wall_seconds,
+    };
     let details = manifest_details(run, pipeline.as_ref(), &made);
     let destination = Destination { store, id: &output_id, kind: KIND_SYNTHESIZED, overwrite: options.overwrite };
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
-    let (path, splits) = destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
+    let (path, splits) =
+        destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
     journal.remove();
     Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, generated_tokens, wall_seconds })
 }
@@ -121,7 +145,9 @@ fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<S
         rows.truncate(limit);
     }
     if rows.is_empty() {
-        return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows")).hint("import rows with `synth datasets import FILE --id ID`").into());
+        return Err(SynthError::invalid(format!("seed dataset `{dataset_id}` has no rows"))
+            .hint("import rows with `synth datasets import FILE --id ID`")
+            .into());
     }
     Ok(Seeds { id: dataset_id.to_string(), rows, manifest: store.manifest(dataset_id)? })
 }
@@ -141,9 +167,11 @@ fn settle_output_id(store: &Store, options: &RunOptions, seed_id: &str) -> Resul
     let Some(id) = &options.output_id else { return Ok(None) };
     store.dataset_dir(id)?;
     if id == seed_id {
-        return Err(SynthError::invalid(format!("`--output-id {id}` names the run's own seed dataset, which the run reads"))
-            .hint("choose another `--output-id`; a run never replaces its input")
-            .into());
+        return Err(SynthError::invalid(format!(
+            "`--output-id {id}` names the run's own seed dataset, which the run reads"
+        ))
+        .hint("choose another `--output-id`; a run never replaces its input")
+        .into());
     }
     if store.exists(id)? && !options.overwrite {
         return Err(SynthError::invalid(format!("dataset `{id}` already exists"))
@@ -174,7 +202,13 @@ fn generator_settings<'a>(inference: &InferenceSettings, options: &'a RunOptions
 
 /// Stage 1 asks for a new request per seed row, stage 2 answers the requests that survived;
 /// each row's sampling seed is mixed from `inferenceSeed`, its index and the stage.
-fn make_rows(generator: &mut JournaledGenerator, pipeline: &dyn Pipeline, inference: &InferenceSettings, seeds: &Seeds, model_name: &str) -> Result<Made> {
+fn make_rows(
+    generator: &mut JournaledGenerator,
+    pipeline: &dyn Pipeline,
+    inference: &InferenceSettings,
+    seeds: &Seeds,
+    model_name: &str,
+) -> Result<Made> {
     let params = |row: usize, stage: u64| inference.sampling(mix_seed(mix_seed(inference.seed, row as u64), stage));
     let mut drops: Vec<DropReason> = Vec::new();
     let mut request_jobs = Vec::new();
@@ -236,7 +270,8 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         rows: made.rows.len(),
         dropped: made.drops.len(),
         dropped_by: drop_counts(&made.drops),
-        degenerate_policy: "empty or cut-off requests and answers are retried with a new sampling seed, then dropped".into(),
+        degenerate_policy: "empty or cut-off requests and answers are retried with a new sampling seed, then dropped"
+            .into(),
         retries_per_generation: run.retries,
         retried: run.counts.retried,
         recovered_by_retry: run.counts.recovered,
@@ -246,7 +281,11 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         synth_version: env!("CARGO_PKG_VERSION").into(),
         recipe_file: run.recipe_path.display().to_string(),
         recipe: run.recipe.source.clone(),
-        seed_dataset: SeedDatasetRecord { id: run.seeds.id.clone(), kind: run.seeds.manifest.kind.clone(), rows_used: run.seeds.rows.len() },
+        seed_dataset: SeedDatasetRecord {
+            id: run.seeds.id.clone(),
+            kind: run.seeds.manifest.kind.clone(),
+            rows_used: run.seeds.rows.len(),
+        },
         targeted: pipeline.targeted(&made.rows),
         model: run.model,
         device: run.device.to_string(),

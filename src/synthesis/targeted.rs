@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use super::pipeline::{metadata, seed_parts, DropReason, Pipeline};
 use crate::error::SynthError;
-use crate::store::artifacts::{FailureModeRow, FailureModesManifest, RowProvenance, TargetedModeRecord, TargetedRecord};
+use crate::store::artifacts::{
+    FailureModeRow, FailureModesManifest, RowProvenance, TargetedModeRecord, TargetedRecord,
+};
 use crate::store::{Manifest, Message, Row};
 
 /// One failed row of the seed, read for synthesis.
@@ -37,18 +39,36 @@ pub struct FailedExample {
 /// Reads a failure-mode row: its label (metadata `failureMode`), the mode's description from
 /// the manifest, the failed request (first user message) and the reference (last assistant
 /// message).
-pub fn failed_example(row: &Row, descriptions: &BTreeMap<String, String>) -> std::result::Result<FailedExample, String> {
+pub fn failed_example(
+    row: &Row,
+    descriptions: &BTreeMap<String, String>,
+) -> std::result::Result<FailedExample, String> {
     let meta: FailureModeRow = match &row.metadata {
-        Some(m) => serde_json::from_value(Value::Object(m.clone())).map_err(|e| format!("has unreadable failure-mode metadata: {e}"))?,
+        Some(m) => serde_json::from_value(Value::Object(m.clone()))
+            .map_err(|e| format!("has unreadable failure-mode metadata: {e}"))?,
         None => FailureModeRow::default(),
     };
     let text = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let label = text(meta.failure_mode).ok_or("has no `metadata.failureMode` label")?;
     let (system, request) = seed_parts(row);
     let request = request.ok_or("has no user message")?.to_string();
-    let reference = row.messages.iter().rev().find(|m| m.role == "assistant").map(|m| m.content.clone()).ok_or("has no assistant message (the reference)")?;
+    let reference = row
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "assistant")
+        .map(|m| m.content.clone())
+        .ok_or("has no assistant message (the reference)")?;
     let description = descriptions.get(&label).cloned().unwrap_or_else(|| format!("failure mode `{label}`"));
-    Ok(FailedExample { label, description, request, reference, system: system.map(str::to_string), evaluator: text(meta.evaluator), rationale: text(meta.rationale) })
+    Ok(FailedExample {
+        label,
+        description,
+        request,
+        reference,
+        system: system.map(str::to_string),
+        evaluator: text(meta.evaluator),
+        rationale: text(meta.rationale),
+    })
 }
 
 /// The instruction for stage 1.
@@ -132,7 +152,10 @@ impl Pipeline for FailureModes {
             eval_run: Some(self.eval_run.clone().map_or(Value::Null, Value::String)),
             ..provenance
         };
-        Row { messages: vec![Message::new("user", request), Message::new("assistant", answer)], metadata: Some(metadata(&provenance)) }
+        Row {
+            messages: vec![Message::new("user", request), Message::new("assistant", answer)],
+            metadata: Some(metadata(&provenance)),
+        }
     }
 
     /// The eval run and dataset it came from, and per mode the failed rows and new rows.
@@ -146,8 +169,20 @@ impl Pipeline for FailureModes {
                 per_mode.entry(label).or_default().1 += 1;
             }
         }
-        let failure_modes = per_mode.iter().map(|(label, (seed_rows, rows))| TargetedModeRecord { label: label.to_string(), seed_rows: *seed_rows, rows: *rows }).collect();
-        Some(TargetedRecord { synthesis: "failure_modes".into(), eval_run: self.eval_run.clone(), failure_modes_dataset: self.dataset_id.clone(), failure_modes })
+        let failure_modes = per_mode
+            .iter()
+            .map(|(label, (seed_rows, rows))| TargetedModeRecord {
+                label: label.to_string(),
+                seed_rows: *seed_rows,
+                rows: *rows,
+            })
+            .collect();
+        Some(TargetedRecord {
+            synthesis: "failure_modes".into(),
+            eval_run: self.eval_run.clone(),
+            failure_modes_dataset: self.dataset_id.clone(),
+            failure_modes,
+        })
     }
 }
 
@@ -158,12 +193,16 @@ mod tests {
     use serde_json::json;
 
     fn row(meta: Value) -> Row {
-        Row { messages: vec![Message::new("user", "What is 7 times 8?"), Message::new("assistant", "56")], metadata: meta.as_object().cloned() }
+        Row {
+            messages: vec![Message::new("user", "What is 7 times 8?"), Message::new("assistant", "56")],
+            metadata: meta.as_object().cloned(),
+        }
     }
 
     #[test]
     fn reads_failed_rows_with_their_mode() {
-        let descriptions: BTreeMap<String, String> = [("numeric/wrong-number".to_string(), "the answer gave a wrong number".to_string())].into();
+        let descriptions: BTreeMap<String, String> =
+            [("numeric/wrong-number".to_string(), "the answer gave a wrong number".to_string())].into();
         let f = failed_example(&row(json!({"failureMode": "numeric/wrong-number", "evaluator": "numeric", "rationale": "expected 56, got 54"})), &descriptions).unwrap();
         assert_eq!(f.rationale.as_deref(), Some("expected 56, got 54"));
         assert_eq!(f.request, "What is 7 times 8?");
@@ -171,12 +210,21 @@ mod tests {
         assert_eq!(f.description, "the answer gave a wrong number");
         assert_eq!(f.evaluator.as_deref(), Some("numeric"));
         let prompt = request_prompt(&f);
-        assert!(prompt.contains("What is 7 times 8?") && prompt.contains("wrong number") && prompt.contains("numeric/wrong-number") && prompt.contains("got 54"), "{prompt}");
+        assert!(
+            prompt.contains("What is 7 times 8?")
+                && prompt.contains("wrong number")
+                && prompt.contains("numeric/wrong-number")
+                && prompt.contains("got 54"),
+            "{prompt}"
+        );
         let ground = grounding(&f);
         assert!(ground.contains("56") && ground.contains("What is 7 times 8?"), "{ground}");
 
         assert!(failed_example(&row(json!({})), &descriptions).unwrap_err().contains("failureMode"));
-        let no_reference = Row { messages: vec![Message::new("user", "q")], metadata: json!({"failureMode": "x"}).as_object().cloned() };
+        let no_reference = Row {
+            messages: vec![Message::new("user", "q")],
+            metadata: json!({"failureMode": "x"}).as_object().cloned(),
+        };
         assert!(failed_example(&no_reference, &descriptions).unwrap_err().contains("assistant"));
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 /// `.cache/assets` in the repository, filled by `scripts/fetch-assets.sh`, or `SYNTH_ASSETS`
 /// (test binaries carried to another machine, see benches/cuda/run.sh).
 pub fn assets() -> PathBuf {
-    std::env::var_os("SYNTH_ASSETS").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/assets"), PathBuf::from)
+    std::env::var_os("SYNTH_ASSETS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/assets"), PathBuf::from)
 }
 
 pub fn smollm2_gguf() -> PathBuf {
@@ -80,7 +81,12 @@ impl Home {
 /// Runs all prompts through synth's decoder together for `steps` greedy steps: prompts are fed
 /// in chunks of at most `chunk` tokens while rows already past their prompt decode, so steps
 /// mix prefill and decode. Returns every step's logits per row, and the final sequences.
-pub fn run_batched(decoder: &synth::engine::Decoder, prompts: &[Vec<u32>], chunk: usize, steps: usize) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
+pub fn run_batched(
+    decoder: &synth::engine::Decoder,
+    prompts: &[Vec<u32>],
+    chunk: usize,
+    steps: usize,
+) -> (Vec<Vec<Vec<f32>>>, Vec<Vec<u32>>) {
     run_batched_forced(decoder, prompts, chunk, steps, None)
 }
 

@@ -256,7 +256,8 @@ impl SingleRows {
             positions[at] = Some(batch[i].start);
             slot_tokens[at] = offsets[i];
         }
-        let mask: Vec<f32> = visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
+        let mask: Vec<f32> =
+            visible.iter().flat_map(|&v| (0..len).map(move |p| if p < v { 0.0 } else { f32::NEG_INFINITY })).collect();
         let slots: Vec<u32> = entries.iter().map(|&i| (batch[i].slot - first) as u32).collect();
         let order = if entries.len() == batch.len() {
             None
@@ -319,7 +320,11 @@ impl Decoder {
         for s in batch {
             let end = s.start + s.tokens.len();
             if end > cache.max_len() || end > d.context_len {
-                candle_core::bail!("sequence grows to {end} tokens, past the cache ({}) or context ({})", cache.max_len(), d.context_len);
+                candle_core::bail!(
+                    "sequence grows to {end} tokens, past the cache ({}) or context ({})",
+                    cache.max_len(),
+                    d.context_len
+                );
             }
             ids.extend_from_slice(s.tokens);
             positions.extend((s.start..end).map(|p| p as u32));
@@ -333,7 +338,10 @@ impl Decoder {
             AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
         };
         // Each prompt piece's causal mask, made once per step for every layer.
-        let masks = batch.iter().map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose()).collect::<Result<Vec<_>>>()?;
+        let masks = batch
+            .iter()
+            .map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let step = StepContext { batch, single: single.as_ref(), masks: &masks, cos: &cos, sin: &sin };
 
         let mut x = self.embed.index_select(&ids, 0)?.to_dtype(self.dtype)?;
@@ -363,7 +371,14 @@ impl Decoder {
     }
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
-    fn attention(&self, layer: usize, attn: &Attention, x: &Tensor, step: &StepContext, cache: &mut KvCache) -> Result<Tensor> {
+    fn attention(
+        &self,
+        layer: usize,
+        attn: &Attention,
+        x: &Tensor,
+        step: &StepContext,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         let StepContext { batch, single, cos, sin, .. } = *step;
         let d = &self.dims;
         let total = x.dim(0)?;
@@ -398,7 +413,14 @@ impl Decoder {
         let out = match single {
             None => self.attention_per_row(layer, &q, step, cache, |_| true)?,
             Some(single) => {
-                cache.write_single(layer, single.first, single.count, &single.positions, &single.gather(&k)?, &single.gather(&v)?)?;
+                cache.write_single(
+                    layer,
+                    single.first,
+                    single.count,
+                    &single.positions,
+                    &single.gather(&k)?,
+                    &single.gather(&v)?,
+                )?;
                 self.attention_batched(layer, &q, step, single, cache)?
             }
         };
@@ -407,7 +429,14 @@ impl Decoder {
 
     /// Attention of the rows `which` selects, one at a time: `[their tokens, heads * hd]` in
     /// batch order. `q`: the step's queries `[heads, tokens, hd]`, after RoPE.
-    fn attention_per_row(&self, layer: usize, q: &Tensor, step: &StepContext, cache: &KvCache, which: impl Fn(usize) -> bool) -> Result<Tensor> {
+    fn attention_per_row(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        step: &StepContext,
+        cache: &KvCache,
+        which: impl Fn(usize) -> bool,
+    ) -> Result<Tensor> {
         let StepContext { batch, masks, .. } = *step;
         let d = &self.dims;
         let (nh, hd) = (d.n_heads, d.head_dim);
@@ -459,7 +488,14 @@ impl Decoder {
 
     /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
     /// `[tokens, heads * hd]` in step order.
-    fn attention_batched(&self, layer: usize, q: &Tensor, step: &StepContext, single: &SingleRows, cache: &KvCache) -> Result<Tensor> {
+    fn attention_batched(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        step: &StepContext,
+        single: &SingleRows,
+        cache: &KvCache,
+    ) -> Result<Tensor> {
         let batch = step.batch;
         let d = &self.dims;
         let (nh, nkv, hd) = (d.n_heads, d.n_kv_heads, d.head_dim);
@@ -582,12 +618,10 @@ fn repeat_kv(x: &Tensor, group: usize) -> Result<Tensor> {
 /// `[n, start + n]` additive mask: query i (at position start + i) sees keys 0..=start + i.
 fn causal_mask(n: usize, start: usize, device: &Device) -> Result<Tensor> {
     let len = start + n;
-    let mask: Vec<f32> = (0..n)
-        .flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> =
+        (0..n).flat_map(|i| (0..len).map(move |j| if j > start + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Tensor::from_vec(mask, (n, len), device)
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -601,7 +635,9 @@ mod tests {
         let group = heads / kv_heads;
         let keys = Tensor::randn(0f32, 1.0, (kv_heads, max_len, hd), &dev).unwrap();
         let values = Tensor::randn(0f32, 1.0, (kv_heads, max_len, hd), &dev).unwrap();
-        let bits = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        };
         for (m, len) in [(1, 1), (1, 17), (1, 200), (3, 40), (17, 17), (48, 250), (200, 200)] {
             let q = Tensor::randn(0f32, 1.0, (heads, m, hd), &dev).unwrap();
             let want = q.matmul(&repeat_kv(&keys.narrow(1, 0, len).unwrap(), group).unwrap().t().unwrap()).unwrap();

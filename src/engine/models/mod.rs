@@ -34,7 +34,10 @@ pub fn load_gguf(content: gguf_file::Content, path: &Path, device: &Device) -> R
     match arch.as_str() {
         "llama" => llama::from_gguf(&mut gguf),
         "qwen3" => qwen3::from_gguf(&mut gguf),
-        other => Err(unsupported(format!("`{}`: architecture `{other}` is not supported (supported: `llama`, `qwen3`)", path.display()))),
+        other => Err(unsupported(format!(
+            "`{}`: architecture `{other}` is not supported (supported: `llama`, `qwen3`)",
+            path.display()
+        ))),
     }
     .with_context(|| format!("loading `{}`", path.display()))
 }
@@ -43,12 +46,19 @@ pub fn load_gguf(content: gguf_file::Content, path: &Path, device: &Device) -> R
 /// `weights` are its safetensors files (see [`safetensors_files`]).
 pub fn load_safetensors(config_path: &Path, weights: &[PathBuf], device: &Device) -> Result<Decoder> {
     let text = std::fs::read_to_string(config_path).with_context(|| format!("reading `{}`", config_path.display()))?;
-    let config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", config_path.display()))?;
+    let config: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", config_path.display()))?;
     let Some(model_type) = config.get("model_type").and_then(|v| v.as_str()) else {
-        return Err(unsupported(format!("`{}` has no `model_type` string, so the model family is unknown", config_path.display())));
+        return Err(unsupported(format!(
+            "`{}` has no `model_type` string, so the model family is unknown",
+            config_path.display()
+        )));
     };
     if !matches!(model_type, "llama" | "qwen3") {
-        return Err(unsupported(format!("`{}`: model_type `{model_type}` is not supported (supported: `llama`, `qwen3`)", config_path.display())));
+        return Err(unsupported(format!(
+            "`{}`: model_type `{model_type}` is not supported (supported: `llama`, `qwen3`)",
+            config_path.display()
+        )));
     }
     if weights.is_empty() {
         bail!("no safetensors weight files given for `{}`", config_path.display());
@@ -56,7 +66,8 @@ pub fn load_safetensors(config_path: &Path, weights: &[PathBuf], device: &Device
     let dtype = activation_dtype(device);
     // Safety: the files are memory-mapped read-only; like every mmap user we rely on nobody
     // truncating them while the run lasts.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }.context("memory-mapping the safetensors weights")?;
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }
+        .context("memory-mapping the safetensors weights")?;
     match model_type {
         "llama" => llama::from_safetensors(&text, vb, device),
         _ => qwen3::from_safetensors(&text, vb, device),
@@ -81,9 +92,12 @@ pub fn safetensors_files(path: &Path) -> Result<Vec<PathBuf>> {
         }
         let index = path.join(INDEX_FILE);
         if !index.is_file() {
-            return Err(SynthError::not_found(format!("`{}` holds neither `{SINGLE_FILE}` nor `{INDEX_FILE}`", path.display()))
-                .hint("download the model's weights into that directory, e.g. with `huggingface-cli download`")
-                .into());
+            return Err(SynthError::not_found(format!(
+                "`{}` holds neither `{SINGLE_FILE}` nor `{INDEX_FILE}`",
+                path.display()
+            ))
+            .hint("download the model's weights into that directory, e.g. with `huggingface-cli download`")
+            .into());
         }
         index
     } else {
@@ -124,7 +138,9 @@ fn shard_names(index_json: &str) -> Result<BTreeSet<String>, String> {
         // A shard lives inside the checkpoint directory: no absolute paths, no `..`.
         let inside = !file.is_empty() && Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
         if !inside {
-            return Err(format!("`weight_map` entry `{tensor}` names `{file}`, which is not a file inside the model directory"));
+            return Err(format!(
+                "`weight_map` entry `{tensor}` names `{file}`, which is not a file inside the model directory"
+            ));
         }
         names.insert(file.to_string());
     }
@@ -138,7 +154,14 @@ fn shard_names(index_json: &str) -> Result<BTreeSet<String>, String> {
 pub fn random_weights(config_json: &str, device: &Device) -> Result<Decoder> {
     struct Random;
     impl candle_nn::var_builder::SimpleBackend for Random {
-        fn get(&self, shape: candle_core::Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        fn get(
+            &self,
+            shape: candle_core::Shape,
+            name: &str,
+            _: candle_nn::Init,
+            dtype: DType,
+            dev: &Device,
+        ) -> candle_core::Result<Tensor> {
             if name.ends_with("norm.weight") {
                 Tensor::ones(shape, dtype, dev)
             } else {

@@ -54,7 +54,14 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     };
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq(cfg.head_dim, cfg.rope_theta), dims.context_len, false, dtype, device)?;
-    let shape = HfShape { dims, intermediate: cfg.intermediate_size, eps: cfg.rms_norm_eps, qk_norm: true, tied: cfg.tie_word_embeddings, rope };
+    let shape = HfShape {
+        dims,
+        intermediate: cfg.intermediate_size,
+        eps: cfg.rms_norm_eps,
+        qk_norm: true,
+        tied: cfg.tie_word_embeddings,
+        rope,
+    };
     hf_decoder(&vb, shape, device)
 }
 

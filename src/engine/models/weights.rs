@@ -34,7 +34,11 @@ impl Gguf {
     }
     pub fn usize(&self, key: &str) -> Result<usize> {
         let v = self.value(key)?;
-        let n = v.to_u32().map(u64::from).or_else(|_| v.to_u64()).map_err(|e| anyhow::anyhow!("GGUF metadata `{key}`: {e}"))?;
+        let n = v
+            .to_u32()
+            .map(u64::from)
+            .or_else(|_| v.to_u64())
+            .map_err(|e| anyhow::anyhow!("GGUF metadata `{key}`: {e}"))?;
         Ok(n as usize)
     }
     pub fn f32(&self, key: &str) -> Result<f32> {
@@ -44,7 +48,9 @@ impl Gguf {
         self.content.tensor_infos.contains_key(name)
     }
     pub fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor> {
-        self.content.tensor(&mut self.file, name, &self.device).map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
+        self.content
+            .tensor(&mut self.file, name, &self.device)
+            .map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
     }
     pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
         Ok(decoder::Linear::from_qtensor(self.qtensor(name)?)?)
@@ -123,16 +129,34 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, shape: HfShape, device: &Device) -> Re
             },
         });
     }
-    let lm_head = if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
+    let lm_head =
+        if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
     let dtype = activation_dtype(device);
     let attention_path = decoder::AttentionPath::for_device(device);
-    Ok(Decoder { norm: dense_norm(&m.pp("norm"), h, eps)?, embed, layers, lm_head, rope, dims, dtype, device: device.clone(), attention_path })
+    Ok(Decoder {
+        norm: dense_norm(&m.pp("norm"), h, eps)?,
+        embed,
+        layers,
+        lm_head,
+        rope,
+        dims,
+        dtype,
+        device: device.clone(),
+        attention_path,
+    })
 }
 
 /// Reads a GGUF file's decoder body under llama.cpp's tensor names; the output head is the
 /// embedding table when the file has no `output.weight`. Activations are f32: quantized
 /// matmuls take f32 on every device.
-pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, embed: candle_core::quantized::QTensor, rope: Rope) -> Result<Decoder> {
+pub(crate) fn gguf_decoder(
+    g: &mut Gguf,
+    dims: Dims,
+    eps: f64,
+    qk_norm: bool,
+    embed: candle_core::quantized::QTensor,
+    rope: Rope,
+) -> Result<Decoder> {
     let mut layers = Vec::with_capacity(dims.n_layers);
     for i in 0..dims.n_layers {
         let p = format!("blk.{i}");
@@ -156,7 +180,18 @@ pub(crate) fn gguf_decoder(g: &mut Gguf, dims: Dims, eps: f64, qk_norm: bool, em
     }
     let device = g.device.clone();
     let dense_embed = embed.dequantize(&device)?;
-    let lm_head = if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
+    let lm_head =
+        if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
     let attention_path = decoder::AttentionPath::for_device(&device);
-    Ok(Decoder { norm: g.norm("output_norm.weight", eps)?, embed: dense_embed, layers, lm_head, rope, dims, dtype: DType::F32, device, attention_path })
+    Ok(Decoder {
+        norm: g.norm("output_norm.weight", eps)?,
+        embed: dense_embed,
+        layers,
+        lm_head,
+        rope,
+        dims,
+        dtype: DType::F32,
+        device,
+        attention_path,
+    })
 }
