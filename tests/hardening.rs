@@ -281,3 +281,17 @@ fn rate_cap_waits_are_announced_and_validate_warns_about_slow_caps() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_missing_model_without_home_says_where_it_could_not_look() {
+    let home = Home::new();
+    let out = home
+        .command(&["generate", "--device", "cpu", "--model", "Qwen3-8B", "--prompt", "Hi"])
+        .env_remove("HOME")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HF_HOME")
+        .output()
+        .unwrap();
+    fails(&out, 3, &["model `Qwen3-8B` is not on this machine", "Hugging Face cache is unknown", "--model-path"]);
+    assert!(!stderr(&out).contains("nowhere"), "{}", stderr(&out));
+}

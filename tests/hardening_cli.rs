@@ -342,4 +342,10 @@ fn hostile_gguf_chat_templates_stop_with_an_error_naming_the_model() {
         2,
         &["model `SmolLM2-135M-Instruct`: the chat template renders a prompt longer than 524288 bytes"],
     );
+
+    // A template that renders nothing is the template's fault, not a prompt too long.
+    let empty = smollm2_gguf_with_template(&home, "empty.gguf", "{# nothing #}");
+    let out = generate(&empty);
+    fails(&out, 2, &["model `SmolLM2-135M-Instruct`: its chat template renders a conversation as an empty prompt"]);
+    assert!(!stderr(&out).contains("prompt_too_long"), "{}", stderr(&out));
 }

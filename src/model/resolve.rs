@@ -111,7 +111,7 @@ pub fn resolve_in(
     }
     let missing = best.unwrap_or_else(|| spec.files.clone());
     let where_ = if looked.is_empty() {
-        "nowhere (no `localPath`, no Hugging Face cache)".to_string()
+        "no place: the registry entry has no `localPath`, and the Hugging Face cache is unknown because `HF_HUB_CACHE`, `HF_HOME` and `HOME` are all unset (set one, or pass `--model-path`)".to_string()
     } else {
         looked.join(", ")
     };
