@@ -7,16 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::Home;
+use common::{stderr, Home};
 use serde_json::Value;
 use synth::output::splits::split_sizes;
 
 const ROWS: usize = 12;
 const EVALUATORS: [&str; 5] = ["numeric", "contains", "judge", "short_answer", "exact"];
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn json_file(path: PathBuf) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()

@@ -2,13 +2,9 @@
 
 mod common;
 
-use common::Home;
+use common::{stderr, Home};
 use serde_json::Value;
 use synth::output::splits::split_sizes;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn read(home: &Home, id: &str, file: &str) -> Vec<u8> {
     std::fs::read(home.path().join("datasets").join(id).join(file)).unwrap()

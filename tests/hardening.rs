@@ -6,33 +6,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::Home;
+use common::{fails, s, stderr, Home};
 use serde_json::{json, Value};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-#[track_caller]
-fn fails(out: &Output, code: i32, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
-    }
-}
 
 fn quickstart() -> Value {
     serde_json::from_str(&std::fs::read_to_string("recipes/quickstart.json").unwrap()).unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

@@ -11,27 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::Home;
+use common::{fails, s, stderr, Home};
 use serde_json::{json, Value};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, that stderr holds every one of `needles`, and no panic.
-#[track_caller]
-fn fails(out: &Output, code: i32, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
-    }
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// `recipes/<name>` with the JSON text `from` replaced by `to`, written into the home.
 fn edited_recipe(home: &Home, name: &str, from: &str, to: &str) -> PathBuf {

@@ -6,26 +6,10 @@ mod common;
 #[path = "common/tiny_models.rs"]
 mod tiny_models;
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 
-use common::Home;
+use common::{fails, s, stderr, Home};
 use serde_json::{json, Value};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code and that stderr holds every one of `needles`, and no panic.
-#[track_caller]
-fn fails(out: &Output, code: i32, needles: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
-    }
-}
 
 /// Dataset ids in the store (hidden work directories excluded).
 fn datasets(home: &Home) -> Vec<String> {
@@ -44,10 +28,6 @@ fn write(home: &Home, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     let path = home.path().join(name);
     std::fs::write(&path, bytes).unwrap();
     path
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

@@ -8,16 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Home;
+use common::{stderr, Home};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 const SPLITS: [&str; 3] = ["train.jsonl", "validation.jsonl", "test.jsonl"];
 const ROWS: &str = "8";
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// The quickstart recipe with shorter generations, so the test runs in seconds per attempt.
 fn recipe(home: &Home, name: &str, seed: u64) -> PathBuf {

@@ -32,6 +32,27 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// A command's stderr as text.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, that stderr holds every one of `needles`, and no panic.
+#[track_caller]
+pub fn fails(out: &std::process::Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    }
+}
+
+/// A path as the `&str` an argument list takes.
+pub fn s(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
 /// A scratch `SYNTH_HOME` holding the SmolLM2 model (linked) and, when asked, the quickstart
 /// seed dataset; the Hugging Face cache points at an empty directory so nothing outside the
 /// test is used.
