@@ -145,8 +145,28 @@ pub struct RunArgs {
     /// when sampling: at temperature 0 a retry would repeat itself).
     #[arg(long, default_value_t = 1)]
     pub retries: u32,
+    /// Publish N rows (wins over the recipe's `numSamples`): seed rows are used round-robin, each
+    /// pass a new variant, and dropped candidates are replaced until N rows are made.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub num_samples: Option<usize>,
+    /// With `--num-samples`: the most candidates (seed row, variant) to try before publishing
+    /// fewer rows than asked for [default: 3 × N].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub max_candidates: Option<usize>,
+    /// Later variants of a seed see two other seed rows and a rewrite direction (`on`), or are
+    /// prompted as the first pass is (`off`, for comparison).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off)]
+    pub diversity: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+fn on_off(text: &str) -> std::result::Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err("must be `on` or `off`".into()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -406,9 +426,26 @@ fn run_command(args: RunArgs, device: Option<DeviceChoice>, progress: ProgressMo
         stop: Some(stop_on_ctrl_c()?),
         progress,
         engine: args.engine.options(),
+        num_samples: args.num_samples,
+        max_candidates: args.max_candidates,
+        diversity: args.diversity,
     };
     let report = synthesize(&args.recipe, &store, &options)?;
     let [train, validation, test] = report.splits;
+    if let Some((asked, candidates, dropped_by)) = &report.volume {
+        let made = train + validation + test;
+        if made < *asked {
+            eprintln!(
+                "{}",
+                format_args!(
+                "warning: made {made} of the {asked} rows asked for: the candidate budget ran out after {candidates} candidates (dropped: {}); raise `--max-candidates` or `inferenceMaxNewTokens`",
+                    serde_json::to_string(dropped_by).unwrap_or_default()
+                )
+            );
+        } else {
+            say.line(format!("made {made} rows from {candidates} candidates"));
+        }
+    }
     say.line(format!(
         "synthesized {} from {} seed rows ({} dropped) in {:.1}s, {} tokens at {:.1} tok/s",
         rows(train + validation + test),

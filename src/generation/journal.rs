@@ -5,7 +5,10 @@
 //! ```text
 //! {"journal":1,"fingerprint":"<sha256>","outputId":"<id>"}                        header
 //! {"stage":1,"row":3,"attempt":0,"text":"…","finish":"stop","promptTokens":40,"generatedTokens":17}
+//! {"stage":1,"row":3,"variant":2,"attempt":0,"text":"…",…}                          a later variant
 //! ```
+//! `variant` (the how-manieth pass over the seed rows, `--num-samples`) is written only when it
+//! is not 0, so the entries of a run without `--num-samples` read as they always did.
 //! The fingerprint covers everything a generation depends on (recipe, seed rows, model files,
 //! synth version, device), so a journal is only ever replayed into the run that wrote it. Each
 //! request's tokens depend only on its own seed, never on its batch, so replayed and fresh
@@ -32,12 +35,25 @@ const JOURNAL_FILE: &str = "journal.jsonl";
 const LOCK_FILE: &str = "lock";
 const FORMAT: u64 = 1;
 
-/// Which generation an entry holds: stage (1 request, 2 answer), seed row, attempt.
+/// One candidate row: seed row `row`, on its `variant`-th pass. Ordered by variant, then row:
+/// the order candidates are made and accepted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Candidate {
+    pub variant: u32,
+    pub row: usize,
+}
+
+/// Which generation an entry holds: stage (1 request, 2 answer, then follow-up turns), the
+/// candidate (seed row and variant), attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key {
     pub stage: u8,
-    pub row: usize,
+    pub candidate: Candidate,
     pub attempt: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -45,6 +61,8 @@ pub struct Key {
 struct Entry {
     stage: u8,
     row: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    variant: u32,
     attempt: u32,
     #[serde(flatten)]
     generated: Generated,
@@ -59,8 +77,17 @@ struct Header {
 }
 
 /// What a run's output depends on, hashed.
-pub fn fingerprint(recipe: &Value, seeds: &[Row], model_files: &Value, device: impl AsRef<str>) -> Result<String> {
+/// `prompts` names how later variants are prompted (`--diversity`), which changes their
+/// generations without changing their keys.
+pub fn fingerprint(
+    recipe: &Value,
+    seeds: &[Row],
+    model_files: &Value,
+    device: impl AsRef<str>,
+    prompts: &str,
+) -> Result<String> {
     let identity = json!({
+        "variantPrompts": prompts,
         "synthVersion": env!("CARGO_PKG_VERSION"),
         "recipe": recipe,
         "seedRows": seeds,
@@ -256,7 +283,8 @@ impl Journal {
     /// Appends a finished generation. The line is handed to the OS before this returns, so a
     /// killed process keeps it; an OS crash may lose the last few, which are then redone.
     pub fn record(&mut self, key: Key, generated: &Generated) -> Result<()> {
-        let entry = Entry { stage: key.stage, row: key.row, attempt: key.attempt, generated: generated.clone() };
+        let Candidate { variant, row } = key.candidate;
+        let entry = Entry { stage: key.stage, row, variant, attempt: key.attempt, generated: generated.clone() };
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
         self.file
@@ -362,7 +390,8 @@ fn replay(path: &Path, file: &mut File) -> Result<HashMap<Key, Generated>> {
         }
         if number > 1 {
             let entry: Entry = serde_json::from_slice(&buf).map_err(|e| damaged(number, e.to_string()))?;
-            done.insert(Key { stage: entry.stage, row: entry.row, attempt: entry.attempt }, entry.generated);
+            let candidate = Candidate { variant: entry.variant, row: entry.row };
+            done.insert(Key { stage: entry.stage, candidate, attempt: entry.attempt }, entry.generated);
         }
         good_len += n as u64;
     }
@@ -386,7 +415,7 @@ mod tests {
     fn replays_entries_cuts_a_torn_line_and_refuses_other_runs() {
         let home = tempfile::tempdir().unwrap();
         let store = Store::at(home.path());
-        let key = |row| Key { stage: 1, row, attempt: 0 };
+        let key = |row| Key { stage: 1, candidate: Candidate { variant: 0, row }, attempt: 0 };
         {
             let mut j = Journal::open(&store, "out", "abc", false).unwrap();
             j.record(key(0), &gen("zero")).unwrap();
@@ -420,7 +449,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let store = Store::at(home.path());
         let mut held = Journal::open(&store, "busy", "abc", false).unwrap();
-        held.record(Key { stage: 1, row: 0, attempt: 0 }, &gen("x")).unwrap();
+        held.record(Key { stage: 1, candidate: Candidate { variant: 0, row: 0 }, attempt: 0 }, &gen("x")).unwrap();
         drop(Journal::open(&store, "left", "abc", false).unwrap());
         let stale = store.datasets_dir().join(".tmp-left-999999999-0");
         std::fs::create_dir(&stale).unwrap();
@@ -457,13 +486,21 @@ mod tests {
         let store = Store::at(home.path());
         let path = {
             let mut j = Journal::open(&store, "out", "abc", false).unwrap();
-            j.record(Key { stage: 2, row: 0, attempt: 1 }, &gen("x")).unwrap();
+            j.record(Key { stage: 2, candidate: Candidate { variant: 0, row: 0 }, attempt: 1 }, &gen("x")).unwrap();
+            j.record(Key { stage: 1, candidate: Candidate { variant: 3, row: 0 }, attempt: 0 }, &gen("v")).unwrap();
             j.path()
         };
         let mut text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""row":0,"attempt":1"#) && text.contains(r#""row":0,"variant":3,"attempt":0"#),
+            "{text}"
+        );
+        let j = Journal::open(&store, "out", "abc", false).unwrap();
+        assert_eq!(j.get(Key { stage: 1, candidate: Candidate { variant: 3, row: 0 }, attempt: 0 }).unwrap().text, "v");
+        drop(j);
         text.push_str("not json\n");
         std::fs::write(&path, text).unwrap();
         let err = Journal::open(&store, "out", "abc", false).unwrap_err();
-        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(err.to_string().contains("line 4"), "{err}");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 
 use super::batch::{generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
-use super::journal::{Journal, Key};
+use super::journal::{Candidate, Journal, Key};
 use crate::engine::scheduler::Admission;
 use crate::error::SynthError;
 use crate::model::LoadedModel;
@@ -49,8 +49,8 @@ pub struct JournaledGenerator<'a> {
     counts: GenerationCounts,
 }
 
-/// A stage's outcome for one caller key (e.g. a seed row): the accepted text, or why not.
-pub type Outcome<R> = (usize, Result<String, R>);
+/// A stage's outcome for one candidate: the accepted text, or why not.
+pub type Outcome<R> = (Candidate, Result<String, R>);
 
 impl<'a> JournaledGenerator<'a> {
     pub fn new(model: &'a LoadedModel, journal: Journal, settings: GeneratorSettings<'a>) -> Self {
@@ -70,14 +70,14 @@ impl<'a> JournaledGenerator<'a> {
         (self.journal, self.counts)
     }
 
-    /// Generates `jobs` (key, job) for `stage`; for each key, in key order, the accepted text
-    /// or why it was rejected. Attempt `a > 0` of a key samples with a seed mixed from its
+    /// Generates `jobs` (candidate, job) for `stage`; for each candidate, in candidate order, the
+    /// accepted text or why it was rejected. Attempt `a > 0` of a key samples with a seed mixed from its
     /// first seed and `a`, so retries are as reproducible as first tries.
     pub fn generate_stage<R: Rejection>(
         &mut self,
         stage: u8,
         label: &str,
-        jobs: Vec<(usize, Job)>,
+        jobs: Vec<(Candidate, Job)>,
         check: impl Fn(&Generated) -> Result<String, R>,
     ) -> Result<Vec<Outcome<R>>> {
         let mut outcome = Vec::with_capacity(jobs.len());
@@ -108,12 +108,12 @@ impl<'a> JournaledGenerator<'a> {
 
     /// One attempt at every job: replayed from the journal where it holds the generation,
     /// generated (and journaled) otherwise.
-    fn attempt(&mut self, stage: u8, label: &str, attempt: u32, firsts: &[(usize, Job)]) -> Result<Vec<Generated>> {
-        let jobs: Vec<(usize, Job)> =
+    fn attempt(&mut self, stage: u8, label: &str, attempt: u32, firsts: &[(Candidate, Job)]) -> Result<Vec<Generated>> {
+        let jobs: Vec<(Candidate, Job)> =
             firsts.iter().map(|(key, first)| (*key, with_attempt_seed(first, attempt))).collect();
-        let key = |row| Key { stage, row, attempt };
+        let key = |candidate| Key { stage, candidate, attempt };
         let mut results: Vec<Option<Generated>> =
-            jobs.iter().map(|(row, _)| self.journal.get(key(*row)).cloned()).collect();
+            jobs.iter().map(|(candidate, _)| self.journal.get(key(*candidate)).cloned()).collect();
         let todo: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
         if todo.is_empty() {
             return Ok(results.into_iter().flatten().collect());

@@ -10,4 +10,5 @@ pub mod journal;
 pub mod journaled;
 
 pub use batch::{check_context, generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
+pub use journal::Candidate;
 pub use journaled::{GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection};

@@ -26,6 +26,7 @@
 //! | `synthesisConfig.synthesisType` | required | `"general"` |
 //! | `synthesisConfig.synthesisConfig.datasetId` | required | a valid dataset id (see [`crate::store::id`]) |
 //! | `synthesisConfig.synthesisConfig.datasetDistribution` | `{train 0.8, validation 0.1, test 0.1}` | object |
+//! | `synthesisConfig.synthesisConfig.numSamples` (synth extension) | one new row per seed row | integer, 1 to 10000000: rows to publish; seeds are used round-robin, each pass a new *variant* (`synth run --num-samples` wins over it) |
 //! | `…datasetDistribution.train`, `validation`, `test` | `0.0` when the key is missing | 0 to 1, the three summing to 1 (±1e-6) |
 //!
 //! A field set to `null` counts as left out (so its default applies), except for required fields.

@@ -54,6 +54,8 @@ pub(crate) struct RawSynthesisConfig {
 pub(crate) struct RawGeneralConfig {
     pub dataset_id: Text,
     pub dataset_distribution: Option<Obj<RawDistribution>>,
+    // synth extension, not in Oumi's schema.
+    pub num_samples: Option<Count>,
 }
 
 #[derive(Deserialize)]

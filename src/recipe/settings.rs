@@ -124,7 +124,12 @@ pub struct SynthesisSettings {
     pub kind: SynthesisType,
     pub dataset_id: String,
     pub distribution: Distribution,
+    /// Rows to publish (synth extension); `None`: one new row per seed row.
+    pub num_samples: Option<usize>,
 }
+
+/// The most rows one run may be asked for.
+pub const MAX_NUM_SAMPLES: usize = 10_000_000;
 
 /// Fractions of the generated rows per split; each in [0, 1], summing to 1.
 #[derive(Debug, Clone, Copy, PartialEq)]

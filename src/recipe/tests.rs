@@ -67,7 +67,17 @@ fn minimal_recipe_gets_every_default() {
     assert_eq!(r.synthesis.kind, SynthesisType::General);
     assert_eq!(r.synthesis.dataset_id, "seed");
     assert_eq!(r.synthesis.distribution, Distribution { train: 0.8, validation: 0.1, test: 0.1 });
+    assert_eq!(r.synthesis.num_samples, None);
     assert_eq!(r.source, minimal());
+}
+
+#[test]
+fn num_samples_rules() {
+    let p = "synthesisConfig.synthesisConfig.numSamples";
+    assert_eq!(parse(&with(p, json!(40))).unwrap().synthesis.num_samples, Some(40));
+    assert_eq!(parse(&with(p, Value::Null)).unwrap().synthesis.num_samples, None);
+    assert_error(&with(p, json!(0)), &format!("{p}: `0` must be between 1 and 10000000"));
+    assert!(error(&with(p, json!(2.5))).contains(&format!("{p}: `2.5` must be a non-negative integer")));
 }
 
 #[test]

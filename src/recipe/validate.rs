@@ -152,7 +152,20 @@ fn synthesis(raw: super::raw::RawSynthesisConfig) -> Result<SynthesisSettings, F
         None => DEFAULT_DISTRIBUTION,
         Some(d) => distribution(d.0)?,
     };
-    Ok(SynthesisSettings { kind, dataset_id, distribution })
+    let num_samples = match general.num_samples {
+        None => None,
+        Some(Count(n)) => match usize::try_from(n) {
+            Ok(n) if (1..=MAX_NUM_SAMPLES).contains(&n) => Some(n),
+            _ => {
+                return Err(Failure {
+                    path: format!("{GENERAL}.numSamples"),
+                    message: format!("`{n}` must be between 1 and {MAX_NUM_SAMPLES}"),
+                    hint: Some("leave `numSamples` out for one new row per seed row".into()),
+                })
+            }
+        },
+    };
+    Ok(SynthesisSettings { kind, dataset_id, distribution, num_samples })
 }
 
 /// A missing split is 0.0; the three must still sum to 1.

@@ -64,6 +64,9 @@ pub struct SynthesisManifest {
     pub device: String,
     pub inference_seed: u64,
     pub counts: RunCounts,
+    /// How alike the new requests are (runs with `numSamples`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diversity: Option<DiversityRecord>,
     /// Generations replayed from the journal of an interrupted earlier attempt.
     pub resumed_generations: usize,
     pub tokens: RunTokens,
@@ -124,6 +127,32 @@ pub struct RunCounts {
     pub retries_per_generation: u32,
     pub retried: usize,
     pub recovered_by_retry: usize,
+    /// Rows asked for (`numSamples`); absent when the run made one row per seed row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_samples: Option<usize>,
+    /// The most candidates the run could try (`--max-candidates`), with `numSamples`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_candidates: Option<usize>,
+    /// Candidates (seed row, variant) tried, with `numSamples`: `rows + dropped + unused`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<usize>,
+    /// Accepted candidates past `numSamples` (a wave is sized ahead of its drops), not published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unused: Option<usize>,
+}
+
+/// How alike a run's new requests (first user messages) are: `distinct1`/`distinct2` are the
+/// unique word uni/bigrams over all of them, and `similarSameSeedPairs` the share of pairs made
+/// from the same seed row whose word-trigram sets have a Jaccard index of 0.5 or more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiversityRecord {
+    /// `on` or `off` (`--diversity`).
+    pub mechanism: String,
+    pub distinct1: f64,
+    pub distinct2: f64,
+    pub same_seed_pairs: usize,
+    pub similar_same_seed_pairs: f64,
 }
 
 /// The `metadata` every synthesized row carries.
@@ -133,6 +162,9 @@ pub struct RowProvenance {
     pub model: String,
     pub seed_dataset: String,
     pub seed_row: usize,
+    /// The pass over the seed rows that made this row (runs with `numSamples`; 0 is the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<u32>,
     pub sampling_seed: u64,
     /// Rows made from a failure-mode dataset: the mode aimed at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,6 +357,7 @@ mod tests {
             model: "m".into(),
             seed_dataset: "d".into(),
             seed_row: 3,
+            variant: None,
             sampling_seed: 9,
             failure_mode: None,
             evaluator: None,

@@ -4,26 +4,40 @@
 use std::collections::BTreeMap;
 
 use crate::engine::FinishReason;
-use crate::generation::{Generated, Rejection};
+use crate::generation::{Candidate, Generated, Rejection};
 use crate::store::artifacts::{RowProvenance, TargetedRecord};
 use crate::store::{Message, Row};
 
-/// What one kind of synthesis asks of the model and makes of its answers, for each seed row:
-/// `synth run` does the rest (model, journal, batched stages, retries, splits, manifest).
+/// The turns of a conversation made so far: (user message, assistant answer) pairs.
+pub type Turns = [(String, String)];
+
+/// What one kind of synthesis asks of the model and makes of its answers, for each candidate
+/// (a seed row on one of its variants): `synth run` does the rest (model, journal, batched
+/// stages, retries, splits, manifest).
 pub trait Pipeline {
-    /// Stage 1: the conversation that asks for a new request, or why this row is skipped.
-    fn request(&self, row: usize) -> Result<Vec<Message>, DropReason>;
-    /// Stage 2: the conversation whose completion answers the new request.
-    fn answer(&self, row: usize, request: &str) -> Vec<Message>;
+    /// Stage 1: the conversation that asks for a new request, or why this candidate is skipped.
+    /// `rng` is the candidate's own seed, for choices a later variant makes.
+    fn request(&self, candidate: Candidate, rng: u64) -> Result<Vec<Message>, DropReason>;
+    /// Stage 2 (and each later answer): the conversation whose completion answers `request`,
+    /// after the turns made so far.
+    fn answer(&self, row: usize, turns: &Turns, request: &str) -> Vec<Message>;
+    /// How many user turns the new row has after the first (the seed's follow-ups).
+    fn follow_ups(&self, _row: usize) -> usize {
+        0
+    }
+    /// The conversation whose completion is the next user turn after `turns`.
+    fn follow_up(&self, _row: usize, _turns: &Turns) -> Vec<Message> {
+        Vec::new()
+    }
     /// The new dataset row; `provenance` is the metadata every row carries.
-    fn row(&self, row: usize, request: String, answer: String, provenance: RowProvenance) -> Row;
+    fn row(&self, row: usize, turns: Vec<(String, String)>, provenance: RowProvenance) -> Row;
     /// For synthesis aimed at failure modes: what the manifest records of it, given the rows made.
     fn targeted(&self, _rows: &[Row]) -> Option<TargetedRecord> {
         None
     }
 }
 
-/// Why a seed row produced no new row.
+/// Why a candidate produced no new row (a follow-up user turn is checked as a request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DropReason {
     /// The seed has no user message to start from.

@@ -10,22 +10,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use super::candidates::{make_rows, Made, Origin, Volume, CANDIDATES_PER_SAMPLE};
+use super::diversity;
 use super::general::General;
-use super::pipeline::{check, drop_counts, DropReason, Pipeline, Stage};
+use super::pipeline::{drop_counts, Pipeline};
 use super::targeted::FailureModes;
 use crate::device::{self, DeviceChoice};
 use crate::error::SynthError;
 use crate::generation::journal::{self, Journal};
 use crate::generation::{
-    check_context, mix_seed, EngineOptions, GenerationCounts, GeneratorSettings, Job, JournaledGenerator, RateCap,
+    check_context, EngineOptions, GenerationCounts, GeneratorSettings, JournaledGenerator, RateCap,
 };
 use crate::model::{LoadedModel, Registry};
 use crate::output::Destination;
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
-use crate::store::artifacts::{
-    round3, ModelRecord, RowProvenance, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest,
-};
+use crate::store::artifacts::{round3, ModelRecord, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest};
 use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
@@ -43,6 +43,12 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
     pub progress: ProgressMode,
     pub engine: EngineOptions,
+    /// Rows to publish (`--num-samples`; wins over the recipe's `numSamples`).
+    pub num_samples: Option<usize>,
+    /// The most candidates a run with `numSamples` tries (default `3 × numSamples`).
+    pub max_candidates: Option<usize>,
+    /// Later variants see other seeds and a rewrite direction (`--diversity on`, the default).
+    pub diversity: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +59,8 @@ pub struct RunReport {
     pub splits: [usize; 3],
     pub seed_rows: usize,
     pub dropped: usize,
+    /// Rows asked for, with the candidates tried and drops by reason, when the run had `numSamples`.
+    pub volume: Option<(usize, usize, std::collections::BTreeMap<String, usize>)>,
     pub generated_tokens: usize,
     pub wall_seconds: f64,
 }
@@ -70,18 +78,13 @@ struct Seeds {
     manifest: Manifest,
 }
 
-/// What the stages made: rows, and why the other seed rows made none.
-struct Made {
-    rows: Vec<Row>,
-    drops: Vec<DropReason>,
-}
-
 pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Result<RunReport> {
     let started = Instant::now();
     let recipe = Recipe::from_path(recipe_path)?;
     let SynthesisType::General = recipe.synthesis.kind;
     let seeds = load_seeds(store, &recipe.synthesis.dataset_id, options.limit)?;
-    let pipeline = choose_pipeline(&seeds)?;
+    let pipeline = choose_pipeline(&seeds, options.diversity)?;
+    let volume = volume(&recipe, options);
     let chosen_id = settle_output_id(store, options, &seeds.id)?;
 
     let device = device::open(options.device)?;
@@ -96,6 +99,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         &seeds.rows,
         &serde_json::to_value(&model_record.files)?,
         device::name(&device),
+        if options.diversity { "diversity on" } else { "diversity off" },
     )?;
     let output_id = match chosen_id {
         Some(id) => id,
@@ -106,7 +110,8 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
     }
     let mut generator = JournaledGenerator::new(&model, journal, generator_settings(&recipe.inference, options));
-    let made = make_rows(&mut generator, pipeline.as_ref(), &recipe.inference, &seeds, &model_record.name)?;
+    let origin = Origin { model: &model_record.name, seed_dataset: &seeds.id, seed_rows: seeds.rows.len() };
+    let made = make_rows(&mut generator, pipeline.as_ref(), &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
     let (journal, counts) = generator.finish();
     if made.rows.is_empty() {
@@ -129,14 +134,17 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         retries,
         resumed: journal.replayed(),
         wall_seconds,
+        volume,
+        diversity: options.diversity,
     };
     let details = manifest_details(run, pipeline.as_ref(), &made);
     let destination = Destination { store, id: &output_id, kind: KIND_SYNTHESIZED, overwrite: options.overwrite };
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
+    let volume = volume.num_samples.map(|n| (n, made.candidates, drop_counts(&made.drops)));
     let (path, splits) =
         destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
     journal.remove();
-    Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, generated_tokens, wall_seconds })
+    Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, volume, generated_tokens, wall_seconds })
 }
 
 fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Seeds> {
@@ -153,12 +161,20 @@ fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<S
 }
 
 /// A seed made by `synth eval` (failure modes) gets examples aimed at each mode.
-fn choose_pipeline(seeds: &Seeds) -> Result<Box<dyn Pipeline + '_>> {
+fn choose_pipeline(seeds: &Seeds, diversity: bool) -> Result<Box<dyn Pipeline + '_>> {
     Ok(if seeds.manifest.kind == KIND_FAILURE_MODES {
         Box::new(FailureModes::new(&seeds.id, &seeds.manifest, &seeds.rows)?)
     } else {
-        Box::new(General { seeds: &seeds.rows })
+        Box::new(General { seeds: &seeds.rows, diversity })
     })
+}
+
+/// `--num-samples` wins over the recipe's `numSamples`; the budget defaults to a multiple of it.
+fn volume(recipe: &Recipe, options: &RunOptions) -> Volume {
+    let num_samples = options.num_samples.or(recipe.synthesis.num_samples);
+    let max_candidates =
+        options.max_candidates.unwrap_or(num_samples.unwrap_or(0).saturating_mul(CANDIDATES_PER_SAMPLE));
+    Volume { num_samples, max_candidates }
 }
 
 /// Settles a chosen output id before hours of generation, not after. It may not name a
@@ -200,57 +216,6 @@ fn generator_settings<'a>(inference: &InferenceSettings, options: &'a RunOptions
     }
 }
 
-/// Stage 1 asks for a new request per seed row, stage 2 answers the requests that survived;
-/// each row's sampling seed is mixed from `inferenceSeed`, its index and the stage.
-fn make_rows(
-    generator: &mut JournaledGenerator,
-    pipeline: &dyn Pipeline,
-    inference: &InferenceSettings,
-    seeds: &Seeds,
-    model_name: &str,
-) -> Result<Made> {
-    let params = |row: usize, stage: u64| inference.sampling(mix_seed(mix_seed(inference.seed, row as u64), stage));
-    let mut drops: Vec<DropReason> = Vec::new();
-    let mut request_jobs = Vec::new();
-    for i in 0..seeds.rows.len() {
-        match pipeline.request(i) {
-            Ok(messages) => request_jobs.push((i, Job { messages, params: params(i, 1) })),
-            Err(reason) => drops.push(reason),
-        }
-    }
-    let mut answer_jobs = Vec::new();
-    let mut requests = Vec::new();
-    for (i, outcome) in generator.generate_stage(1, "requests", request_jobs, |g| check(g, Stage::Request))? {
-        match outcome {
-            Ok(request) => {
-                answer_jobs.push((i, Job { messages: pipeline.answer(i, &request), params: params(i, 2) }));
-                requests.push(request);
-            }
-            Err(reason) => drops.push(reason),
-        }
-    }
-    let mut rows = Vec::new();
-    let answers = generator.generate_stage(2, "answers", answer_jobs, |g| check(g, Stage::Answer))?;
-    for (request, (i, outcome)) in requests.into_iter().zip(answers) {
-        match outcome {
-            Ok(answer) => {
-                let provenance = RowProvenance {
-                    model: model_name.to_string(),
-                    seed_dataset: seeds.id.clone(),
-                    seed_row: i,
-                    sampling_seed: mix_seed(inference.seed, i as u64),
-                    failure_mode: None,
-                    evaluator: None,
-                    eval_run: None,
-                };
-                rows.push(pipeline.row(i, request, answer, provenance));
-            }
-            Err(reason) => drops.push(reason),
-        }
-    }
-    Ok(Made { rows, drops })
-}
-
 /// What the manifest records of a run besides its rows.
 struct RunFacts<'a> {
     recipe_path: &'a Path,
@@ -262,6 +227,8 @@ struct RunFacts<'a> {
     retries: u32,
     resumed: usize,
     wall_seconds: f64,
+    volume: Volume,
+    diversity: bool,
 }
 
 fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> SynthesisManifest {
@@ -275,7 +242,13 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         retries_per_generation: run.retries,
         retried: run.counts.retried,
         recovered_by_retry: run.counts.recovered,
+        num_samples: run.volume.num_samples,
+        max_candidates: run.volume.num_samples.map(|_| run.volume.max_candidates),
+        candidates: run.volume.num_samples.map(|_| made.candidates),
+        unused: run.volume.num_samples.map(|_| made.unused),
     };
+    let mechanism = if run.diversity { "on" } else { "off" };
+    let diversity = run.volume.num_samples.map(|_| diversity::measure(&made.requests, mechanism));
     let (generated, fresh) = (run.counts.generated_tokens, run.counts.fresh_generated_tokens);
     SynthesisManifest {
         synth_version: env!("CARGO_PKG_VERSION").into(),
@@ -291,6 +264,7 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         device: run.device.to_string(),
         inference_seed: run.recipe.inference.seed,
         counts,
+        diversity,
         resumed_generations: run.resumed,
         tokens: RunTokens { prompt: run.counts.prompt_tokens, generated, generated_this_run: fresh },
         wall_seconds: round3(run.wall_seconds),

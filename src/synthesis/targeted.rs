@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::Value;
 
-use super::pipeline::{metadata, seed_parts, DropReason, Pipeline};
+use super::pipeline::{metadata, seed_parts, DropReason, Pipeline, Turns};
 use crate::error::SynthError;
+use crate::generation::Candidate;
 use crate::store::artifacts::{
     FailureModeRow, FailureModesManifest, RowProvenance, TargetedModeRecord, TargetedRecord,
 };
@@ -135,16 +136,17 @@ impl FailureModes {
 }
 
 impl Pipeline for FailureModes {
-    fn request(&self, i: usize) -> Result<Vec<Message>, DropReason> {
-        Ok(vec![Message::new("user", request_prompt(&self.failed[i]))])
+    fn request(&self, candidate: Candidate, _rng: u64) -> Result<Vec<Message>, DropReason> {
+        Ok(vec![Message::new("user", request_prompt(&self.failed[candidate.row]))])
     }
 
-    fn answer(&self, i: usize, request: &str) -> Vec<Message> {
+    /// Single-turn: `turns` is always empty.
+    fn answer(&self, i: usize, _turns: &Turns, request: &str) -> Vec<Message> {
         vec![Message::new("system", grounding(&self.failed[i])), Message::new("user", request)]
     }
 
     /// `[user, assistant]`: the grounding is not part of the new example.
-    fn row(&self, i: usize, request: String, answer: String, provenance: RowProvenance) -> Row {
+    fn row(&self, i: usize, turns: Vec<(String, String)>, provenance: RowProvenance) -> Row {
         let f = &self.failed[i];
         let provenance = RowProvenance {
             failure_mode: Some(f.label.clone()),
@@ -152,10 +154,8 @@ impl Pipeline for FailureModes {
             eval_run: Some(self.eval_run.clone().map_or(Value::Null, Value::String)),
             ..provenance
         };
-        Row {
-            messages: vec![Message::new("user", request), Message::new("assistant", answer)],
-            metadata: Some(metadata(&provenance)),
-        }
+        let messages = turns.into_iter().flat_map(|(u, a)| [Message::new("user", u), Message::new("assistant", a)]);
+        Row { messages: messages.collect(), metadata: Some(metadata(&provenance)) }
     }
 
     /// The eval run and dataset it came from, and per mode the failed rows and new rows.
