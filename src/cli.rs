@@ -155,7 +155,7 @@ pub struct RunArgs {
     pub max_candidates: Option<usize>,
     /// Later variants of a seed see two other seed rows and a rewrite direction (`on`), or are
     /// prompted as the first pass is (`off`, for comparison).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub diversity: bool,
     #[command(flatten)]
     pub engine: EngineArgs,

@@ -30,6 +30,10 @@ pub struct Volume {
 /// The default candidate budget is this many candidates per row asked for.
 pub const CANDIDATES_PER_SAMPLE: usize = 3;
 
+/// The acceptance rate a run with `numSamples` sizes its first wave for: fewer, larger waves
+/// batch better, at the cost of some accepted candidates left unused.
+const FIRST_WAVE_RATE: f64 = 0.5;
+
 /// What the seed rows and model are called in each row's provenance.
 pub struct Origin<'a> {
     pub model: &'a str,
@@ -72,7 +76,11 @@ pub fn make_rows(
     let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, unused: 0, requests: Vec::new() };
     while made.rows.len() < target && made.candidates < budget {
         let needed = target - made.rows.len();
-        let rate = if made.candidates == 0 { 1.0 } else { made.rows.len() as f64 / made.candidates as f64 };
+        let rate = match made.candidates {
+            0 if volume.num_samples.is_some() => FIRST_WAVE_RATE,
+            0 => 1.0,
+            tried => made.rows.len() as f64 / tried as f64,
+        };
         let ahead = (needed as f64 / rate.max(0.25)).ceil() as usize;
         let wave = ahead.max(needed).min(budget - made.candidates);
         let candidates: Vec<Candidate> = (made.candidates..made.candidates + wave)
