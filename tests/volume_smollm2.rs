@@ -5,6 +5,9 @@
 mod common;
 
 use common::Home;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 fn stderr(out: &std::process::Output) -> String {
@@ -91,35 +94,48 @@ fn a_small_budget_publishes_fewer_rows_and_says_so() {
     assert_eq!((counts["candidates"].as_u64(), counts["maxCandidates"].as_u64()), (Some(6), Some(6)), "{counts}");
 }
 
+/// A run at `--max-batch 1`, killed partway and resumed, and one at `--max-batch 16` publish the
+/// same bytes.
 #[test]
-fn the_same_rows_at_max_batch_1_and_16() {
+fn the_same_rows_at_max_batch_1_killed_and_resumed_and_at_16() {
     let home = Home::with_quickstart_seed();
     let recipe = short_recipe(&home, 32, "dataset_quickstart_seed");
-    for (id, batch) in [("one", "1"), ("sixteen", "16")] {
-        let args = [
-            "--device",
-            "cpu",
-            "--quiet",
-            "run",
-            &recipe,
-            "--limit",
-            "3",
-            "--num-samples",
-            "6",
-            "--max-candidates",
-            "12",
-            "--max-batch",
-            batch,
-            "--output-id",
-            id,
-        ];
-        let out = home.synth(&args);
+    let args = |id: &'static str, batch: &'static str| {
+        let fixed = ["--device", "cpu", "--quiet", "run", &recipe, "--limit", "3", "--num-samples", "6"];
+        let mut args: Vec<String> = fixed.iter().map(|a| a.to_string()).collect();
+        args.extend(["--max-candidates", "12", "--max-batch", batch, "--output-id", id].map(String::from));
+        args
+    };
+    let journal = home.path().join("datasets/.run-one/journal.jsonl");
+    let one = args("one", "1");
+    let one: Vec<&str> = one.iter().map(String::as_str).collect();
+    let mut child = home.command(&one).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while child.try_wait().unwrap().is_none() && lines(&journal) <= 16 {
+        assert!(Instant::now() < deadline, "no progress in 5 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    eprintln!("run `one` killed partway: {killed}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if killed {
+        let text = std::fs::read_to_string(&journal).unwrap();
+        assert!(text.contains(r#""variant":1"#), "later variants are journaled with their variant: {text}");
+        let out = home.synth(&one);
         assert!(out.status.success(), "{}", stderr(&out));
     }
+    let sixteen = args("sixteen", "16");
+    let out = home.synth(&sixteen.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
     for file in ["train.jsonl", "validation.jsonl", "test.jsonl"] {
         assert_eq!(read(&home, "one", file), read(&home, "sixteen", file), "{file}");
     }
     assert!(!rows(&home, "one").is_empty());
+}
+
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read(path).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
 }
 
 #[test]
