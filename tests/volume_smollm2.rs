@@ -4,15 +4,11 @@
 
 mod common;
 
-use common::Home;
+use common::{stderr, Home};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn read(home: &Home, id: &str, file: &str) -> Vec<u8> {
     std::fs::read(home.path().join("datasets").join(id).join(file)).unwrap()
