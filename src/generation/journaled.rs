@@ -57,10 +57,6 @@ impl<'a> JournaledGenerator<'a> {
         Self { model, settings, journal, counts: GenerationCounts::default() }
     }
 
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
     pub fn retries(&self) -> u32 {
         self.settings.retries
     }

@@ -294,8 +294,9 @@ pub struct EvalResult {
     pub finish_reason: FinishReason,
     pub tokens: TokenCounts,
     pub passed: bool,
-    /// By evaluator name, in recipe order.
-    pub evaluations: serde_json::Map<String, Value>,
+    /// By evaluator name, in recipe order; written as a JSON object.
+    #[serde(with = "named_in_order")]
+    pub evaluations: Vec<(String, EvaluationRecord)>,
 }
 
 /// One evaluator's verdict on one row (the values of [`EvalResult::evaluations`]).
@@ -313,17 +314,32 @@ pub struct EvaluationRecord {
 }
 
 impl EvalResult {
-    /// The row's evaluations, typed; an entry that does not read is left out.
-    pub fn records(&self) -> Vec<(&str, EvaluationRecord)> {
-        self.evaluations
-            .iter()
-            .filter_map(|(name, v)| Some((name.as_str(), EvaluationRecord::deserialize(v).ok()?)))
-            .collect()
-    }
-
     /// Evaluators that gave this row `verdict`.
     pub fn count(&self, verdict: &str) -> usize {
-        self.records().iter().filter(|(_, r)| r.verdict == verdict).count()
+        self.evaluations.iter().filter(|(_, r)| r.verdict == verdict).count()
+    }
+}
+
+/// A list of `(name, value)` pairs as a JSON object, keeping its order (serde_json's
+/// `preserve_order` keeps the file's order when reading).
+mod named_in_order {
+    use serde::de::DeserializeOwned;
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize>(pairs: &[(String, T)], s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(pairs.len()))?;
+        for (name, value) in pairs {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<(String, T)>, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        map.into_iter()
+            .map(|(name, value)| Ok((name, T::deserialize(value).map_err(serde::de::Error::custom)?)))
+            .collect()
     }
 }
 

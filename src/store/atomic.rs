@@ -111,9 +111,7 @@ impl Drop for StagingDir {
 pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
     if let Ok(meta) = path.metadata() {
         if !overwrite {
-            return Err(SynthError::invalid(format!("`{}` already exists", path.display()))
-                .hint("choose another `--output`, or pass `--overwrite`")
-                .into());
+            return Err(exists(path));
         }
         if !meta.is_file() && !meta.is_dir() {
             // A device or FIFO is written in place at the end; opening one now could block
@@ -146,9 +144,7 @@ pub fn check_writable(path: &Path, overwrite: bool) -> Result<()> {
 pub fn write_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     if let Ok(meta) = path.metadata() {
         if !overwrite {
-            return Err(SynthError::invalid(format!("`{}` already exists", path.display()))
-                .hint("choose another `--output`, or pass `--overwrite`")
-                .into());
+            return Err(exists(path));
         }
         if !meta.is_file() {
             let mut out = std::fs::OpenOptions::new()
@@ -168,12 +164,18 @@ pub fn write_file(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     }
     if path.symlink_metadata().is_ok() && !overwrite {
         let _ = std::fs::remove_file(&temp);
-        return Err(SynthError::invalid(format!("`{}` already exists", path.display())).into());
+        return Err(exists(path));
     }
     std::fs::rename(&temp, path).map_err(|e| {
         let _ = std::fs::remove_file(&temp);
         SynthError::failed(format!("cannot move the output into `{}`: {e}", path.display())).into()
     })
+}
+
+fn exists(path: &Path) -> anyhow::Error {
+    SynthError::invalid(format!("`{}` already exists", path.display()))
+        .hint("choose another `--output`, or pass `--overwrite`")
+        .into()
 }
 
 fn parent_dir(path: &Path) -> &Path {

@@ -16,6 +16,29 @@ pub fn smollm2_gguf() -> PathBuf {
     path
 }
 
+/// The tokenizer and chat template of a `tokenizer.json` + `tokenizer_config.json` pair in
+/// the assets (`llama3_1`, `qwen3`).
+pub fn hf_text(name: &str) -> (synth::model::TextCodec, synth::model::ChatTemplate) {
+    let dir = assets().join(name);
+    let config_path = dir.join("tokenizer_config.json");
+    let codec = synth::model::TextCodec::from_files(&dir.join("tokenizer.json"), Some(&config_path), None)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/fetch-assets.sh", dir.display()));
+    let config = synth::model::TokenizerConfig::load(&config_path).unwrap();
+    let template =
+        synth::model::ChatTemplate::new(config.chat_template.unwrap(), config.bos_token, config.eos_token).unwrap();
+    (codec, template)
+}
+
+/// SmolLM2's tokenizer, template and stop ids, read from its GGUF as `synth` reads them.
+pub fn smollm2_text() -> synth::model::ModelText {
+    let registry = synth::model::Registry::load(None).unwrap();
+    let spec = registry.get("SmolLM2-135M-Instruct").unwrap();
+    let resolved =
+        synth::model::resolve::resolve_in(spec, Some(&smollm2_gguf()), std::path::Path::new("/nonexistent"), None)
+            .unwrap();
+    synth::model::ModelText::load(&resolved).unwrap()
+}
+
 /// Deterministic pseudo-random token ids (a small LCG), so tests need no tokenizer.
 pub fn token_ids(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
     let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
