@@ -21,6 +21,10 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     plain: bool,
     last_line: Instant,
+    /// Said after the counts (candidates tried, dropped).
+    note: String,
+    /// The plain line for `done == total` was printed.
+    reported_total: bool,
 }
 
 /// How often the plain (non-terminal) output prints a line.
@@ -31,10 +35,9 @@ impl Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (mode == ProgressMode::Auto && terminal).then(|| {
             let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            let style =
-                ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} rows, {prefix} tok/s, ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template("[{bar:30}] {pos}/{len} {msg}, {prefix} tok/s, ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             bar.set_style(style);
             bar.set_message(label.to_string());
             bar.set_prefix("0");
@@ -49,6 +52,8 @@ impl Progress {
             bar,
             plain: mode == ProgressMode::Auto && !terminal,
             last_line: Instant::now(),
+            note: String::new(),
+            reported_total: false,
         }
     }
 
@@ -56,14 +61,40 @@ impl Progress {
     pub fn row_done(&mut self, tokens: usize) {
         self.done += 1;
         self.tokens += tokens as u64;
+        self.show();
+    }
+
+    /// A generation that is not a row by itself finished, with `tokens` tokens.
+    pub fn tokens(&mut self, tokens: usize) {
+        self.tokens += tokens as u64;
+        self.show();
+    }
+
+    /// `done` rows made so far; `note` says more (such as candidates tried).
+    pub fn rows(&mut self, done: usize, note: &str) {
+        if self.done == done as u64 && self.note == note {
+            return;
+        }
+        self.done = done as u64;
+        self.note = note.to_string();
+        self.show();
+    }
+
+    fn show(&mut self) {
         let rate = self.tokens_per_second();
+        let note = if self.note.is_empty() { String::new() } else { format!(", {}", self.note) };
         if let Some(bar) = &self.bar {
             bar.set_prefix(format!("{rate:.0}"));
             bar.set_position(self.done);
+            bar.set_message(format!("{}{note}", self.label));
         } else if self.plain && (self.last_line.elapsed() >= PLAIN_EVERY || self.done == self.total) {
+            if self.done == self.total && self.reported_total {
+                return;
+            }
+            self.reported_total = self.done == self.total;
             self.last_line = Instant::now();
             eprintln!(
-                "{}: {}/{} rows, {} tokens, {rate:.1} tok/s, {:.0}s elapsed",
+                "{}: {}/{} rows{note}, {} tokens, {rate:.1} tok/s, {:.0}s elapsed",
                 self.label,
                 self.done,
                 self.total,

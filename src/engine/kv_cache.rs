@@ -54,6 +54,21 @@ impl KvCache {
         self.max_len
     }
 
+    /// Makes every slot `max_len` positions long, keeping what the slots hold.
+    pub fn grow(&mut self, max_len: usize) -> Result<()> {
+        if max_len <= self.max_len {
+            return Ok(());
+        }
+        for cache in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            let grown =
+                Tensor::zeros((self.slots, self.kv_heads, max_len, self.head_dim), cache.dtype(), cache.device())?;
+            grown.slice_set(cache, 2, 0)?;
+            *cache = grown;
+        }
+        self.max_len = max_len;
+        Ok(())
+    }
+
     /// Stores one row's `k`, `v` (`[kv_heads, n, head_dim]`) at positions `start..start + n`
     /// of its slot: one strided copy each.
     pub fn write(&mut self, layer: usize, slot: usize, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
@@ -168,8 +183,18 @@ mod tests {
                 }
             }
         }
+        let before: Vec<_> = (0..slots).map(|s| cache.slot(0, s).unwrap().0.to_vec3::<f32>().unwrap()).collect();
+        cache.grow(max_len + 5).unwrap();
+        for (slot, before) in before.iter().enumerate() {
+            let after = cache.slot(0, slot).unwrap().0.to_vec3::<f32>().unwrap();
+            for h in 0..kv {
+                assert_eq!(after[h][..max_len], before[h][..], "grown slot {slot} keeps its keys");
+                assert!(after[h][max_len..].iter().flatten().all(|&x| x == 0.0));
+            }
+        }
+        assert!(cache.write(0, 0, max_len + 2, &k, &k).is_ok(), "the grown positions take writes");
         assert!(cache.write(0, 4, 0, &k, &k).is_err());
-        assert!(cache.write(0, 0, 6, &k, &k).is_err());
-        assert!(cache.single_positions(&[Some(8)], &dev).is_err());
+        assert!(cache.write(0, 0, max_len + 3, &k, &k).is_err());
+        assert!(cache.single_positions(&[Some(max_len + 5)], &dev).is_err());
     }
 }

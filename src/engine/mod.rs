@@ -63,6 +63,17 @@ impl scheduler::BatchModel for Engine {
     fn slots(&self) -> usize {
         self.cache.slots()
     }
+    /// Grows the cache (copying what it holds) when a request needs longer slots than it has,
+    /// up to the model's context: a run whose later prompts are longer than its first ones
+    /// keeps one engine.
+    fn reserve(&mut self, len: usize) -> Result<usize> {
+        let len = len.min(self.decoder.dims.context_len).max(1);
+        if len > self.cache.max_len() {
+            let grown = (self.cache.max_len() + self.cache.max_len() / 4).max(len).min(self.decoder.dims.context_len);
+            self.cache.grow(grown)?;
+        }
+        Ok(self.cache.max_len())
+    }
     /// On CUDA and Metal the logits stay on the device and are sampled there; on the CPU the
     /// host sampler reads them in place.
     fn forward(&mut self, batch: &[SeqStep]) -> Result<scheduler::Logits> {

@@ -57,6 +57,12 @@ pub trait BatchModel {
     fn max_len(&self) -> usize;
     /// Concurrent sequences the model's cache holds.
     fn slots(&self) -> usize;
+    /// Makes every slot hold at least `len` tokens where the model's context allows (keeping
+    /// what the slots hold); the slot length after.
+    fn reserve(&mut self, len: usize) -> Result<usize> {
+        let _ = len;
+        Ok(self.max_len())
+    }
     fn forward(&mut self, batch: &[SeqStep]) -> Result<Logits>;
 }
 
@@ -120,9 +126,39 @@ struct Piece {
 /// The rate cap and the clock it reads.
 pub type Limiter<'a> = Option<(&'a mut TokenBucket, &'a dyn Clock)>;
 
-/// The queue, the free KV-cache slots and the rows in flight.
+/// Where a run's requests come from and where its completions go. A request may become ready
+/// only when an earlier one finishes (a row's next stage), so the engine stays full without a
+/// barrier between stages; the work may also end the run early.
+pub trait Work {
+    /// The next request to start, if one is ready now.
+    fn next_request(&mut self) -> Result<Option<Request>>;
+    /// A request finished (in finishing order).
+    fn done(&mut self, completion: Completion) -> Result<()>;
+    /// Nothing more is wanted: rows still running are abandoned.
+    fn complete(&self) -> bool {
+        false
+    }
+}
+
+/// A fixed list of requests as [`Work`]; completions go to a callback.
+pub struct Queue<F> {
+    pub requests: VecDeque<Request>,
+    pub on_done: F,
+}
+
+impl<F: FnMut(Completion) -> Result<()>> Work for Queue<F> {
+    fn next_request(&mut self) -> Result<Option<Request>> {
+        Ok(self.requests.pop_front())
+    }
+    fn done(&mut self, completion: Completion) -> Result<()> {
+        (self.on_done)(completion)
+    }
+}
+
+/// The request taken from the work but not started yet, the free KV-cache slots and the rows
+/// in flight.
 struct Batch {
-    queue: VecDeque<Request>,
+    waiting: Option<Request>,
     free_slots: Vec<usize>,
     active: Vec<Active>,
     max_len: usize,
@@ -134,28 +170,42 @@ pub fn run_to_completion<M: BatchModel>(
     model: &mut M,
     config: &SchedulerConfig,
     requests: Vec<Request>,
+    limiter: Limiter,
+    admission: &dyn Admission,
+    on_done: impl FnMut(Completion) -> Result<()>,
+) -> Result<Vec<Request>> {
+    let mut queue = Queue { requests: requests.into(), on_done };
+    let waiting = run(model, config, &mut queue, limiter, admission)?;
+    Ok(waiting.into_iter().chain(queue.requests).collect())
+}
+
+/// Runs `work` until it has nothing ready and nothing is running, it is complete, or admission
+/// closes and the rows in flight finish. Returns the request taken from `work` but never
+/// started, if any.
+pub fn run<M: BatchModel>(
+    model: &mut M,
+    config: &SchedulerConfig,
+    work: &mut dyn Work,
     mut limiter: Limiter,
     admission: &dyn Admission,
-    mut on_done: impl FnMut(Completion) -> Result<()>,
-) -> Result<Vec<Request>> {
-    let mut batch = Batch {
-        queue: requests.into(),
-        free_slots: (0..model.slots()).rev().collect(),
-        active: Vec::new(),
-        max_len: model.max_len(),
-    };
+) -> Result<Option<Request>> {
+    let mut batch =
+        Batch { waiting: None, free_slots: (0..model.slots()).rev().collect(), active: Vec::new(), max_len: 0 };
     loop {
-        batch.admit(&mut limiter, admission, &mut on_done)?;
+        if work.complete() {
+            return Ok(None);
+        }
+        batch.admit(model, work, &mut limiter, admission)?;
         if batch.active.is_empty() {
-            if batch.queue.is_empty() || !admission.admitting() {
-                return Ok(batch.queue.into());
+            if batch.waiting.is_none() || !admission.admitting() {
+                return Ok(batch.waiting);
             }
             wait_for_rate_cap(&mut limiter);
             continue;
         }
         let plan = batch.plan(config.prefill_chunk.max(1));
         let tokens = batch.forward_and_sample(model, &plan)?;
-        batch.advance(&plan, tokens, &config.stop_tokens, &mut on_done)?;
+        batch.advance(&plan, tokens, &config.stop_tokens, work)?;
     }
 }
 
@@ -168,16 +218,22 @@ fn wait_for_rate_cap(limiter: &mut Limiter) {
 }
 
 impl Batch {
-    /// Admits queued requests into free slots, as the rate cap and `admission` allow. A request
-    /// that cannot run (empty or too long a prompt, no new tokens) is finished at once.
-    fn admit(
+    /// Admits ready requests into free slots, as the rate cap and `admission` allow, first
+    /// making the model's slots long enough for each. A request that cannot run (empty or too
+    /// long a prompt, no new tokens) is finished at once.
+    fn admit<M: BatchModel>(
         &mut self,
+        model: &mut M,
+        work: &mut dyn Work,
         limiter: &mut Limiter,
         admission: &dyn Admission,
-        on_done: &mut impl FnMut(Completion) -> Result<()>,
     ) -> Result<()> {
         while !self.free_slots.is_empty() && admission.admitting() {
-            let Some(request) = self.queue.front() else { break };
+            if self.waiting.is_none() {
+                self.waiting = work.next_request()?;
+            }
+            let Some(request) = &self.waiting else { break };
+            self.max_len = model.reserve(request.prompt.len() + request.params.max_new_tokens)?;
             let unrunnable = if request.prompt.is_empty() || request.prompt.len() >= self.max_len {
                 Some(FinishReason::PromptTooLong)
             } else {
@@ -188,9 +244,9 @@ impl Batch {
                     break;
                 }
             }
-            let Some(request) = self.queue.pop_front() else { break };
+            let Some(request) = self.waiting.take() else { break };
             if let Some(finish) = unrunnable {
-                on_done(Completion {
+                work.done(Completion {
                     id: request.id,
                     tokens: Vec::new(),
                     finish,
@@ -266,13 +322,7 @@ impl Batch {
 
     /// Records the step: prompt progress, sampled tokens, and rows that finished (their slots
     /// are freed for the next step).
-    fn advance(
-        &mut self,
-        plan: &[Piece],
-        tokens: Vec<u32>,
-        stop_tokens: &[u32],
-        on_done: &mut impl FnMut(Completion) -> Result<()>,
-    ) -> Result<()> {
+    fn advance(&mut self, plan: &[Piece], tokens: Vec<u32>, stop_tokens: &[u32], work: &mut dyn Work) -> Result<()> {
         let mut tokens = tokens.into_iter();
         let mut finished = Vec::new();
         for p in plan {
@@ -300,7 +350,7 @@ impl Batch {
         for (i, finish) in finished {
             let a = self.active.swap_remove(i);
             self.free_slots.push(a.slot);
-            on_done(Completion {
+            work.done(Completion {
                 id: a.request.id,
                 prompt_tokens: a.request.prompt.len(),
                 tokens: a.generated,

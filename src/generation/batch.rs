@@ -1,13 +1,15 @@
-//! One batch of conversations through the engine: each is rendered with the model's chat
-//! template, an [`Engine`] is sized for the batch, and the scheduler runs it under the rate cap.
+//! Conversations through the engine: each is rendered with the model's chat template, one
+//! [`Engine`] runs them all, and the scheduler runs it under the rate cap. [`generate`] takes a
+//! fixed batch; [`drive`] takes any [`Work`], such as a run whose next stages become ready as
+//! earlier ones finish.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
 use crate::engine::rate_limit::{Clock, SystemClock, TokenBucket};
-use crate::engine::scheduler::{self, Admission, AlwaysAdmit, SchedulerConfig};
-use crate::engine::{Engine, FinishReason, Request, SamplingParams, DEFAULT_KV_CACHE_BYTES};
+use crate::engine::scheduler::{self, Admission, AlwaysAdmit, Queue, SchedulerConfig, Work};
+use crate::engine::{Completion, Engine, FinishReason, Request, SamplingParams, DEFAULT_KV_CACHE_BYTES};
 use crate::error::SynthError;
 use crate::model::LoadedModel;
 use crate::progress::{Notifier, Progress};
@@ -126,58 +128,84 @@ pub fn generate(
     mut on_result: impl FnMut(usize, &Generated) -> Result<()>,
 ) -> Result<Vec<Option<Generated>>> {
     let options = context.engine;
-    let (requests, max_len) = encode_requests(model, jobs, options)?;
+    let mut requests = Vec::with_capacity(jobs.len());
+    for (id, job) in jobs.iter().enumerate() {
+        requests.push(encode(model, job, options, id)?);
+    }
     let mut results: Vec<Option<Generated>> = vec![None; jobs.len()];
     if requests.is_empty() {
         return Ok(results);
     }
+    let max_len = requests.iter().map(|r| r.prompt.len() + r.params.max_new_tokens).max().unwrap_or(1);
+    let progress = context.progress;
+    let engine = Drive { engine: options, rate: context.rate, admission: context.admission };
+    let notifier = progress.notifier();
+    let mut queue = Queue {
+        requests: requests.into(),
+        on_done: |done: Completion| {
+            let generated = decode(model, &done)?;
+            progress.row_done(generated.generated_tokens);
+            on_result(done.id, &generated)?;
+            results[done.id] = Some(generated);
+            Ok(())
+        },
+    };
+    drive(model, engine, max_len, notifier, &mut queue)?;
+    Ok(results)
+}
+
+/// What runs the engine besides its work: its size, the rate cap and admission (Ctrl-C).
+pub struct Drive<'a> {
+    pub engine: &'a EngineOptions,
+    pub rate: Option<&'a mut RateCap>,
+    pub admission: Option<&'a dyn Admission>,
+}
+
+/// Runs `work` through one engine whose slots start `max_len` tokens long (they grow when a
+/// later request needs more). Returns the request taken from `work` but never started.
+pub fn drive(
+    model: &LoadedModel,
+    drive: Drive,
+    max_len: usize,
+    notifier: Notifier,
+    work: &mut dyn Work,
+) -> Result<Option<Request>> {
+    let options = drive.engine;
     let mut engine = Engine::new(model.decoder.clone(), options.max_batch, max_len, options.kv_cache_bytes)?;
     let config = SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: model.text.stop_ids.clone() };
-    let progress = context.progress;
     let announcing;
-    let limiter = match context.rate {
+    let limiter = match drive.rate {
         Some(r) => {
-            announcing =
-                Announcing { inner: r.clock.as_ref(), notifier: progress.notifier(), per_minute: r.per_minute };
+            announcing = Announcing { inner: r.clock.as_ref(), notifier, per_minute: r.per_minute };
             Some((&mut r.bucket, &announcing as &dyn Clock))
         }
         None => None,
     };
-    let admission = context.admission.unwrap_or(&AlwaysAdmit);
-    scheduler::run_to_completion(&mut engine, &config, requests, limiter, admission, |done| {
-        let text = model.text.tokenizer.decode(&done.tokens, true)?;
-        progress.row_done(done.tokens.len());
-        let generated = Generated {
-            text,
-            finish: done.finish,
-            prompt_tokens: done.prompt_tokens,
-            generated_tokens: done.tokens.len(),
-        };
-        on_result(done.id, &generated)?;
-        results[done.id] = Some(generated);
-        Ok(())
-    })?;
-    Ok(results)
+    scheduler::run(&mut engine, &config, work, limiter, drive.admission.unwrap_or(&AlwaysAdmit))
 }
 
-/// Every job's prompt ids, and the longest sequence (prompt + new tokens) the batch needs.
-fn encode_requests(model: &LoadedModel, jobs: &[Job], options: &EngineOptions) -> Result<(Vec<Request>, usize)> {
-    let mut requests = Vec::with_capacity(jobs.len());
-    let mut max_len = 1;
-    for (id, job) in jobs.iter().enumerate() {
-        let prompt = model.text.encode_chat(&job.messages, options.enable_thinking)?;
-        if prompt.is_empty() {
-            return Err(SynthError::invalid(format!(
-                "model `{}`: its chat template renders a conversation as an empty prompt",
-                model.resolved.spec.name
-            ))
-            .hint("check the model's chat template (`tokenizer_config.json` or the GGUF's `tokenizer.chat_template`)")
-            .into());
-        }
-        max_len = max_len.max(prompt.len() + job.params.max_new_tokens);
-        requests.push(Request { id, prompt, params: job.params.clone() });
+/// A job as the engine's request `id`: the conversation through the chat template.
+pub fn encode(model: &LoadedModel, job: &Job, options: &EngineOptions, id: usize) -> Result<Request> {
+    let prompt = model.text.encode_chat(&job.messages, options.enable_thinking)?;
+    if prompt.is_empty() {
+        return Err(SynthError::invalid(format!(
+            "model `{}`: its chat template renders a conversation as an empty prompt",
+            model.resolved.spec.name
+        ))
+        .hint("check the model's chat template (`tokenizer_config.json` or the GGUF's `tokenizer.chat_template`)")
+        .into());
     }
-    Ok((requests, max_len))
+    Ok(Request { id, prompt, params: job.params.clone() })
+}
+
+/// A finished request as text.
+pub fn decode(model: &LoadedModel, done: &Completion) -> Result<Generated> {
+    Ok(Generated {
+        text: model.text.tokenizer.decode(&done.tokens, true)?,
+        finish: done.finish,
+        prompt_tokens: done.prompt_tokens,
+        generated_tokens: done.tokens.len(),
+    })
 }
 
 /// `inferenceMaxNewTokens` (at JSON path `at` of the recipe) must leave room for a prompt in the

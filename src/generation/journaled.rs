@@ -1,14 +1,18 @@
-//! The journaled, retrying generator under `synth run`: every generation is appended to the
+//! The journaled, retrying generator under `synth run`: a [`Flow`] asks for generations one at
+//! a time as earlier ones settle, all through one engine; every generation is appended to the
 //! run's journal as it finishes, replayed from it when an earlier attempt of the run already
-//! did it, and retried with a derived seed when the caller's check rejects it.
+//! did it, and retried with a derived seed when the flow's check rejects it.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::batch::{generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
+use super::batch::{decode, drive as drive_work, encode, mix_seed, Drive, EngineOptions, Generated, Job, RateCap};
 use super::journal::{Candidate, Journal, Key};
-use crate::engine::scheduler::Admission;
+use crate::engine::scheduler::{Admission, Work};
+use crate::engine::{Completion, Request};
 use crate::error::SynthError;
 use crate::model::LoadedModel;
 use crate::progress::{Progress, ProgressMode};
@@ -49,8 +53,33 @@ pub struct JournaledGenerator<'a> {
     counts: GenerationCounts,
 }
 
-/// A stage's outcome for one candidate: the accepted text, or why not.
-pub type Outcome<R> = (Candidate, Result<String, R>);
+/// A generation a [`Flow`] asks for: its stage and candidate, and the first attempt's job.
+pub struct Ask {
+    pub stage: u8,
+    pub candidate: Candidate,
+    pub job: Job,
+}
+
+/// What a run makes of its generations, one at a time: which to start next, whether each is
+/// usable, and what follows from it (a row's next stage, a replacement candidate). The
+/// generator journals, replays and retries; the flow never sees a rejected attempt that is
+/// retried.
+pub trait Flow {
+    type Reject: Rejection;
+    /// The next generation to start, if one is ready now.
+    fn next(&mut self) -> Option<Ask>;
+    /// The usable text of a finished generation, or why it is not usable.
+    fn check(&self, stage: u8, generated: &Generated) -> Result<String, Self::Reject>;
+    /// A generation's outcome, after its retries.
+    fn resolved(&mut self, stage: u8, candidate: Candidate, outcome: Result<String, Self::Reject>);
+    /// Everything the run needs is resolved.
+    fn complete(&self) -> bool;
+    /// Rows made so far and the progress line's note (such as candidates tried and dropped).
+    fn made(&self) -> (usize, String);
+}
+
+/// How often a streamed run syncs its journal to disk.
+const SYNC_EVERY: Duration = Duration::from_secs(5);
 
 impl<'a> JournaledGenerator<'a> {
     pub fn new(model: &'a LoadedModel, journal: Journal, settings: GeneratorSettings<'a>) -> Self {
@@ -66,82 +95,42 @@ impl<'a> JournaledGenerator<'a> {
         (self.journal, self.counts)
     }
 
-    /// Generates `jobs` (candidate, job) for `stage`; for each candidate, in candidate order, the
-    /// accepted text or why it was rejected. Attempt `a > 0` of a key samples with a seed mixed from its
-    /// first seed and `a`, so retries are as reproducible as first tries.
-    pub fn generate_stage<R: Rejection>(
-        &mut self,
-        stage: u8,
-        label: &str,
-        jobs: Vec<(Candidate, Job)>,
-        check: impl Fn(&Generated) -> Result<String, R>,
-    ) -> Result<Vec<Outcome<R>>> {
-        let mut outcome = Vec::with_capacity(jobs.len());
-        let mut pending = jobs;
-        for attempt in 0..=self.settings.retries {
-            let firsts = std::mem::take(&mut pending);
-            let results = self.attempt(stage, label, attempt, &firsts)?;
-            for ((key, first), generated) in firsts.into_iter().zip(results) {
-                self.count(&generated, attempt);
-                match check(&generated) {
-                    Ok(text) => {
-                        self.counts.recovered += usize::from(attempt > 0);
-                        outcome.push((key, Ok(text)));
-                    }
-                    Err(reason) if attempt < self.settings.retries && reason.worth_retrying() => {
-                        pending.push((key, first))
-                    }
-                    Err(reason) => outcome.push((key, Err(reason))),
-                }
-            }
-            if pending.is_empty() {
-                break;
-            }
-        }
-        outcome.sort_by_key(|(key, _)| *key);
-        Ok(outcome)
-    }
-
-    /// One attempt at every job: replayed from the journal where it holds the generation,
-    /// generated (and journaled) otherwise.
-    fn attempt(&mut self, stage: u8, label: &str, attempt: u32, firsts: &[(Candidate, Job)]) -> Result<Vec<Generated>> {
-        let jobs: Vec<(Candidate, Job)> =
-            firsts.iter().map(|(key, first)| (*key, with_attempt_seed(first, attempt))).collect();
-        let key = |candidate| Key { stage, candidate, attempt };
-        let mut results: Vec<Option<Generated>> =
-            jobs.iter().map(|(candidate, _)| self.journal.get(key(*candidate)).cloned()).collect();
-        let todo: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
-        if todo.is_empty() {
-            return Ok(results.into_iter().flatten().collect());
-        }
-        let todo_jobs: Vec<Job> = todo.iter().map(|&i| jobs[i].1.clone()).collect();
-        let label = if attempt == 0 { label.to_string() } else { format!("{label} retry {attempt}") };
-        let mut progress = Progress::new(&label, todo_jobs.len(), self.settings.progress);
-        let journal = &mut self.journal;
-        let context = BatchContext {
+    /// Runs `flow` to completion through one engine: each generation is replayed from the
+    /// journal or generated (and journaled) as soon as the flow asks for it, and a rejected
+    /// one is retried at once with a seed mixed from its first seed and the attempt number, so
+    /// retries are as reproducible as first tries. `rows` is how many rows the progress line
+    /// counts toward, `max_len` the tokens an engine slot starts with.
+    pub fn run<F: Flow>(&mut self, flow: &mut F, rows: usize, max_len: usize) -> Result<()> {
+        let mut progress = Progress::new("rows", rows, self.settings.progress);
+        let notifier = progress.notifier();
+        let drive = Drive {
             engine: &self.settings.engine,
             rate: self.settings.rate.as_mut(),
             admission: self.settings.stop.map(|s| s as &dyn Admission),
-            progress: &mut progress,
         };
-        let fresh = generate(self.model, &todo_jobs, context, |i, g| journal.record(key(jobs[todo[i]].0), g));
+        let mut stream = Stream {
+            model: self.model,
+            options: &self.settings.engine,
+            retries: self.settings.retries,
+            journal: &mut self.journal,
+            counts: &mut self.counts,
+            flow,
+            progress: &mut progress,
+            again: VecDeque::new(),
+            running: HashMap::new(),
+            next_id: 0,
+            synced: Instant::now(),
+        };
+        let ran = drive_work(self.model, drive, max_len, notifier, &mut stream);
+        let complete = stream.flow.complete();
         progress.finish();
-        let fresh = fresh.map_err(|e| self.stopped_by(e))?;
+        ran.map_err(|e| self.stopped_by(e))?;
         self.journal.sync()?;
-        for (&i, generated) in todo.iter().zip(fresh) {
-            self.counts.fresh_generated_tokens += generated.as_ref().map_or(0, |g| g.generated_tokens);
-            results[i] = generated;
+        match complete {
+            true => Ok(()),
+            false if self.settings.stop.is_some_and(|s| !s.admitting()) => Err(self.interrupted()),
+            false => Err(anyhow::anyhow!("the run stopped with generations still to do (a bug in synth)")),
         }
-        if results.iter().any(Option::is_none) {
-            return Err(self.interrupted());
-        }
-        Ok(results.into_iter().flatten().collect())
-    }
-
-    fn count(&mut self, generated: &Generated, attempt: u32) {
-        self.counts.prompt_tokens += generated.prompt_tokens;
-        self.counts.generated_tokens += generated.generated_tokens;
-        self.counts.retried += usize::from(attempt > 0);
     }
 
     fn interrupted(&self) -> anyhow::Error {
@@ -162,6 +151,85 @@ impl<'a> JournaledGenerator<'a> {
             self.journal.path().display()
         );
         err.context(kept)
+    }
+}
+
+/// A flow as the engine's [`Work`]: asks become requests unless the journal holds them, and
+/// finished requests are journaled, checked, retried or handed back to the flow.
+struct Stream<'s, F: Flow> {
+    model: &'s LoadedModel,
+    options: &'s EngineOptions,
+    retries: u32,
+    journal: &'s mut Journal,
+    counts: &'s mut GenerationCounts,
+    flow: &'s mut F,
+    progress: &'s mut Progress,
+    /// Rejected generations to try again, with their next attempt number.
+    again: VecDeque<(Ask, u32)>,
+    /// Requests in the engine, by id.
+    running: HashMap<usize, (Ask, u32)>,
+    next_id: usize,
+    synced: Instant,
+}
+
+impl<F: Flow> Work for Stream<'_, F> {
+    /// Retries first, then what the flow has ready; a generation the journal holds is replayed
+    /// on the spot.
+    fn next_request(&mut self) -> Result<Option<Request>> {
+        loop {
+            let Some((ask, attempt)) = self.again.pop_front().or_else(|| self.flow.next().map(|ask| (ask, 0))) else {
+                return Ok(None);
+            };
+            let key = Key { stage: ask.stage, candidate: ask.candidate, attempt };
+            if let Some(generated) = self.journal.get(key).cloned() {
+                self.settle(ask, attempt, &generated);
+                continue;
+            }
+            let request = encode(self.model, &with_attempt_seed(&ask.job, attempt), self.options, self.next_id)?;
+            self.running.insert(self.next_id, (ask, attempt));
+            self.next_id += 1;
+            return Ok(Some(request));
+        }
+    }
+
+    fn done(&mut self, completion: Completion) -> Result<()> {
+        let (ask, attempt) =
+            self.running.remove(&completion.id).ok_or_else(|| anyhow::anyhow!("a completion nobody asked for"))?;
+        let generated = decode(self.model, &completion)?;
+        self.journal.record(Key { stage: ask.stage, candidate: ask.candidate, attempt }, &generated)?;
+        if self.synced.elapsed() >= SYNC_EVERY {
+            self.journal.sync()?;
+            self.synced = Instant::now();
+        }
+        self.counts.fresh_generated_tokens += generated.generated_tokens;
+        self.progress.tokens(generated.generated_tokens);
+        self.settle(ask, attempt, &generated);
+        Ok(())
+    }
+
+    fn complete(&self) -> bool {
+        self.flow.complete()
+    }
+}
+
+impl<F: Flow> Stream<'_, F> {
+    /// Counts a finished attempt, then retries it or hands its outcome to the flow.
+    fn settle(&mut self, ask: Ask, attempt: u32, generated: &Generated) {
+        self.counts.prompt_tokens += generated.prompt_tokens;
+        self.counts.generated_tokens += generated.generated_tokens;
+        self.counts.retried += usize::from(attempt > 0);
+        match self.flow.check(ask.stage, generated) {
+            Ok(text) => {
+                self.counts.recovered += usize::from(attempt > 0);
+                self.flow.resolved(ask.stage, ask.candidate, Ok(text));
+            }
+            Err(reason) if attempt < self.retries && reason.worth_retrying() => {
+                self.again.push_back((ask, attempt + 1))
+            }
+            Err(reason) => self.flow.resolved(ask.stage, ask.candidate, Err(reason)),
+        }
+        let (rows, note) = self.flow.made();
+        self.progress.rows(rows, &note);
     }
 }
 

@@ -1,8 +1,8 @@
 //! Generation: conversations in, completions out, between the engine and the applications.
 //!
-//! [`batch`] runs one batch through the engine (chat template, engine sizing, rate cap,
-//! admission, progress); [`journaled`] is the generator `synth run` drives (journal, replay,
-//! retries with derived seeds); [`journal`] is its file; [`conversations`] is `synth generate`.
+//! [`batch`] runs work through one engine (chat template, engine sizing, rate cap, admission,
+//! progress); [`journaled`] is the streaming generator `synth run` drives (a flow of
+//! generations, journal, replay, retries with derived seeds); [`journal`] is its file; [`conversations`] is `synth generate`.
 
 pub mod batch;
 pub mod conversations;
@@ -11,4 +11,4 @@ pub mod journaled;
 
 pub use batch::{check_context, generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
 pub use journal::Candidate;
-pub use journaled::{GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection};
+pub use journaled::{Ask, Flow, GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection};

@@ -133,12 +133,9 @@ pub struct RunCounts {
     /// The most candidates the run could try (`--max-candidates`), with `numSamples`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_candidates: Option<usize>,
-    /// Candidates (seed row, variant) tried, with `numSamples`: `rows + dropped + unused`.
+    /// Candidates (seed row, variant) tried, with `numSamples`: `rows + dropped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidates: Option<usize>,
-    /// Accepted candidates past `numSamples` (a wave is sized ahead of its drops), not published.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unused: Option<usize>,
 }
 
 /// How alike a run's new requests (first user messages) are: `distinct1`/`distinct2` are the

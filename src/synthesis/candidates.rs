@@ -1,20 +1,26 @@
-//! Candidates to rows: which (seed row, variant) pairs a run tries, and the stages that turn a
-//! candidate into a row or a drop.
+//! Candidates to rows, as one stream: which (seed row, variant) pairs a run tries, the stages
+//! that turn a candidate into a row or a drop, and the fixed order rows are kept in.
 //!
-//! Without `numSamples` every seed row is tried once (variant 0), as a single wave. With it,
-//! candidate `i` is seed row `i % n` on variant `i / n`; waves of candidates are tried, in
-//! candidate order, until `numSamples` rows are accepted or the candidate budget is spent. A
-//! wave is sized from the acceptance rate so far; what it accepts past `numSamples` is not
-//! published. Each candidate's generations depend only on its own seed, so which rows are made
-//! never depends on batching or on the order generations finish in.
+//! Each usable seed row has a *quota* of rows and a *budget* of candidates: without
+//! `numSamples` one of each; with it, row `i` of `numSamples` goes to usable seed row
+//! `i % n` (and candidate `i` of the budget likewise), so every seed row gets its share. A seed
+//! row tries its variants 0, 1, 2, … in order, as many at once as it still needs rows, and a
+//! dropped variant is replaced by its next one until the quota is met or the budget spent.
+//!
+//! Everything runs through one engine: a candidate's next stage (answer, follow-up turn) is
+//! asked for as soon as the generation before it is accepted, so the engine stays full until
+//! the end. Outcomes are *committed* in candidate order (`variant × seed rows + row`), never in
+//! finishing order, and each candidate's generations depend only on its own seed: which rows
+//! are made never depends on batching, threads or an interruption.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
 use super::general::MAX_TURNS;
 use super::pipeline::{check, DropReason, Pipeline, Stage};
-use crate::generation::{mix_seed, Candidate, Job, JournaledGenerator};
+use crate::engine::SamplingParams;
+use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator};
 use crate::recipe::InferenceSettings;
 use crate::store::artifacts::RowProvenance;
 use crate::store::Row;
@@ -30,10 +36,6 @@ pub struct Volume {
 /// The default candidate budget is this many candidates per row asked for.
 pub const CANDIDATES_PER_SAMPLE: usize = 3;
 
-/// The acceptance rate a run with `numSamples` sizes its first wave for: fewer, larger waves
-/// batch better, at the cost of some accepted candidates left unused.
-const FIRST_WAVE_RATE: f64 = 0.5;
-
 /// What the seed rows and model are called in each row's provenance.
 pub struct Origin<'a> {
     pub model: &'a str,
@@ -41,13 +43,12 @@ pub struct Origin<'a> {
     pub seed_rows: usize,
 }
 
-/// What the waves made: rows (candidate order), why the other candidates made none, and for
-/// each row its seed row and first request.
+/// What the stream made: rows (candidate order), why the other candidates made none, how many
+/// candidates were tried, and for each row its seed row and first request.
 pub struct Made {
     pub rows: Vec<Row>,
     pub drops: Vec<DropReason>,
     pub candidates: usize,
-    pub unused: usize,
     pub requests: Vec<(usize, String)>,
 }
 
@@ -61,6 +62,10 @@ pub fn candidate_seed(inference_seed: u64, candidate: Candidate) -> u64 {
     }
 }
 
+/// Tokens an engine slot starts with: room for a stage-1 prompt and its answer; slots grow
+/// when a later, longer prompt (a multi-turn conversation) needs it.
+const FIRST_SLOT_PROMPT: usize = 1024;
+
 pub fn make_rows(
     generator: &mut JournaledGenerator,
     pipeline: &dyn Pipeline,
@@ -68,62 +73,37 @@ pub fn make_rows(
     origin: &Origin,
     volume: Volume,
 ) -> Result<Made> {
-    let n = origin.seed_rows;
-    let (target, budget) = match volume.num_samples {
-        None => (n, n),
-        Some(samples) => (samples, volume.max_candidates),
-    };
-    let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, unused: 0, requests: Vec::new() };
-    while made.rows.len() < target && made.candidates < budget {
-        let needed = target - made.rows.len();
-        let rate = match made.candidates {
-            0 if volume.num_samples.is_some() => FIRST_WAVE_RATE,
-            0 => 1.0,
-            tried => made.rows.len() as f64 / tried as f64,
-        };
-        let ahead = (needed as f64 / rate.max(0.25)).ceil() as usize;
-        let wave = ahead.max(needed).min(budget - made.candidates);
-        let candidates: Vec<Candidate> = (made.candidates..made.candidates + wave)
-            .map(|i| Candidate { variant: (i / n) as u32, row: i % n })
-            .collect();
-        made.candidates += wave;
-        let label = if volume.num_samples.is_some() { format!(" ({} more rows)", needed) } else { String::new() };
-        let wave = Wave { generator: &mut *generator, pipeline, inference, label };
-        for (candidate, outcome) in wave.run(&candidates)? {
-            match outcome {
-                Ok(turns) if made.rows.len() < target => {
-                    made.requests.push((candidate.row, turns[0].0.clone()));
-                    let provenance = provenance(origin, inference.seed, candidate, volume.num_samples.is_some());
-                    made.rows.push(pipeline.row(candidate.row, turns, provenance));
-                }
-                Ok(_) => made.unused += 1,
-                Err(reason) => made.drops.push(reason),
-            }
-        }
-    }
-    Ok(made)
+    let mut rows = Rows::new(pipeline, inference, origin, volume);
+    let target = rows.chains.iter().map(|c| c.quota).sum();
+    generator.run(&mut rows, target, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
+    Ok(rows.made)
 }
 
-fn provenance(origin: &Origin, inference_seed: u64, candidate: Candidate, with_variant: bool) -> RowProvenance {
-    RowProvenance {
-        model: origin.model.to_string(),
-        seed_dataset: origin.seed_dataset.to_string(),
-        seed_row: candidate.row,
-        variant: with_variant.then_some(candidate.variant),
-        sampling_seed: candidate_seed(inference_seed, candidate),
-        failure_mode: None,
-        evaluator: None,
-        eval_run: None,
-    }
+/// One seed row's candidates: how many rows it must make and may try, and where it stands.
+#[derive(Debug, Default, Clone)]
+struct Chain {
+    quota: usize,
+    budget: usize,
+    /// Variants started (the next one to start).
+    started: usize,
+    /// Started variants not resolved yet.
+    running: usize,
+    /// Resolved variants that made a row, committed or not.
+    succeeded: usize,
+    /// Rows committed.
+    accepted: usize,
 }
 
-/// One wave of candidates through every stage.
-struct Wave<'g, 'a, 'p> {
-    generator: &'g mut JournaledGenerator<'a>,
-    pipeline: &'p dyn Pipeline,
-    inference: &'p InferenceSettings,
-    /// Added to progress labels.
-    label: String,
+impl Chain {
+    /// Another variant may help: the rows made or in the making fall short of the quota.
+    fn wants_another(&self) -> bool {
+        self.succeeded + self.running < self.quota && self.started < self.budget
+    }
+
+    /// Variant `v` still counts when the committed rows reach it.
+    fn in_scope(&self, variant: usize) -> bool {
+        self.accepted < self.quota && variant < self.budget
+    }
 }
 
 /// A candidate between stages: its finished turns and the user turn awaiting an answer.
@@ -132,107 +112,225 @@ struct Open {
     user: String,
 }
 
-type Finished = BTreeMap<Candidate, Result<Vec<(String, String)>, DropReason>>;
+type Outcome = Result<Vec<(String, String)>, DropReason>;
 
-impl Wave<'_, '_, '_> {
-    fn params(&self, candidate: Candidate, stage: u8) -> crate::engine::SamplingParams {
+/// The stream's state: chains, candidates in flight, outcomes waiting for their turn to be
+/// committed, and what is committed.
+struct Rows<'p> {
+    pipeline: &'p dyn Pipeline,
+    inference: &'p InferenceSettings,
+    origin: &'p Origin<'p>,
+    with_variants: bool,
+    /// Seed rows no candidate can be made from (counted as dropped candidates).
+    unusable: usize,
+    chains: Vec<Chain>,
+    /// The next candidate index of every chain that wants another variant.
+    startable: BTreeSet<usize>,
+    /// Generations ready to start, lowest candidate first, so started candidates finish first.
+    ready: BTreeMap<usize, Ask>,
+    open: BTreeMap<usize, Open>,
+    resolved: BTreeMap<usize, Outcome>,
+    /// The next candidate index to commit, and the first past every chain's budget.
+    frontier: usize,
+    end: usize,
+    made: Made,
+}
+
+impl<'p> Rows<'p> {
+    fn new(pipeline: &'p dyn Pipeline, inference: &'p InferenceSettings, origin: &'p Origin, volume: Volume) -> Self {
+        let n = origin.seed_rows;
+        let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
+        let mut usable = Vec::new();
+        for row in 0..n {
+            let first = Candidate { variant: 0, row };
+            match pipeline.request(first, candidate_seed(inference.seed, first)) {
+                Ok(_) => usable.push(row),
+                Err(reason) => made.drops.push(reason),
+            }
+        }
+        made.candidates = made.drops.len();
+        let mut chains = vec![Chain::default(); n];
+        let (rows, budget) = match volume.num_samples {
+            None => (usable.len(), usable.len()),
+            Some(samples) => (samples, volume.max_candidates),
+        };
+        for (k, &row) in usable.iter().enumerate() {
+            chains[row].quota = share(rows, usable.len(), k);
+            chains[row].budget = share(budget, usable.len(), k);
+        }
+        let startable = (0..n).filter(|&row| chains[row].wants_another()).collect();
+        let end = n * chains.iter().map(|c| c.budget).max().unwrap_or(0);
+        Rows {
+            pipeline,
+            inference,
+            origin,
+            with_variants: volume.num_samples.is_some(),
+            unusable: made.drops.len(),
+            chains,
+            startable,
+            ready: BTreeMap::new(),
+            open: BTreeMap::new(),
+            resolved: BTreeMap::new(),
+            frontier: 0,
+            end,
+            made,
+        }
+    }
+
+    fn candidate(&self, index: usize) -> Candidate {
+        let n = self.origin.seed_rows;
+        Candidate { variant: (index / n) as u32, row: index % n }
+    }
+
+    fn index(&self, candidate: Candidate) -> usize {
+        candidate.variant as usize * self.origin.seed_rows + candidate.row
+    }
+
+    fn params(&self, candidate: Candidate, stage: u8) -> SamplingParams {
         self.inference.sampling(mix_seed(candidate_seed(self.inference.seed, candidate), u64::from(stage)))
     }
 
-    /// Stage 1 (requests), then per turn an answer stage and, while the seed has follow-ups,
-    /// a follow-up stage. Outcomes come back in candidate order.
-    fn run(mut self, candidates: &[Candidate]) -> Result<Finished> {
-        let mut finished = Finished::new();
-        let mut jobs = Vec::new();
-        for &c in candidates {
-            match self.pipeline.request(c, candidate_seed(self.inference.seed, c)) {
-                Ok(messages) => jobs.push((c, Job { messages, params: self.params(c, 1) })),
-                Err(reason) => drop(finished.insert(c, Err(reason))),
-            }
-        }
-        let label = format!("requests{}", self.label);
-        let mut open: BTreeMap<Candidate, Open> = BTreeMap::new();
-        for (c, outcome) in self.generator.generate_stage(1, &label, jobs, |g| check(g, Stage::Request))? {
-            match outcome {
-                Ok(user) => drop(open.insert(c, Open { turns: Vec::new(), user })),
-                Err(reason) => drop(finished.insert(c, Err(reason))),
-            }
-        }
-        for turn in 0..MAX_TURNS as u8 {
-            if open.is_empty() {
-                break;
-            }
-            let answered = self.answers(turn, open, &mut finished)?;
-            open = self.follow_ups(turn, answered, &mut finished)?;
-        }
-        Ok(finished)
+    fn ask(&mut self, index: usize, stage: u8, messages: Vec<crate::store::Message>) {
+        let candidate = self.candidate(index);
+        let job = Job { messages, params: self.params(candidate, stage) };
+        self.ready.insert(index, Ask { stage, candidate, job });
     }
 
-    /// Stage `2 turn + 2`: every open candidate's user turn answered.
-    fn answers(&mut self, turn: u8, open: BTreeMap<Candidate, Open>, finished: &mut Finished) -> Result<Vec<Open2>> {
-        let stage = 2 * turn + 2;
-        let jobs = open
-            .iter()
-            .map(|(&c, o)| {
-                (c, Job { messages: self.pipeline.answer(c.row, &o.turns, &o.user), params: self.params(c, stage) })
-            })
-            .collect();
-        let label = if turn == 0 {
-            format!("answers{}", self.label)
-        } else {
-            format!("answers, turn {}{}", turn + 1, self.label)
+    /// Starts the lowest startable candidate: its stage-1 generation is ready, or it is
+    /// resolved at once when its prompt cannot be made.
+    fn start_next(&mut self) -> bool {
+        let Some(index) = self.startable.pop_first() else { return false };
+        let candidate = self.candidate(index);
+        let chain = &mut self.chains[candidate.row];
+        chain.started += 1;
+        chain.running += 1;
+        self.restartable(candidate.row);
+        match self.pipeline.request(candidate, candidate_seed(self.inference.seed, candidate)) {
+            Ok(messages) => self.ask(index, 1, messages),
+            Err(reason) => self.finish(index, Err(reason)),
+        }
+        true
+    }
+
+    /// Puts a chain's next variant among the startable ones if it wants another.
+    fn restartable(&mut self, row: usize) {
+        let chain = &self.chains[row];
+        if chain.wants_another() {
+            self.startable.insert(chain.started * self.origin.seed_rows + row);
+        }
+    }
+
+    /// The stage after an accepted generation: an answer after a user turn; after an answer,
+    /// the seed's next follow-up turn, or the row is finished.
+    fn advance(&mut self, index: usize, stage: u8, text: String) {
+        let row = self.candidate(index).row;
+        let mut open = self.open.remove(&index).unwrap_or(Open { turns: Vec::new(), user: String::new() });
+        if stage % 2 == 1 {
+            open.user = text;
+            let messages = self.pipeline.answer(row, &open.turns, &open.user);
+            self.open.insert(index, open);
+            return self.ask(index, stage + 1, messages);
+        }
+        open.turns.push((std::mem::take(&mut open.user), text));
+        if open.turns.len() > self.pipeline.follow_ups(row) || open.turns.len() >= MAX_TURNS {
+            return self.finish(index, Ok(open.turns));
+        }
+        let messages = self.pipeline.follow_up(row, &open.turns);
+        self.open.insert(index, open);
+        self.ask(index, stage + 1, messages)
+    }
+
+    /// A candidate is resolved: its chain may want another variant, and the committed prefix
+    /// may grow.
+    fn finish(&mut self, index: usize, outcome: Outcome) {
+        let row = self.candidate(index).row;
+        self.open.remove(&index);
+        let chain = &mut self.chains[row];
+        chain.running -= 1;
+        chain.succeeded += usize::from(outcome.is_ok());
+        self.resolved.insert(index, outcome);
+        self.restartable(row);
+        self.commit();
+    }
+
+    /// Commits resolved outcomes in candidate order up to the first one still running;
+    /// candidates their chain no longer needs are passed over.
+    fn commit(&mut self) {
+        while self.frontier < self.end {
+            let candidate = self.candidate(self.frontier);
+            if !self.chains[candidate.row].in_scope(candidate.variant as usize) {
+                self.frontier += 1;
+                continue;
+            }
+            let Some(outcome) = self.resolved.remove(&self.frontier) else { break };
+            self.made.candidates += 1;
+            match outcome {
+                Ok(turns) => self.keep(candidate, turns),
+                Err(reason) => self.made.drops.push(reason),
+            }
+            self.frontier += 1;
+        }
+    }
+
+    fn keep(&mut self, candidate: Candidate, turns: Vec<(String, String)>) {
+        self.chains[candidate.row].accepted += 1;
+        self.made.requests.push((candidate.row, turns[0].0.clone()));
+        let provenance = RowProvenance {
+            model: self.origin.model.to_string(),
+            seed_dataset: self.origin.seed_dataset.to_string(),
+            seed_row: candidate.row,
+            variant: self.with_variants.then_some(candidate.variant),
+            sampling_seed: candidate_seed(self.inference.seed, candidate),
+            failure_mode: None,
+            evaluator: None,
+            eval_run: None,
         };
-        let outcomes = self.generator.generate_stage(stage, &label, jobs, |g| check(g, Stage::Answer))?;
-        let mut answered = Vec::new();
-        for ((c, mut o), (_, outcome)) in open.into_iter().zip(outcomes) {
-            match outcome {
-                Ok(answer) => {
-                    o.turns.push((std::mem::take(&mut o.user), answer));
-                    answered.push((c, o.turns));
-                }
-                Err(reason) => drop(finished.insert(c, Err(reason))),
-            }
-        }
-        Ok(answered)
-    }
-
-    /// Stage `2 turn + 3`: the next user turn of every answered candidate whose seed has one;
-    /// the others are finished.
-    fn follow_ups(
-        &mut self,
-        turn: u8,
-        answered: Vec<Open2>,
-        finished: &mut Finished,
-    ) -> Result<BTreeMap<Candidate, Open>> {
-        let stage = 2 * turn + 3;
-        let mut jobs = Vec::new();
-        let mut waiting = BTreeMap::new();
-        for (c, turns) in answered {
-            if turns.len() > self.pipeline.follow_ups(c.row) {
-                finished.insert(c, Ok(turns));
-            } else {
-                jobs.push((c, Job { messages: self.pipeline.follow_up(c.row, &turns), params: self.params(c, stage) }));
-                waiting.insert(c, turns);
-            }
-        }
-        let mut open = BTreeMap::new();
-        if jobs.is_empty() {
-            return Ok(open);
-        }
-        let label = format!("follow-ups, turn {}{}", turn + 2, self.label);
-        for (c, outcome) in self.generator.generate_stage(stage, &label, jobs, |g| check(g, Stage::Request))? {
-            let turns = waiting.remove(&c).unwrap_or_default();
-            match outcome {
-                Ok(user) => drop(open.insert(c, Open { turns, user })),
-                Err(reason) => drop(finished.insert(c, Err(reason))),
-            }
-        }
-        Ok(open)
+        self.made.rows.push(self.pipeline.row(candidate.row, turns, provenance));
     }
 }
 
-/// An answered candidate and its turns.
-type Open2 = (Candidate, Vec<(String, String)>);
+/// Item `k`'s share when `total` is dealt round-robin over `ways`.
+fn share(total: usize, ways: usize, k: usize) -> usize {
+    total / ways + usize::from(k < total % ways)
+}
+
+impl Flow for Rows<'_> {
+    type Reject = DropReason;
+
+    fn next(&mut self) -> Option<Ask> {
+        loop {
+            if let Some((_, ask)) = self.ready.pop_first() {
+                return Some(ask);
+            }
+            if !self.start_next() {
+                return None;
+            }
+        }
+    }
+
+    /// The first stage and every follow-up make a user turn; the even stages answer one.
+    fn check(&self, stage: u8, generated: &Generated) -> Result<String, DropReason> {
+        check(generated, if stage % 2 == 1 { Stage::Request } else { Stage::Answer })
+    }
+
+    fn resolved(&mut self, stage: u8, candidate: Candidate, outcome: Result<String, DropReason>) {
+        let index = self.index(candidate);
+        match outcome {
+            Ok(text) => self.advance(index, stage, text),
+            Err(reason) => self.finish(index, Err(reason)),
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.frontier >= self.end
+    }
+
+    fn made(&self) -> (usize, String) {
+        let tried = self.unusable + self.chains.iter().map(|c| c.started).sum::<usize>();
+        let made = self.chains.iter().map(|c| c.succeeded.min(c.quota)).sum();
+        (made, format!("{tried} candidates, {} dropped", self.made.drops.len()))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -245,5 +343,103 @@ mod tests {
         let seeds: std::collections::HashSet<u64> =
             (0..4).flat_map(|v| (0..4).map(move |r| candidate_seed(42, c(v, r)))).collect();
         assert_eq!(seeds.len(), 16);
+    }
+
+    use crate::engine::FinishReason;
+    use crate::store::Message;
+    use crate::synthesis::general::General;
+
+    /// Drives the flow as an engine with `slots` slots would, finishing running generations in
+    /// an order drawn from `order`. A generation is empty (dropped) when `fails` says so.
+    /// Returns the rows, the drops, the candidates, and whether a later stage was asked for
+    /// while first stages of other candidates were still running.
+    fn stream(
+        seeds: &[Row],
+        volume: Volume,
+        slots: usize,
+        order: u64,
+        fails: impl Fn(Candidate, u8) -> bool,
+    ) -> (Vec<Row>, Vec<DropReason>, usize, bool) {
+        let general = General { seeds, diversity: true };
+        let inference = InferenceSettings {
+            temperature: 0.7,
+            max_new_tokens: 16,
+            seed: 42,
+            seed_was_given: true,
+            requests_per_minute: None,
+            top_p: 1.0,
+            top_k: 0,
+            enable_thinking: false,
+        };
+        let origin = Origin { model: "m", seed_dataset: "d", seed_rows: seeds.len() };
+        let mut rows = Rows::new(&general, &inference, &origin, volume);
+        let (mut running, mut overlapped, mut step) = (Vec::<Ask>::new(), false, 0);
+        loop {
+            while running.len() < slots {
+                let Some(ask) = rows.next() else { break };
+                overlapped |= ask.stage > 1 && running.iter().any(|a| a.stage == 1);
+                running.push(ask);
+            }
+            if running.is_empty() {
+                break;
+            }
+            step += 1;
+            let ask = running.swap_remove((mix_seed(order, step) % running.len() as u64) as usize);
+            let text = if fails(ask.candidate, ask.stage) {
+                String::new()
+            } else {
+                format!("stage {} of {:?}", ask.stage, ask.candidate)
+            };
+            let generated = Generated { text, finish: FinishReason::Stop, prompt_tokens: 1, generated_tokens: 1 };
+            let outcome = rows.check(ask.stage, &generated);
+            rows.resolved(ask.stage, ask.candidate, outcome);
+        }
+        assert!(rows.complete(), "the stream ends only when every candidate it needs is resolved");
+        (rows.made.rows, rows.made.drops, rows.made.candidates, overlapped)
+    }
+
+    fn seeds(n: usize) -> Vec<Row> {
+        (0..n).map(|i| Row { messages: vec![Message::new("user", format!("Question {i}"))], metadata: None }).collect()
+    }
+
+    #[test]
+    fn the_same_rows_whatever_the_slots_and_finishing_order() {
+        let seeds = seeds(4);
+        let volume = Volume { num_samples: Some(10), max_candidates: 30 };
+        // Seed row 1's even variants leave their answer empty; seed row 3 never makes a request.
+        let fails = |c: Candidate, stage: u8| (c.row == 1 && c.variant.is_multiple_of(2) && stage == 2) || c.row == 3;
+        let (want, drops, candidates, _) = stream(&seeds, volume, 1, 0, fails);
+        for (slots, order) in [(2, 1), (3, 2), (16, 3), (16, 4), (64, 5)] {
+            let (rows, other_drops, other_candidates, overlapped) = stream(&seeds, volume, slots, order, fails);
+            assert_eq!(rows, want, "slots {slots}, order {order}");
+            assert_eq!((other_drops, other_candidates), (drops.clone(), candidates));
+            assert!(overlapped || slots < 3, "answers start while other requests still run (slots {slots})");
+        }
+        let per_seed = |row: u64| want.iter().filter(|r| r.metadata.as_ref().unwrap()["seedRow"] == row).count();
+        assert_eq!([per_seed(0), per_seed(1), per_seed(2), per_seed(3)], [3, 3, 2, 0], "quotas 3, 3, 2, 2");
+        assert_eq!(want.len(), 8);
+        // Seed row 3 spends its budget of 7 on empty requests; seed row 1 drops variants 0, 2, 4.
+        assert_eq!(drops.iter().filter(|d| **d == DropReason::EmptyRequest).count(), 7);
+        assert_eq!(drops.iter().filter(|d| **d == DropReason::EmptyAnswer).count(), 3);
+        assert_eq!(candidates, want.len() + drops.len());
+    }
+
+    #[test]
+    fn without_num_samples_every_seed_row_is_tried_once() {
+        let mut seeds = seeds(5);
+        seeds[2].messages = vec![Message::new("assistant", "no user turn")];
+        let volume = Volume { num_samples: None, max_candidates: 0 };
+        let (rows, drops, candidates, _) = stream(&seeds, volume, 8, 9, |c, _| c.row == 4);
+        let seed_rows: Vec<_> = rows.iter().map(|r| r.metadata.as_ref().unwrap()["seedRow"].clone()).collect();
+        assert_eq!(seed_rows, [0, 1, 3], "rows in seed order");
+        assert_eq!(drops, [DropReason::SeedWithoutUserMessage, DropReason::EmptyRequest]);
+        assert_eq!(candidates, 5);
+        assert!(rows.iter().all(|r| r.metadata.as_ref().unwrap().get("variant").is_none()));
+    }
+
+    #[test]
+    fn rows_and_budget_are_dealt_round_robin() {
+        assert_eq!((0..3).map(|k| share(40, 3, k)).collect::<Vec<_>>(), vec![14, 13, 13]);
+        assert_eq!((0..8).map(|k| share(5, 8, k)).sum::<usize>(), 5);
     }
 }

@@ -245,7 +245,6 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         num_samples: run.volume.num_samples,
         max_candidates: run.volume.num_samples.map(|_| run.volume.max_candidates),
         candidates: run.volume.num_samples.map(|_| made.candidates),
-        unused: run.volume.num_samples.map(|_| made.unused),
     };
     let mechanism = if run.diversity { "on" } else { "off" };
     let diversity = run.volume.num_samples.map(|_| diversity::measure(&made.requests, mechanism));
