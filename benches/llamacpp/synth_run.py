@@ -9,8 +9,16 @@ Both stages are greedy, stop at the model's end-of-generation tokens or after
 --max-new-tokens, and run as continuous batches of up to --max-batch sequences sharing every
 llama_decode (a finished sequence's slot takes the next prompt), as synth's scheduler does.
 
-Prints one JSON line: seed rows, generations, prompt and generated tokens, seconds (from model
-load to the last token, as synth's wall time), rows/s.
+With --num-samples N it does the work of `synth run --num-samples N` (src/synthesis/
+candidates.rs): every usable seed row gets a round-robin share of N rows and of a budget of
+3 N candidates; a seed row's variant v > 0 is prompted with its seed, two other seed requests
+and a direction drawn from the variant's seed exactly as synth draws them
+(src/synthesis/general.rs); dropped candidates are replaced by the seed row's next variants.
+Being a plain llama.cpp program, it does this in rounds: each round's requests, then their
+answers (continuous batching within a stage, a barrier between stages and rounds).
+
+Prints one JSON line: seed rows, rows made, generations, prompt and generated tokens, seconds
+(from model load to the last token, as synth's wall time), rows/s.
 """
 
 import argparse
@@ -32,6 +40,60 @@ def request_prompt(seed_request):
         + "\n</example>\n\nWrite one new request that a different user might send: on the same topic and in the same style, "
         "but asking for something different. Reply with the new request only, without any preamble, quotes or answer."
     )
+
+
+DIRECTIONS = [
+    "narrower: about one specific detail of the first example's topic",
+    "broader: about the wider subject the first example's topic belongs to",
+    "harder: one that needs more steps, more knowledge or more careful reasoning to answer",
+    "for another audience: written by a child, a beginner or an expert instead",
+    "asking for another format: a list, a table, a short story, a step-by-step plan, a letter or code",
+    "set in a concrete scenario, with names, numbers and circumstances",
+    "mixing the first example's topic with the topic of one of the other examples",
+    "from someone who doubts, disagrees or has a problem to solve rather than a question to ask",
+]
+M64 = (1 << 64) - 1
+
+
+def mix_seed(a, b):
+    """src/generation/batch.rs mix_seed (SplitMix64 finalizer)."""
+    z = (a ^ ((b + 0x9E3779B97F4A7C15) & M64) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def candidate_seed(inference_seed, variant, row):
+    """src/synthesis/candidates.rs candidate_seed."""
+    first = mix_seed(inference_seed, row)
+    return first if variant == 0 else mix_seed(first, 0x7661_7269_616E_7400 ^ variant)
+
+
+def variant_prompt(seed_request, others, direction):
+    """src/synthesis/general.rs variant_prompt, verbatim."""
+    text = "Here are examples of requests users sent to an AI assistant:\n\n"
+    for example in [seed_request] + others:
+        text += "<example>\n" + example.strip() + "\n</example>\n\n"
+    return text + (
+        "Write one new request that a different user might send, in the spirit of the first example but "
+        + direction
+        + ". It must not be a rewording of any example. Reply with the new request only, without "
+        "any preamble, quotes or answer."
+    )
+
+
+def stage1_prompt(users, row, variant, inference_seed):
+    """The stage-1 prompt of candidate (row, variant), as General::request makes it."""
+    if variant == 0:
+        return request_prompt(users[row])
+    rng = candidate_seed(inference_seed, variant, row)
+    direction = DIRECTIONS[mix_seed(rng, 0xD1) % len(DIRECTIONS)]
+    pool = sorted((mix_seed(rng, j), users[j]) for j in range(len(users)) if j != row and users[j] is not None)
+    return variant_prompt(users[row], [u for _, u in pool[:2]], direction)
+
+
+def share(total, ways, k):
+    return total // ways + (1 if k < total % ways else 0)
 
 
 def clean_request(text):
@@ -178,6 +240,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--num-samples", type=int, default=0, help="rows to make (0: one per seed row)")
+    p.add_argument("--seed", type=int, default=42, help="the recipe's inferenceSeed (variant prompts)")
     args = p.parse_args()
 
     seeds = [json.loads(line) for line in open(args.seed_jsonl) if line.strip()]
@@ -195,26 +259,51 @@ def main():
     def first(seed, role):
         return next((m["content"] for m in seed["messages"] if m["role"] == role and m["content"].strip()), None)
 
-    stage1 = [render([{"role": "user", "content": request_prompt(first(s, "user"))}]) for s in seeds]
-    requests, gen1 = engine.generate(stage1, args.max_new_tokens)
-    answer_inputs = []
-    for s, (r, stopped) in zip(seeds, requests):
-        r = clean_request(r)
-        if r and stopped:  # synth drops empty and cut-off requests
-            system = first(s, "system")
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r}]
-            answer_inputs.append(render(messages))
-    answers, gen2 = engine.generate(answer_inputs, args.max_new_tokens)
-    kept = sum(1 for text, stopped in answers if stopped and text.strip())
+    users = [first(s, "user") for s in seeds]
+    usable = [i for i, u in enumerate(users) if u is not None]
+    rows = args.num_samples or len(usable)
+    budget = 3 * args.num_samples if args.num_samples else len(usable)
+    quota = {row: share(rows, len(usable), k) for k, row in enumerate(usable)}
+    left = {row: share(budget, len(usable), k) for k, row in enumerate(usable)}
+    next_variant = {row: 0 for row in usable}
+    made, generations, prompt_tokens, generated = 0, 0, 0, 0
+    while True:
+        # One round: every seed row short of its quota tries as many new variants as it needs.
+        round_ = []
+        for row in usable:
+            for _ in range(min(quota[row], left[row])):
+                round_.append((row, next_variant[row]))
+                next_variant[row] += 1
+                left[row] -= 1
+        if not round_:
+            break
+        stage1 = [render([{"role": "user", "content": stage1_prompt(users, r, v, args.seed)}]) for r, v in round_]
+        requests, gen1 = engine.generate(stage1, args.max_new_tokens)
+        answer_rows, answer_inputs = [], []
+        for (row, _), (r, stopped) in zip(round_, requests):
+            r = clean_request(r)
+            if r and stopped:  # synth drops empty and cut-off requests
+                system = first(seeds[row], "system")
+                messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": r}]
+                answer_rows.append(row)
+                answer_inputs.append(render(messages))
+        answers, gen2 = engine.generate(answer_inputs, args.max_new_tokens)
+        for row, (text, stopped) in zip(answer_rows, answers):
+            if stopped and text.strip():
+                quota[row] -= 1
+                made += 1
+        generations += len(stage1) + len(answer_inputs)
+        prompt_tokens += sum(map(len, stage1)) + sum(map(len, answer_inputs))
+        generated += gen1 + gen2
     seconds = time.perf_counter() - started
     print(json.dumps({
         "seedRows": len(seeds),
-        "generations": len(stage1) + len(answer_inputs),
-        "keptRows": kept,
-        "promptTokens": sum(map(len, stage1)) + sum(map(len, answer_inputs)),
-        "generatedTokens": gen1 + gen2,
+        "generations": generations,
+        "keptRows": made,
+        "promptTokens": prompt_tokens,
+        "generatedTokens": generated,
         "seconds": round(seconds, 3),
-        "rowsPerSecond": round(len(seeds) / seconds, 4),
+        "rowsPerSecond": round((made if args.num_samples else len(seeds)) / seconds, 4),
     }))
 
 
