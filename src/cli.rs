@@ -80,6 +80,10 @@ pub struct EngineArgs {
     /// KV-cache memory budget in MiB.
     #[arg(long, default_value_t = 4096, value_parser = at_least_one)]
     pub kv_cache_mib: usize,
+    /// `synth run`: engines sharing the run, each with its share of `--max-batch`, the KV-cache
+    /// budget and the CPU threads (a many-core CPU can do better with several).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    pub engines: usize,
 }
 
 impl EngineArgs {
@@ -89,6 +93,7 @@ impl EngineArgs {
             prefill_chunk: self.prefill_chunk,
             kv_cache_bytes: self.kv_cache_mib << 20,
             enable_thinking: None,
+            engines: self.engines,
         }
     }
 

@@ -1,6 +1,7 @@
-//! `synth run --shard I/N` and `synth datasets merge` on the real SmolLM2-135M-Instruct GGUF:
-//! three shards merged publish the bytes of one process, and the merge refuses what is not
-//! one run's complete set of shards.
+//! Scaling a run out, on the real SmolLM2-135M-Instruct GGUF: `synth run --shard I/N` and
+//! `synth datasets merge` (three shards merged publish the bytes of one process; the merge
+//! refuses what is not one run's complete set of shards), and `--engines 2` (two engines in
+//! one process publish the bytes of one).
 
 mod common;
 
@@ -62,6 +63,12 @@ fn three_shards_merge_into_the_bytes_of_one_process() {
     assert_eq!(manifest["tokens"]["generated"], whole["tokens"]["generated"]);
     assert_eq!(manifest["diversity"], whole["diversity"]);
     assert!(manifest.get("shard").is_none() && manifest["kind"] == "synthesized", "{manifest}");
+
+    let out = run(&home, &recipe, &["--engines", "2", "--max-batch", "4", "--output-id", "two"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["train", "validation", "test"] {
+        assert_eq!(split(&home, "two", name), split(&home, "whole", name), "{name}.jsonl at --engines 2");
+    }
 }
 
 #[test]
