@@ -6,7 +6,7 @@
 //! Candidates are taken in candidate order (variant, then seed row); each one's last journaled
 //! request (stage 1) and answer (stage 2) that finished with `stop` go through
 //! `check_request`, `check_answer` and `accept`, as a run does. Prints the drops by gate, up
-//! to EXAMPLES (default 2) examples per gate, and how many rows pass.
+//! to EXAMPLES (default 2) examples per gate, and the rows that pass.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +42,7 @@ fn main() -> Result<()> {
     }
     let mut curator = Curator::new(&CurationSettings::default(), &seeds, &[]);
     let mut shown: BTreeMap<Gate, Vec<String>> = BTreeMap::new();
-    let (mut passed, mut degenerate) = (0usize, 0usize);
+    let (mut passed, mut degenerate) = (Vec::new(), 0usize);
     for ((variant, row), stages) in &candidates {
         let (Some(Some(request)), Some(Some(answer))) = (stages.get(&1), stages.get(&2)) else {
             degenerate += 1;
@@ -53,7 +53,7 @@ fn main() -> Result<()> {
             .and_then(|()| curator.check_answer(*row, request, answer))
             .and_then(|()| curator.accept(*row, &[(request.clone(), answer.clone())]));
         match outcome {
-            Ok(()) => passed += 1,
+            Ok(()) => passed.push(format!("seed {row} variant {variant}: {request:?}")),
             Err(gate) => {
                 let list = shown.entry(gate).or_default();
                 if list.len() < examples {
@@ -67,7 +67,7 @@ fn main() -> Result<()> {
         "{} candidates with a request and an answer, {degenerate} without (cut off or empty)",
         candidates.len() - degenerate
     );
-    println!("passed every gate: {passed}");
+    println!("passed every gate: {}", passed.len());
     println!("dropped by gate: {}", serde_json::to_string(&record.dropped_by)?);
     for (gate, list) in shown {
         println!("\n{gate}:");
@@ -75,6 +75,10 @@ fn main() -> Result<()> {
             let cut: String = example.chars().take(400).collect();
             println!("  - {cut}");
         }
+    }
+    println!("\npassed (first {examples}):");
+    for example in passed.iter().take(examples) {
+        println!("  - {}", example.chars().take(300).collect::<String>());
     }
     Ok(())
 }

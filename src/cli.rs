@@ -168,7 +168,7 @@ pub struct RunArgs {
 #[derive(Args, Debug)]
 pub struct CurationArgs {
     /// Turn one curation filter on or off (repeatable): tooShort, instructionEcho, assistantVoice,
-    /// answerInRequest, refusal, repetition, otherLanguage, seedCopy, exactDuplicate, nearDuplicate.
+    /// notARequest, answerInRequest, refusal, repetition, otherLanguage, seedCopy, exactDuplicate, nearDuplicate.
     #[arg(long = "filter", value_name = "NAME=on|off", value_parser = settings::parse_filter_flag)]
     pub filters: Vec<(Gate, bool)>,
     /// Jaccard index of word 3-gram sets at or above which two requests are near duplicates

@@ -124,6 +124,40 @@ pub fn instruction_echo(request: &str, instructions: &HashSet<String>) -> bool {
     shared >= ECHO_MIN_SHARED && shared as f64 >= ECHO_OVERLAP * own.len() as f64
 }
 
+/// Words that open a request: imperatives and question words (a sentence starting with one of
+/// these asks for something).
+const REQUEST_OPENERS: &str =
+    "write give explain describe list name suggest translate summarize summarise classify compare create \
+     make generate provide tell show help find calculate convert recommend design draft plan compose \
+     outline rewrite rephrase define identify analyze analyse evaluate imagine pretend act sort fix \
+     implement build teach share solve estimate predict choose pick rank rate review edit proofread \
+     correct improve simplify shorten expand continue complete brainstorm propose offer count check \
+     determine prove derive debug how what why when where which who whom whose is are can could would \
+     should do does";
+static REQUEST_PHRASE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(please|can you|could you|would you|will you|i need|i want|i'd like|i would like|help me|let's|i'm looking for|i am looking for|any (tips|ideas|advice|suggestions))\b",
+    )
+});
+
+/// Whether a text asks for something: a question mark, a sentence that opens with a
+/// [`REQUEST_OPENERS`] word, or a phrase such as "please", "can you", "I need".
+fn asks(text: &str) -> bool {
+    text.contains('?')
+        || text.contains('\u{ff1f}')
+        || REQUEST_PHRASE.is_match(text)
+        || text
+            .split(['.', '!', '\n', ':', ';'])
+            .any(|sentence| words(sentence).first().is_some_and(|first| REQUEST_OPENERS.split(' ').any(|w| w == first)))
+}
+
+/// The request asks for nothing while its seed request does: a statement ("There are 24 hours in
+/// a day.", "The sky is a beautiful sight that never goes away.") is an answer or a remark, not
+/// a request. A seed that is itself a statement (a chat opener) lets statements through.
+pub fn not_a_request(request: &str, seed_request: &str) -> bool {
+    asks(seed_request) && !asks(request)
+}
+
 static ANSWER_LABEL: LazyLock<Regex> =
     LazyLock::new(|| regex(r"(?i)^\W*(the answer is|answer|response|solution|output|assistant)\s*:"));
 static ASSISTANT_OPENING: LazyLock<Regex> = LazyLock::new(|| {
@@ -376,6 +410,34 @@ mod tests {
         ] {
             assert!(!answer_in_request(request, seed), "dropped: {request}");
         }
+    }
+
+    #[test]
+    fn not_a_request_catches_statements_where_the_seed_asks() {
+        let seed = "How many minutes are there in a day?";
+        for statement in [
+            "There are 24 hours in a day.",
+            "A good way to store fresh basil so it lasts longer is to place it in a glass with a glass of wine.",
+            "The sky is a beautiful sight that never goes away.",
+            "I'm afraid that's not within the scope of a typical response. However, I'll provide a different example.",
+            "The committee met on Tuesday and decided to postpone the vote until more information is available.",
+        ] {
+            assert!(not_a_request(statement, seed), "not caught: {statement}");
+        }
+        for request in [
+            "How many seconds are there in a week?",
+            "Give one healthy lunch idea.",
+            "Summarize the following paragraph in one sentence.\n\nThe council voted to close the library on Sundays.",
+            "I need a name for my new bakery in a seaside town.",
+            "My tomato leaves are turning yellow. Any tips",
+            "Name a renewable source of energy and say how it works in one sentence.",
+        ] {
+            assert!(!not_a_request(request, seed), "dropped: {request}");
+        }
+        assert!(
+            !not_a_request("I had a rough day at work today.", "I just got back from a long hike."),
+            "the seed is a statement too"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | `tooShort` | request, answer | an empty request or one of fewer than 3 words (fewer than its seed's if that is shorter); an answer without a word, a bare filler (`OK`, `None`) or a preamble that stops (`Here is the code:`) |
 //! | `instructionEcho` | request | talk about the task instead of a request: an opening such as "Here is a different approach to the request:", "The first example …", "A user sent …"; an `<example>` tag; two or more phrases about the task ("new request", "a different user", …); or half its word 3-grams from synth's own stage-1 prompts |
 //! | `assistantVoice` | request | an assistant's reply instead of a user's request: an opening such as "Sure!", "I'm ready to help.", "What a great question!", "I am a helpful AI assistant", or an offer of help ("How can I assist you today?") |
+//! | `notARequest` | request | a statement that asks for nothing (no question mark, no sentence opening with an imperative or question word, no "please"/"can you"/"I need") where the seed request asks for something: "There are 24 hours in a day." |
 //! | `answerInRequest` | request | an answer label ("The answer is:"), an answer after the ask ("…? Sure, here is …", "The answer could be:"), or code the seed request does not have after an ask that is not about that code |
 //! | `refusal` | request, answer | a refusal or apology opening ("I'm sorry, but I can't", "I apologize"), or an AI disclaimer, unless the seed's own text is one; sympathy ("I'm sorry to hear") passes |
 //! | `repetition` | request, answer | 30% or more of the word 3-grams (or 40% of the 2-grams) of a text of 16+ words are repeats, a line of 3+ words given 4 times, or an answer that repeats its request (Jaccard ≥ 0.8) |
@@ -154,6 +155,7 @@ impl Curator {
             (Gate::TooShort, &|| filters::too_short_request(request, &seed.request)),
             (Gate::InstructionEcho, &|| filters::instruction_echo(request, &self.instructions)),
             (Gate::AssistantVoice, &|| filters::assistant_voice(request)),
+            (Gate::NotARequest, &|| filters::not_a_request(request, &seed.request)),
             (Gate::AnswerInRequest, &|| filters::answer_in_request(request, &seed.request)),
             (Gate::Refusal, &|| !seed.request_refuses && filters::refusal(request)),
             (Gate::Repetition, &|| filters::repetitive(request)),

@@ -12,6 +12,8 @@ pub enum Gate {
     InstructionEcho,
     /// The request is an assistant's reply ("I'm ready to help. What would you like to know?").
     AssistantVoice,
+    /// The request asks for nothing (a statement) while its seed request asks for something.
+    NotARequest,
     /// The request already holds an answer (an answer label, an answer after the ask, code it
     /// was asked to write).
     AnswerInRequest,
@@ -33,10 +35,11 @@ pub enum Gate {
 
 impl Gate {
     /// Every gate, in the order a candidate meets them.
-    pub const ALL: [Gate; 11] = [
+    pub const ALL: [Gate; 12] = [
         Gate::TooShort,
         Gate::InstructionEcho,
         Gate::AssistantVoice,
+        Gate::NotARequest,
         Gate::AnswerInRequest,
         Gate::Refusal,
         Gate::Repetition,
@@ -52,6 +55,7 @@ impl Gate {
             Gate::TooShort => "tooShort",
             Gate::InstructionEcho => "instructionEcho",
             Gate::AssistantVoice => "assistantVoice",
+            Gate::NotARequest => "notARequest",
             Gate::AnswerInRequest => "answerInRequest",
             Gate::OtherLanguage => "otherLanguage",
             Gate::SeedCopy => "seedCopy",
@@ -215,7 +219,7 @@ mod tests {
         assert_eq!(parse_filter_flag("nearDuplicate=on"), Ok((Gate::NearDuplicate, true)));
         assert!(parse_filter_flag("seedcopy=off")
             .unwrap_err()
-            .contains("instructionEcho, assistantVoice, answerInRequest"));
+            .contains("instructionEcho, assistantVoice, notARequest, answerInRequest"));
         assert!(parse_filter_flag("excluded=off").unwrap_err().contains("is not a filter"));
         assert!(parse_filter_flag("refusal").unwrap_err().starts_with("expected NAME=on"));
         assert!(parse_filter_flag("refusal=no").unwrap_err().contains("`no` must be"));

@@ -411,7 +411,7 @@ fn curation_rules() {
     assert!(typo.contains("did you mean `refusal`?"), "{typo}");
     assert_error(
         &with(p, json!({"filters": {"excluded": false}})),
-        &format!("{p}.filters.excluded: `excluded` is not a filter, filters: `tooShort`, `instructionEcho`, `assistantVoice`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate`"),
+        &format!("{p}.filters.excluded: `excluded` is not a filter, filters: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate`"),
     );
     let wrong_type = error(&with(p, json!({"filters": {"refusal": "off"}})));
     assert!(wrong_type.contains(&format!("{p}.filters.refusal: expected `true` or `false`, found string `off`")));
