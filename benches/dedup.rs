@@ -42,11 +42,11 @@ fn generate(rows: usize) -> Generated {
     for i in 0..rows {
         let kind = if i < 100 { 0 } else { pick(10) };
         let (text, from) = match kind {
-            0 => {
+            0..=7 => {
                 let words: Vec<&str> = (0..12 + pick(29)).map(|_| vocab[pick(vocab.len())]).collect();
                 (format!("{}?", words.join(" ")), None)
             }
-            1 => {
+            8 => {
                 let from = pick(i);
                 (texts[from].to_uppercase().replace('?', "!"), Some(from))
             }

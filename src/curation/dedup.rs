@@ -194,6 +194,12 @@ pub fn lsh_params(threshold: f64) -> (usize, usize) {
     best.1
 }
 
+/// A text's shingles and LSH band keys (none when it has no shingles).
+pub struct Probe {
+    shingles: Vec<u64>,
+    keys: Vec<u64>,
+}
+
 /// Texts (as shingle sets) in insertion order, searchable for a near duplicate.
 pub struct NearIndex {
     threshold: f64,
@@ -245,47 +251,57 @@ impl NearIndex {
         signature.chunks_exact(self.rows).take(self.bands).map(band_hash).collect()
     }
 
+    /// A text's shingles with its band keys, to look up and then insert without hashing twice.
+    pub fn probe(&self, shingles: Vec<u64>) -> Probe {
+        let keys = if shingles.is_empty() { Vec::new() } else { self.band_keys(&shingles) };
+        Probe { shingles, keys }
+    }
+
     /// Adds a text; returns its id (ids count up from 0). A text without shingles is kept (so
     /// ids stay in step) but is nobody's near duplicate.
     pub fn insert(&mut self, shingles: Vec<u64>) -> usize {
+        let probe = self.probe(shingles);
+        self.insert_probe(probe)
+    }
+
+    /// [`insert`](Self::insert) of a probed text.
+    pub fn insert_probe(&mut self, probe: Probe) -> usize {
         let id = self.items.len();
-        if !shingles.is_empty() {
-            let keys = self.band_keys(&shingles);
-            for (table, key) in self.tables.iter_mut().zip(keys) {
-                table.entry(key).or_default().push(id as u32);
-            }
+        for (table, key) in self.tables.iter_mut().zip(probe.keys) {
+            table.entry(key).or_default().push(id as u32);
         }
-        self.items.push(shingles);
+        self.items.push(probe.shingles);
         id
     }
 
     /// The earliest inserted text whose Jaccard index with `shingles` reaches the threshold.
     pub fn find(&self, shingles: &[u64]) -> Option<usize> {
-        self.find_where(shingles, |_| true)
+        self.find_probe(&self.probe(shingles.to_vec()))
     }
 
-    /// As [`find`](Self::find), among the ids `keep` accepts.
-    pub fn find_where(&self, shingles: &[u64], keep: impl Fn(usize) -> bool) -> Option<usize> {
-        self.candidates(shingles)
-            .into_iter()
-            .find(|&id| keep(id) && jaccard(&self.items[id], shingles) >= self.threshold)
+    /// [`find`](Self::find) for a probed text.
+    pub fn find_probe(&self, probe: &Probe) -> Option<usize> {
+        self.find_where(probe, |_| true)
     }
 
-    /// Every inserted text whose Jaccard index with `shingles` reaches the threshold, in order.
-    pub fn find_all(&self, shingles: &[u64]) -> Vec<usize> {
-        let mut found = self.candidates(shingles);
-        found.retain(|&id| jaccard(&self.items[id], shingles) >= self.threshold);
+    /// As [`find_probe`](Self::find_probe), among the ids `keep` accepts.
+    pub fn find_where(&self, probe: &Probe, keep: impl Fn(usize) -> bool) -> Option<usize> {
+        let own = &probe.shingles;
+        self.candidates(probe).into_iter().find(|&id| keep(id) && jaccard(&self.items[id], own) >= self.threshold)
+    }
+
+    /// Every inserted text whose Jaccard index with the probed text reaches the threshold, in order.
+    pub fn find_all(&self, probe: &Probe) -> Vec<usize> {
+        let mut found = self.candidates(probe);
+        found.retain(|&id| jaccard(&self.items[id], &probe.shingles) >= self.threshold);
         found
     }
 
-    /// Ids that share a band with `shingles`, ascending.
-    fn candidates(&self, shingles: &[u64]) -> Vec<usize> {
-        if shingles.is_empty() || self.items.is_empty() {
-            return Vec::new();
-        }
+    /// Ids that share a band with the probe, ascending.
+    fn candidates(&self, probe: &Probe) -> Vec<usize> {
         let mut candidates: Vec<usize> = Vec::new();
-        for (table, key) in self.tables.iter().zip(self.band_keys(shingles)) {
-            if let Some(ids) = table.get(&key) {
+        for (table, key) in self.tables.iter().zip(&probe.keys) {
+            if let Some(ids) = table.get(key) {
                 candidates.extend(ids.iter().map(|&id| id as usize));
             }
         }
@@ -357,7 +373,7 @@ mod tests {
         index.insert(shingles("Write a Python function that returns the largest number in a given list."));
         let query = shingles("Write a Python function that returns the largest number in a list of floats.");
         assert_eq!(index.find(&query), Some(1));
-        assert_eq!(index.find_where(&query, |id| id != 1), Some(2));
+        assert_eq!(index.find_where(&index.probe(query.clone()), |id| id != 1), Some(2));
         // A near miss: same frame, another task (Jaccard 0.29).
         let near_miss = shingles("Write a Python function that returns the smallest even number in a dictionary.");
         assert!(jaccard(&near_miss, &index.items[1]) < 0.5);

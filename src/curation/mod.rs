@@ -10,6 +10,9 @@
 //! curator.record()                                         → CurationRecord, the manifest's `curation`
 //! ```
 //!
+//! The settings come from [`settle`] (the recipe's `curation`, `synth run`'s flags, and the
+//! evaluated dataset of a failure-mode seed excluded); the excluded rows from [`load_excluded`].
+//!
 //! `check_request` and `check_answer` are pure (`&self`, any order, any thread): they look only
 //! at the candidate and its seed. `accept` compares the finished row with the seed rows and the
 //! rows accepted before it, and registers it when it passes, so it must be called in a fixed
@@ -129,7 +132,9 @@ impl Curator {
             curator.excluded.insert(shingles(&message.content));
         }
         for seed in seeds {
-            curator.register(&user_turns(seed.messages.iter().filter(|m| m.role == "user").map(|m| &m.content)));
+            let text = user_turns(seed.messages.iter().filter(|m| m.role == "user").map(|m| &m.content));
+            curator.kept_exact.insert(normalized(&text));
+            curator.kept.insert(shingles(&text));
         }
         curator
     }
@@ -186,20 +191,17 @@ impl Curator {
     /// the seed rows and the rows accepted so far; a row that passes is registered.
     pub fn accept(&mut self, _seed_row: usize, turns: &[(String, String)]) -> Result<(), Gate> {
         let text = user_turns(turns.iter().map(|(user, _)| user));
-        let own = shingles(&text);
+        let key = normalized(&text);
+        let probe = self.kept.probe(shingles(&text));
         let outcome = self.first_failing(&[
-            (Gate::ExactDuplicate, &|| self.kept_exact.contains(&normalized(&text))),
-            (Gate::NearDuplicate, &|| self.kept.find(&own).is_some()),
+            (Gate::ExactDuplicate, &|| self.kept_exact.contains(&key)),
+            (Gate::NearDuplicate, &|| self.kept.find_probe(&probe).is_some()),
         ]);
         if outcome.is_ok() {
-            self.register(&text);
+            self.kept_exact.insert(key);
+            self.kept.insert_probe(probe);
         }
         self.counts.tally(&self.counts.rows, outcome)
-    }
-
-    fn register(&mut self, user_turns: &str) {
-        self.kept_exact.insert(normalized(user_turns));
-        self.kept.insert(shingles(user_turns));
     }
 
     fn seed(&self, row: usize) -> &SeedText {
@@ -266,6 +268,17 @@ pub fn load_excluded(store: &Store, ids: &[String]) -> Result<Vec<Row>> {
         rows.extend(store.load_rows(id).with_context(|| format!("loading excluded dataset `{id}`"))?);
     }
     Ok(rows)
+}
+
+/// A run's curation settings: the recipe's, `synth run`'s flags over them, and for a seed made by
+/// `synth eval` (failure modes) the evaluated dataset excluded, so that examples aimed at an
+/// eval's failures never copy its items.
+pub fn settle(recipe: &CurationSettings, flags: &CurationFlags, seed_manifest: &Manifest) -> CurationSettings {
+    let mut settings = recipe.clone().with_flags(flags);
+    if let Some(evaluated) = evaluated_dataset(seed_manifest) {
+        settings.exclude_too(&[evaluated]);
+    }
+    settings
 }
 
 /// The dataset a failure-mode seed's evaluation ran on: synthesis from its failures excludes it.

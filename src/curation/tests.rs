@@ -140,5 +140,11 @@ fn failure_mode_seeds_exclude_their_evaluated_dataset() {
     };
     let manifest = Manifest::new("fm", KIND_FAILURE_MODES).with_details(&details).unwrap();
     assert_eq!(evaluated_dataset(&manifest).as_deref(), Some("dataset_eval"));
-    assert_eq!(evaluated_dataset(&Manifest::new("seed", crate::store::KIND_SYNTHESIZED)), None);
+    let plain = Manifest::new("seed", crate::store::KIND_SYNTHESIZED);
+    assert_eq!(evaluated_dataset(&plain), None);
+    let flags = CurationFlags { exclude: vec!["test_set".into()], ..CurationFlags::default() };
+    let recipe = CurationSettings { exclude: vec!["dataset_eval".into()], ..CurationSettings::default() };
+    assert_eq!(settle(&recipe, &flags, &manifest).exclude, ["dataset_eval", "test_set"]);
+    assert_eq!(settle(&CurationSettings::default(), &flags, &manifest).exclude, ["test_set", "dataset_eval"]);
+    assert_eq!(settle(&CurationSettings::default(), &flags, &plain).exclude, ["test_set"]);
 }

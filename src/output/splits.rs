@@ -169,10 +169,10 @@ pub fn cross_split_near_duplicates(rows: &[Row], split_of: &[usize], threshold: 
     let mut pairs = 0;
     for row in rows {
         let users: Vec<&str> = row.messages.iter().filter(|m| m.role == "user").map(|m| m.content.as_str()).collect();
-        let own = shingles(&users.join("\n"));
+        let probe = index.probe(shingles(&users.join("\n")));
         let id = index.len();
-        pairs += index.find_all(&own).into_iter().filter(|&other| split_of[other] != split_of[id]).count();
-        index.insert(own);
+        pairs += index.find_all(&probe).into_iter().filter(|&other| split_of[other] != split_of[id]).count();
+        index.insert_probe(probe);
     }
     pairs
 }
