@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::curation::settings::{self, CurationFlags, Gate};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::{self, SynthError};
@@ -167,7 +168,40 @@ pub struct RunArgs {
     #[arg(long, value_name = "I/N")]
     pub shard: Option<Shard>,
     #[command(flatten)]
+    pub curation: CurationArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// `synth run`'s curation flags; they win over the recipe's `curation` object.
+#[derive(Args, Debug)]
+pub struct CurationArgs {
+    /// Turn one curation filter on or off (repeatable): tooShort, instructionEcho, assistantVoice,
+    /// notARequest, answerInRequest, refusal, repetition, otherLanguage, seedCopy, exactDuplicate, nearDuplicate.
+    #[arg(long = "filter", value_name = "NAME=on|off", value_parser = settings::parse_filter_flag)]
+    pub filters: Vec<(Gate, bool)>,
+    /// Jaccard index of word 3-gram sets at or above which two requests are near duplicates
+    /// (also the bar for `seedCopy` and `--exclude`) [default: 0.7].
+    #[arg(long, value_name = "X", value_parser = settings::parse_threshold)]
+    pub dedup_threshold: Option<f64>,
+    /// Drop any new request that near-duplicates a user message of this dataset (an eval or test
+    /// set: decontamination); repeatable, added to the recipe's `curation.exclude`.
+    #[arg(long = "exclude", value_name = "DATASET_ID", value_parser = dataset_id)]
+    pub exclude: Vec<String>,
+}
+
+impl CurationArgs {
+    pub fn flags(&self) -> CurationFlags {
+        CurationFlags {
+            filters: self.filters.clone(),
+            near_duplicate_threshold: self.dedup_threshold,
+            exclude: self.exclude.clone(),
+        }
+    }
+}
+
+fn dataset_id(text: &str) -> std::result::Result<String, String> {
+    crate::store::id::validate_dataset_id(text).map(|()| text.to_string())
 }
 
 fn on_off(text: &str) -> std::result::Result<bool, String> {

@@ -4,11 +4,12 @@
 //! typed files commands hand each other) → [`model`] (registry, file resolution, tokenizer,
 //! chat template) → [`engine`] (batched decoder, KV cache, scheduler, sampler) →
 //! [`generation`] (conversations in, completions out: rate cap, journal, retries) →
-//! [`synthesis`] (what to ask per seed row, what to make of the answers) and [`evaluation`]
+//! [`synthesis`] (what to ask per seed row, what to make of the answers; [`curation`] gates each candidate) and [`evaluation`]
 //! (answers graded, failures grouped into a dataset synthesis can target) → [`output`]
 //! (splits, manifest, publish). [`cli`] parses flags and prints.
 
 pub mod cli;
+pub mod curation;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -21,9 +21,9 @@ pub struct Destination<'a> {
 }
 
 impl Destination<'_> {
-    /// Shuffles `rows` with `seed`, cuts them by `distribution` (largest remainder) and
-    /// publishes them with a manifest holding `details`. Returns the dataset's directory and
-    /// the split sizes (train, validation, test).
+    /// Splits `rows` by `distribution` with `seed` (rows of one seed row stay together: see
+    /// [`splits`]) and publishes them with a manifest holding `details`. Returns the dataset's
+    /// directory and the split sizes (train, validation, test).
     pub fn publish_shuffled(
         &self,
         rows: Vec<Row>,
@@ -32,14 +32,23 @@ impl Destination<'_> {
         details: &impl Serialize,
     ) -> Result<(PathBuf, [usize; 3])> {
         let fractions = [distribution.train, distribution.validation, distribution.test];
-        let assignment = splits::assign_splits(rows.len(), fractions, seed);
-        let mut named = Vec::with_capacity(SPLITS.len());
-        let mut sizes = [0; 3];
-        for (i, (name, indices)) in SPLITS.iter().zip(&assignment).enumerate() {
-            named.push((*name, indices.iter().map(|&r| rows[r].clone()).collect::<Vec<Row>>()));
-            sizes[i] = indices.len();
-        }
-        Ok((self.publish_splits(&named, details)?, sizes))
+        let plan = splits::plan_splits(&rows, fractions, seed, None);
+        Ok((self.publish_planned(rows, &plan, details)?, plan.record.sizes))
+    }
+
+    /// Publishes `rows` cut as `plan` says (from [`splits::plan_splits`]), with a manifest holding `details`.
+    pub fn publish_planned(
+        &self,
+        rows: Vec<Row>,
+        plan: &splits::SplitPlan,
+        details: &impl Serialize,
+    ) -> Result<PathBuf> {
+        let named: Vec<(&str, Vec<Row>)> = SPLITS
+            .iter()
+            .zip(&plan.splits)
+            .map(|(name, indices)| (*name, indices.iter().map(|&r| rows[r].clone()).collect()))
+            .collect();
+        self.publish_splits(&named, details)
     }
 
     /// Publishes the given splits, in order, with a manifest holding `details`.

@@ -27,6 +27,10 @@
 //! | `synthesisConfig.synthesisConfig.datasetId` | required | a valid dataset id (see [`crate::store::id`]) |
 //! | `synthesisConfig.synthesisConfig.datasetDistribution` | `{train 0.8, validation 0.1, test 0.1}` | object |
 //! | `synthesisConfig.synthesisConfig.numSamples` (synth extension) | one new row per seed row | integer, 1 to 10000000: rows to publish; seeds are used round-robin, each pass a new *variant* (`synth run --num-samples` wins over it) |
+//! | `synthesisConfig.synthesisConfig.curation` (synth extension) | every gate on | object: which curation gates run (see [`crate::curation`]; `synth run`'s flags win over it) |
+//! | `…curation.filters` | every filter on | object, filter name → `true`/`false`: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate` |
+//! | `…curation.nearDuplicateThreshold` | `0.7` | more than 0, at most 1: the Jaccard index of word 3-gram sets at which two requests are near duplicates |
+//! | `…curation.exclude` | none | array of dataset ids: no new request may near-duplicate a user message of these (decontamination; `--exclude` adds to it) |
 //! | `…datasetDistribution.train`, `validation`, `test` | `0.0` when the key is missing | 0 to 1, the three summing to 1 (±1e-6) |
 //!
 //! A field set to `null` counts as left out (so its default applies), except for required fields.

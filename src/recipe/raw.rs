@@ -54,8 +54,19 @@ pub(crate) struct RawSynthesisConfig {
 pub(crate) struct RawGeneralConfig {
     pub dataset_id: Text,
     pub dataset_distribution: Option<Obj<RawDistribution>>,
-    // synth extension, not in Oumi's schema.
+    // synth extensions, not in Oumi's schema.
     pub num_samples: Option<Count>,
+    pub curation: Option<Obj<RawCuration>>,
+}
+
+/// `synthesisConfig.synthesisConfig.curation` (synth extension).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawCuration {
+    /// Filter name → on or off.
+    pub filters: Option<Obj<std::collections::BTreeMap<String, Flag>>>,
+    pub near_duplicate_threshold: Option<Number>,
+    pub exclude: Option<Vec<Text>>,
 }
 
 #[derive(Deserialize)]
@@ -228,7 +239,7 @@ fn number_before(text: &str, line: usize, column: usize) -> Option<String> {
 }
 
 /// The expected name closest to a misspelt one, if it is close enough to be a likely typo.
-fn closest<'a>(typo: &str, names: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(typo: &str, names: &[&'a str]) -> Option<&'a str> {
     let typo = typo.to_lowercase();
     let (distance, name) = names.iter().map(|n| (edit_distance(&typo, &n.to_lowercase()), *n)).min()?;
     (distance <= (name.len() / 3).max(2)).then_some(name)

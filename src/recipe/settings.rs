@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 pub const MAX_NEW_TOKENS_LIMIT: usize = 131_072;
 /// Fixed rather than random so that two runs of the same recipe give the same dataset.
 pub const DEFAULT_SEED: u64 = 42;
+pub use crate::curation::settings::CurationSettings;
+
 /// `None` is no rate limit.
 pub const DEFAULT_REQUESTS_PER_MINUTE: Option<f64> = None;
 /// Smallest accepted `requestsPerMinute`: one request every 16 h 40 min. Slower than this is
@@ -126,6 +128,9 @@ pub struct SynthesisSettings {
     pub distribution: Distribution,
     /// Rows to publish (synth extension); `None`: one new row per seed row.
     pub num_samples: Option<usize>,
+    /// Which curation gates run, the near-duplicate threshold and excluded datasets (synth
+    /// extension `curation`; `synth run`'s flags win over it).
+    pub curation: CurationSettings,
 }
 
 /// The most rows one run may be asked for.

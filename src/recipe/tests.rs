@@ -387,3 +387,43 @@ fn from_path_prefixes_the_path() {
     assert_eq!(exit_code(&err), 2);
     assert!(render(&err).contains("not valid UTF-8"));
 }
+
+#[test]
+fn curation_rules() {
+    use crate::curation::settings::{Gate, DEFAULT_NEAR_DUPLICATE_THRESHOLD};
+    let p = "synthesisConfig.synthesisConfig.curation";
+    assert_eq!(parse(&minimal().to_string()).unwrap().synthesis.curation, CurationSettings::default());
+    let c = parse(&with(
+        p,
+        json!({"filters": {"refusal": false, "seedCopy": true}, "nearDuplicateThreshold": 0.7, "exclude": ["eval_a", "eval_a", "b"]}),
+    ))
+    .unwrap()
+    .synthesis
+    .curation;
+    assert_eq!(c.off, [Gate::Refusal].into());
+    assert_eq!(c.near_duplicate_threshold, 0.7);
+    assert_eq!(c.exclude, ["eval_a", "b"]);
+    let c = parse(&with(p, json!({}))).unwrap().synthesis.curation;
+    assert_eq!(c.near_duplicate_threshold, DEFAULT_NEAR_DUPLICATE_THRESHOLD);
+
+    let typo = error(&with(p, json!({"filters": {"refusals": false}})));
+    assert!(typo.contains(&format!("{p}.filters.refusals: `refusals` is not a filter, filters: `tooShort`")), "{typo}");
+    assert!(typo.contains("did you mean `refusal`?"), "{typo}");
+    assert_error(
+        &with(p, json!({"filters": {"excluded": false}})),
+        &format!("{p}.filters.excluded: `excluded` is not a filter, filters: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate`"),
+    );
+    let wrong_type = error(&with(p, json!({"filters": {"refusal": "off"}})));
+    assert!(wrong_type.contains(&format!("{p}.filters.refusal: expected `true` or `false`, found string `off`")));
+    assert_error(
+        &with(p, json!({"nearDuplicateThreshold": 0})),
+        &format!("{p}.nearDuplicateThreshold: `0` must be more than 0 and at most 1"),
+    );
+    assert_error(
+        &with(p, json!({"nearDuplicateThreshold": 1.5})),
+        &format!("{p}.nearDuplicateThreshold: `1.5` must be more than 0 and at most 1"),
+    );
+    assert!(error(&with(p, json!({"exclude": ["ok", "../up"]})))
+        .contains(&format!("{p}.exclude[1]: `../up` is not a valid dataset id")));
+    assert!(error(&with(p, json!({"threshold": 0.5}))).contains(&format!("{p}.threshold: unknown field")));
+}

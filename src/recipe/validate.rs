@@ -1,13 +1,15 @@
 //! Stage two: value rules and defaults, from the raw shapes to a [`Recipe`].
 
-use super::raw::{show_text, Count, Failure, Number, RawDistribution, RawRecipe};
+use super::raw::{closest, show_text, Count, Failure, Flag, Number, RawCuration, RawDistribution, RawRecipe};
 use super::settings::*;
+use crate::curation::settings::{valid_threshold, Gate};
 use crate::store::id::validate_dataset_id;
 
 const MODEL: &str = "modelIdentifier";
 const INFERENCE: &str = "inferenceConfig";
 const GENERAL: &str = "synthesisConfig.synthesisConfig";
 const DISTRIBUTION: &str = "synthesisConfig.synthesisConfig.datasetDistribution";
+const CURATION: &str = "synthesisConfig.synthesisConfig.curation";
 
 pub(super) fn recipe(raw: RawRecipe, source: serde_json::Value) -> Result<Recipe, Failure> {
     Ok(Recipe {
@@ -165,7 +167,62 @@ fn synthesis(raw: super::raw::RawSynthesisConfig) -> Result<SynthesisSettings, F
             }
         },
     };
-    Ok(SynthesisSettings { kind, dataset_id, distribution, num_samples })
+    let curation = curation(general.curation.map(|c| c.0))?;
+    Ok(SynthesisSettings { kind, dataset_id, distribution, num_samples, curation })
+}
+
+/// The `curation` extension: filters by name, the near-duplicate threshold, excluded datasets.
+fn curation(raw: Option<RawCuration>) -> Result<CurationSettings, Failure> {
+    let mut settings = CurationSettings::default();
+    let Some(raw) = raw else { return Ok(settings) };
+    for (name, Flag(on)) in raw.filters.map(|f| f.0).unwrap_or_default() {
+        let gate = filter(&name)?;
+        if on {
+            settings.off.remove(&gate);
+        } else {
+            settings.off.insert(gate);
+        }
+    }
+    if let Some(t) = raw.near_duplicate_threshold {
+        let t = finite(&t, format!("{CURATION}.nearDuplicateThreshold"))?;
+        if !valid_threshold(t.value) {
+            return Err(Failure {
+                path: format!("{CURATION}.nearDuplicateThreshold"),
+                message: format!("`{}` must be more than 0 and at most 1", t.shown),
+                hint: Some("it is a Jaccard index of word 3-gram sets; leave it out for the default 0.7".into()),
+            });
+        }
+        settings.near_duplicate_threshold = t.value;
+    }
+    for (i, id) in raw.exclude.unwrap_or_default().into_iter().enumerate() {
+        if let Err(rule) = validate_dataset_id(&id.0) {
+            return Err(fail(
+                format!("{CURATION}.exclude[{i}]"),
+                format!("`{}` is not a valid dataset id: {rule}", show_text(&id.0)),
+            ));
+        }
+        settings.exclude_too(&[id.0]);
+    }
+    Ok(settings)
+}
+
+/// The switchable gate named `name` under `curation.filters`.
+fn filter(name: &str) -> Result<Gate, Failure> {
+    match Gate::from_key(name).filter(|g| g.switchable()) {
+        Some(gate) => Ok(gate),
+        None => {
+            let names = Gate::switchable_keys();
+            Err(Failure {
+                path: format!("{CURATION}.filters.{name}"),
+                message: format!(
+                    "`{}` is not a filter, filters: {}",
+                    show_text(name),
+                    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+                hint: closest(name, &names).map(|n| format!("did you mean `{n}`?")),
+            })
+        }
+    }
 }
 
 /// A missing split is 0.0; the three must still sum to 1.

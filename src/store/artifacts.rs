@@ -166,6 +166,77 @@ pub struct DiversityRecord {
     pub similar_same_seed_pairs: f64,
 }
 
+/// What curation did (the manifest's `curation`): every gate on or off, its thresholds, the
+/// candidates checked and the drops by gate. See [`crate::curation`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CurationRecord {
+    /// Every gate by key, in the order a candidate meets them: `true` when it ran.
+    #[serde(with = "named_in_order")]
+    pub gates: Vec<(String, bool)>,
+    /// Jaccard index of word-3-gram sets at or above which two texts are near duplicates.
+    pub near_duplicate_threshold: f64,
+    pub min_hash: MinHashRecord,
+    pub thresholds: FilterThresholds,
+    /// Datasets excluded (decontamination) and how many of their user messages were indexed.
+    pub exclude: Vec<String>,
+    pub excluded_messages: usize,
+    pub checked: CheckedCounts,
+    /// Candidates dropped, by gate key.
+    pub dropped_by: BTreeMap<String, usize>,
+}
+
+/// The MinHash LSH that finds near-duplicate candidates (decisions use the exact Jaccard index).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MinHashRecord {
+    pub shingle: String,
+    pub permutations: usize,
+    pub bands: usize,
+    pub rows_per_band: usize,
+}
+
+/// The fixed thresholds of the heuristic filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterThresholds {
+    pub min_request_words: usize,
+    pub repetition_min_words: usize,
+    pub repetition_ratio: f64,
+    pub repetition_bigram_ratio: f64,
+    pub echo_overlap: f64,
+}
+
+/// How many requests, answers and finished rows went through the gates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedCounts {
+    pub requests: usize,
+    pub answers: usize,
+    pub rows: usize,
+}
+
+/// How rows were split (the manifest's `splits` record): grouped by seed row so that rows made
+/// from one seed row never sit in two splits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SplitRecord {
+    /// `seedRow`: rows with the same `metadata.seedRow` form a group; a row without one is a
+    /// group of its own.
+    pub grouped_by: String,
+    pub groups: usize,
+    /// Rows per split (train, validation, test) that `datasetDistribution` asks for.
+    pub target: [usize; 3],
+    /// Rows per split made.
+    pub sizes: [usize; 3],
+    /// Rows that sit in another split than the target sizes would put them (half the sum of the
+    /// absolute differences): 0 unless a group did not fit.
+    pub rows_off_target: usize,
+    /// Pairs of rows in different splits whose user turns are near duplicates; absent when not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_split_near_duplicates: Option<usize>,
+}
+
 /// The `metadata` every synthesized row carries.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
