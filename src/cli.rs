@@ -486,6 +486,7 @@ fn run_command(args: RunArgs, device: Option<DeviceChoice>, progress: ProgressMo
         max_candidates: args.max_candidates,
         diversity: args.diversity,
         shard: args.shard,
+        curation: args.curation.flags(),
     };
     let report = synthesize(&args.recipe, &store, &options)?;
     let [train, validation, test] = report.splits;

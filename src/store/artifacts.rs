@@ -74,6 +74,13 @@ pub struct SynthesisManifest {
     pub wall_seconds: f64,
     /// `tokens.generatedThisRun / wallSeconds`.
     pub tokens_per_second: f64,
+    /// What the curation gates did (settings, thresholds, drops by gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curation: Option<CurationRecord>,
+    /// How rows were split: groups by seed row, sizes, near duplicates across splits (absent on
+    /// a shard, which is not split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<SplitRecord>,
     /// Present on a shard of a run (`--shard I/N`), which `synth datasets merge` publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,

@@ -20,6 +20,7 @@ use anyhow::Result;
 use super::general::MAX_TURNS;
 use super::pipeline::{check, DropReason, Pipeline, Stage};
 use super::shard::Shard;
+use crate::curation::Curator;
 use crate::engine::SamplingParams;
 use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator};
 use crate::recipe::InferenceSettings;
@@ -73,11 +74,12 @@ const FIRST_SLOT_PROMPT: usize = 1024;
 pub fn make_rows(
     generator: &mut JournaledGenerator,
     pipeline: &dyn Pipeline,
+    curator: &mut Curator,
     inference: &InferenceSettings,
     origin: &Origin,
     volume: Volume,
 ) -> Result<Made> {
-    let mut rows = Rows::new(pipeline, inference, origin, volume);
+    let mut rows = Rows::new(pipeline, curator, inference, origin, volume);
     let target = rows.chains.iter().map(|c| c.quota).sum();
     generator.run(&mut rows, target, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
     Ok(rows.made)
@@ -122,6 +124,9 @@ type Outcome = Result<Vec<(String, String)>, DropReason>;
 /// committed, and what is committed.
 struct Rows<'p> {
     pipeline: &'p dyn Pipeline,
+    /// Gates each request and answer as it is accepted, and each row (duplicates) as it is
+    /// committed.
+    curator: &'p mut Curator,
     inference: &'p InferenceSettings,
     origin: &'p Origin<'p>,
     with_variants: bool,
@@ -141,7 +146,13 @@ struct Rows<'p> {
 }
 
 impl<'p> Rows<'p> {
-    fn new(pipeline: &'p dyn Pipeline, inference: &'p InferenceSettings, origin: &'p Origin, volume: Volume) -> Self {
+    fn new(
+        pipeline: &'p dyn Pipeline,
+        curator: &'p mut Curator,
+        inference: &'p InferenceSettings,
+        origin: &'p Origin,
+        volume: Volume,
+    ) -> Self {
         let n = origin.seed_rows;
         let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
         let ours = |row: usize| volume.shard.is_none_or(|s| s.holds(row));
@@ -168,6 +179,7 @@ impl<'p> Rows<'p> {
         let end = n * chains.iter().map(|c| c.budget).max().unwrap_or(0);
         Rows {
             pipeline,
+            curator,
             inference,
             origin,
             with_variants: volume.num_samples.is_some(),
@@ -231,6 +243,13 @@ impl<'p> Rows<'p> {
     fn advance(&mut self, index: usize, stage: u8, text: String) {
         let row = self.candidate(index).row;
         let mut open = self.open.remove(&index).unwrap_or(Open { turns: Vec::new(), user: String::new() });
+        let gate = match stage % 2 {
+            1 => self.curator.check_request(row, &text),
+            _ => self.curator.check_answer(row, &open.user, &text),
+        };
+        if let Err(gate) = gate {
+            return self.finish(index, Err(DropReason::Curation(gate)));
+        }
         if stage % 2 == 1 {
             open.user = text;
             let messages = self.pipeline.answer(row, &open.turns, &open.user);
@@ -270,12 +289,23 @@ impl<'p> Rows<'p> {
             }
             let Some(outcome) = self.resolved.remove(&self.frontier) else { break };
             self.made.candidates += 1;
-            match outcome {
+            match outcome.and_then(|turns| self.dedup(candidate, turns)) {
                 Ok(turns) => self.keep(candidate, turns),
                 Err(reason) => self.made.drops.push(reason),
             }
             self.frontier += 1;
         }
+    }
+
+    /// A row that duplicates a seed row or a kept row is dropped, and its seed row tries
+    /// another variant.
+    fn dedup(&mut self, candidate: Candidate, turns: Vec<(String, String)>) -> Outcome {
+        if let Err(gate) = self.curator.accept(candidate.row, &turns) {
+            self.chains[candidate.row].succeeded -= 1;
+            self.restartable(candidate.row);
+            return Err(DropReason::Curation(gate));
+        }
+        Ok(turns)
     }
 
     fn keep(&mut self, candidate: Candidate, turns: Vec<(String, String)>) {
@@ -351,6 +381,7 @@ mod tests {
         assert_eq!(seeds.len(), 16);
     }
 
+    use crate::curation::{CurationSettings, Gate};
     use crate::engine::FinishReason;
     use crate::store::Message;
     use crate::synthesis::general::General;
@@ -366,6 +397,10 @@ mod tests {
         order: u64,
         fails: impl Fn(Candidate, u8) -> bool,
     ) -> (Vec<Row>, Vec<DropReason>, usize, bool) {
+        // Only the duplicate gates: the fake texts are not meant to pass the quality filters.
+        let off = Gate::ALL.into_iter().filter(|g| !matches!(g, Gate::ExactDuplicate | Gate::NearDuplicate));
+        let settings = CurationSettings { off: off.collect(), ..CurationSettings::default() };
+        let mut curator = Curator::new(&settings, seeds, &[]);
         let general = General { seeds, diversity: true };
         let inference = InferenceSettings {
             temperature: 0.7,
@@ -378,7 +413,7 @@ mod tests {
             enable_thinking: false,
         };
         let origin = Origin { model: "m", seed_dataset: "d", seed_rows: seeds.len() };
-        let mut rows = Rows::new(&general, &inference, &origin, volume);
+        let mut rows = Rows::new(&general, &mut curator, &inference, &origin, volume);
         let (mut running, mut overlapped, mut step) = (Vec::<Ask>::new(), false, 0);
         loop {
             while running.len() < slots {
@@ -391,10 +426,12 @@ mod tests {
             }
             step += 1;
             let ask = running.swap_remove((mix_seed(order, step) % running.len() as u64) as usize);
-            let text = if fails(ask.candidate, ask.stage) {
-                String::new()
-            } else {
-                format!("stage {} of {:?}", ask.stage, ask.candidate)
+            let c = ask.candidate;
+            let text = match (fails(c, ask.stage), c.row == 0 && c.variant == 1) {
+                (true, _) => String::new(),
+                // Seed row 0's variant 1 asks what its variant 0 asked: an exact duplicate.
+                (false, true) if ask.stage == 1 => "stage 1 of seed row 0 variant 0 at last".to_string(),
+                _ => format!("stage {} of seed row {} variant {} at last", ask.stage, c.row, c.variant),
             };
             let generated = Generated { text, finish: FinishReason::Stop, prompt_tokens: 1, generated_tokens: 1 };
             let outcome = rows.check(ask.stage, &generated);
@@ -424,9 +461,17 @@ mod tests {
         let per_seed = |row: u64| want.iter().filter(|r| r.metadata.as_ref().unwrap()["seedRow"] == row).count();
         assert_eq!([per_seed(0), per_seed(1), per_seed(2), per_seed(3)], [3, 3, 2, 0], "quotas 3, 3, 2, 2");
         assert_eq!(want.len(), 8);
-        // Seed row 3 spends its budget of 7 on empty requests; seed row 1 drops variants 0, 2, 4.
+        // Seed row 3 spends its budget of 7 on empty requests; seed row 1 drops variants 0, 2, 4;
+        // seed row 0's variant 1 duplicates its variant 0 and is replaced.
         assert_eq!(drops.iter().filter(|d| **d == DropReason::EmptyRequest).count(), 7);
         assert_eq!(drops.iter().filter(|d| **d == DropReason::EmptyAnswer).count(), 3);
+        assert_eq!(drops.iter().filter(|d| **d == DropReason::Curation(Gate::ExactDuplicate)).count(), 1);
+        let variants_of_0: Vec<_> = want
+            .iter()
+            .filter(|r| r.metadata.as_ref().unwrap()["seedRow"] == 0)
+            .map(|r| r.metadata.as_ref().unwrap()["variant"].as_u64().unwrap())
+            .collect();
+        assert_eq!(variants_of_0, [0, 2, 3]);
         assert_eq!(candidates, want.len() + drops.len());
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::curation::Gate;
 use crate::engine::FinishReason;
 use crate::generation::{Candidate, Generated, Rejection};
 use crate::store::artifacts::{RowProvenance, TargetedRecord};
@@ -50,6 +51,8 @@ pub enum DropReason {
     EmptyAnswer,
     /// The answer hit `inferenceMaxNewTokens`: a truncated answer is not a training example.
     AnswerCutOff,
+    /// A curation gate (quality filter, duplicate, decontamination) failed.
+    Curation(Gate),
 }
 
 impl DropReason {
@@ -61,6 +64,7 @@ impl DropReason {
             DropReason::RequestCutOff => "requestCutOff",
             DropReason::EmptyAnswer => "emptyAnswer",
             DropReason::AnswerCutOff => "answerCutOff",
+            DropReason::Curation(gate) => gate.key(),
         }
     }
 }

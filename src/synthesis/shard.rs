@@ -16,6 +16,7 @@ use anyhow::Result;
 
 use super::diversity;
 use super::pipeline::seed_parts;
+use super::synthesize::publish_splits;
 use crate::error::SynthError;
 use crate::output::Destination;
 use crate::recipe::Recipe;
@@ -81,8 +82,7 @@ pub fn merge(store: &Store, base: &str, count: usize, overwrite: bool) -> Result
     let details = merged_manifest(&shards, &rows);
     let recipe = Recipe::from_json_str(&details.recipe.to_string(), &details.recipe_file)?;
     let destination = Destination { store, id: base, kind: KIND_SYNTHESIZED, overwrite };
-    let (path, splits) =
-        destination.publish_shuffled(rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
+    let (path, splits) = publish_splits(&destination, &recipe, rows, details)?;
     Ok(Merged { path, splits })
 }
 
@@ -180,6 +180,14 @@ fn merged_manifest(shards: &[(String, SynthesisManifest)], rows: &[Row]) -> Synt
         t.generated += m.tokens.generated;
         t.generated_this_run += m.tokens.generated_this_run;
         merged.resumed_generations += m.resumed_generations;
+        if let (Some(all), Some(one)) = (merged.curation.as_mut(), m.curation.as_ref()) {
+            all.checked.requests += one.checked.requests;
+            all.checked.answers += one.checked.answers;
+            all.checked.rows += one.checked.rows;
+            for (gate, n) in &one.dropped_by {
+                *all.dropped_by.entry(gate.clone()).or_default() += n;
+            }
+        }
         merged.wall_seconds = merged.wall_seconds.max(m.wall_seconds);
     }
     merged.targeted = merged.targeted.take().map(|mut targeted| {

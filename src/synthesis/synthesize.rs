@@ -16,6 +16,7 @@ use super::general::General;
 use super::pipeline::{drop_counts, Pipeline};
 use super::shard::Shard;
 use super::targeted::FailureModes;
+use crate::curation::{self, CurationFlags, Curator};
 use crate::device::{self, DeviceChoice};
 use crate::error::SynthError;
 use crate::generation::journal::{self, Journal};
@@ -23,7 +24,7 @@ use crate::generation::{
     check_context, EngineOptions, GenerationCounts, GeneratorSettings, JournaledGenerator, RateCap,
 };
 use crate::model::{LoadedModel, Registry};
-use crate::output::Destination;
+use crate::output::{splits, Destination};
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
 use crate::store::artifacts::{
@@ -54,6 +55,8 @@ pub struct RunOptions {
     pub diversity: bool,
     /// `--shard I/N`: make shard dataset `<output id>.shard-I-of-N` for `synth datasets merge`.
     pub shard: Option<Shard>,
+    /// `--filter`, `--dedup-threshold`, `--exclude` (over the recipe's `curation`).
+    pub curation: CurationFlags,
 }
 
 #[derive(Debug)]
@@ -91,6 +94,8 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let pipeline = choose_pipeline(&seeds, options.diversity)?;
     let volume = volume(&recipe, options);
     let chosen_id = settle_output_id(store, options, &seeds.id)?;
+    let curation = curation::settle(&recipe.synthesis.curation, &options.curation, &seeds.manifest);
+    let mut curator = Curator::new(&curation, &seeds.rows, &curation::load_excluded(store, &curation.exclude)?);
 
     let device = device::open(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
@@ -116,7 +121,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     }
     let mut generator = JournaledGenerator::new(&model, journal, generator_settings(&recipe.inference, options));
     let origin = Origin { model: &model_record.name, seed_dataset: &seeds.id, seed_rows: seeds.rows.len() };
-    let made = make_rows(&mut generator, pipeline.as_ref(), &recipe.inference, &origin, volume)?;
+    let made = make_rows(&mut generator, pipeline.as_ref(), &mut curator, &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
     let (journal, counts) = generator.finish();
     if made.rows.is_empty() && volume.shard.is_none() {
@@ -143,10 +148,11 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         diversity: options.diversity,
         fingerprint,
     };
-    let details = manifest_details(run, pipeline.as_ref(), &made);
+    let mut details = manifest_details(run, pipeline.as_ref(), &made);
+    details.curation = Some(curator.record());
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
     let report_volume = volume.num_samples.map(|n| (n, made.candidates, drop_counts(&made.drops)));
-    let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, &details)?;
+    let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, details)?;
     journal.remove();
     Ok(RunReport {
         id: output_id,
@@ -160,25 +166,41 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     })
 }
 
-/// A whole run's rows are shuffled into splits; a shard's are kept in candidate order, all in
-/// `train`, for `synth datasets merge`.
+/// A whole run's rows are split (see [`publish_splits`]); a shard's are kept in candidate
+/// order, all in `train`, for `synth datasets merge`.
 fn publish(
     store: &Store,
     id: &str,
     options: &RunOptions,
     recipe: &Recipe,
     rows: Vec<Row>,
-    details: &SynthesisManifest,
+    details: SynthesisManifest,
 ) -> Result<(PathBuf, [usize; 3])> {
     let kind = if options.shard.is_some() { KIND_SHARD } else { KIND_SYNTHESIZED };
     let destination = Destination { store, id, kind, overwrite: options.overwrite };
     if options.shard.is_none() {
-        return destination.publish_shuffled(rows, recipe.synthesis.distribution, recipe.inference.seed, details);
+        return publish_splits(&destination, recipe, rows, details);
     }
     let count = rows.len();
     let path =
-        destination.publish_splits(&[("train", rows), ("validation", Vec::new()), ("test", Vec::new())], details)?;
+        destination.publish_splits(&[("train", rows), ("validation", Vec::new()), ("test", Vec::new())], &details)?;
     Ok((path, [count, 0, 0]))
+}
+
+/// Rows (in candidate order) into splits with the recipe's seed and distribution, rows of one
+/// seed row together, near duplicates across splits counted in the manifest; `synth datasets
+/// merge` publishes through here too, so a merge is a single run's bytes.
+pub fn publish_splits(
+    destination: &Destination,
+    recipe: &Recipe,
+    rows: Vec<Row>,
+    mut details: SynthesisManifest,
+) -> Result<(PathBuf, [usize; 3])> {
+    let d = recipe.synthesis.distribution;
+    let threshold = recipe.synthesis.curation.near_duplicate_threshold;
+    let plan = splits::plan_splits(&rows, [d.train, d.validation, d.test], recipe.inference.seed, Some(threshold));
+    details.splits = Some(plan.record.clone());
+    Ok((destination.publish_planned(rows, &plan, &details)?, plan.record.sizes))
 }
 
 fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Seeds> {
@@ -315,6 +337,8 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         tokens: RunTokens { prompt: run.counts.prompt_tokens, generated, generated_this_run: fresh },
         wall_seconds: round3(run.wall_seconds),
         tokens_per_second: round3(fresh as f64 / run.wall_seconds.max(1e-9)),
+        curation: None,
+        splits: None,
         shard: run.volume.shard.map(|s| ShardRecord { index: s.index, count: s.count, fingerprint: run.fingerprint }),
     }
 }
