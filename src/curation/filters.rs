@@ -308,8 +308,8 @@ mod tests {
     // recipes/quickstart.json --num-samples 64`), and hand-written near misses that must pass.
 
     fn instructions() -> HashSet<String> {
-        let mut texts = vec![crate::synthesis::general::request_prompt("")];
-        texts.push(crate::synthesis::general::variant_prompt("", &[], "harder: one that needs more steps"));
+        let mut texts = vec![crate::synthesis::prompts::request_prompt("")];
+        texts.push(crate::synthesis::prompts::variant_prompt("", &[], "harder: one that needs more steps"));
         texts.iter().flat_map(|t| trigrams(t)).collect()
     }
 

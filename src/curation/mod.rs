@@ -255,7 +255,7 @@ fn user_turns<'a>(turns: impl Iterator<Item = &'a String>) -> String {
 
 /// Word 3-grams of every stage-1 instruction synth writes, with the seed's text left out.
 fn instruction_trigrams() -> HashSet<String> {
-    use crate::synthesis::general::{follow_up_prompt, request_prompt, variant_prompt, DIRECTIONS};
+    use crate::synthesis::prompts::{follow_up_prompt, request_prompt, variant_prompt, DIRECTIONS};
     let mut texts = vec![request_prompt(""), follow_up_prompt(None, &[], "")];
     texts.extend(DIRECTIONS.iter().map(|d| variant_prompt("", &[], d)));
     texts.iter().flat_map(|t| filters::trigrams(t)).collect()

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::recipe::Distribution;
+use crate::recipe::{Distribution, Recipe};
+use crate::store::artifacts::SynthesisManifest;
 use crate::store::{Manifest, Row, Store, SPLITS};
 
 /// Where a dataset goes: its id and kind in a store, and whether it may replace one.
@@ -49,6 +50,23 @@ impl Destination<'_> {
             .map(|(name, indices)| (*name, indices.iter().map(|&r| rows[r].clone()).collect()))
             .collect();
         self.publish_splits(&named, details)
+    }
+
+    /// A synthesis run's rows (in candidate order) into splits with the recipe's seed and
+    /// distribution, rows of one seed row together, near duplicates across splits counted in
+    /// the manifest's `splits`. `synth run` and `synth datasets merge` both publish through
+    /// here, so a merge is a single run's bytes.
+    pub fn publish_run(
+        &self,
+        rows: Vec<Row>,
+        recipe: &Recipe,
+        mut details: SynthesisManifest,
+    ) -> Result<(PathBuf, [usize; 3])> {
+        let d = recipe.synthesis.distribution;
+        let threshold = recipe.synthesis.curation.near_duplicate_threshold;
+        let plan = splits::plan_splits(&rows, [d.train, d.validation, d.test], recipe.inference.seed, Some(threshold));
+        details.splits = Some(plan.record.clone());
+        Ok((self.publish_planned(rows, &plan, &details)?, plan.record.sizes))
     }
 
     /// Publishes the given splits, in order, with a manifest holding `details`.

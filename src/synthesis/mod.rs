@@ -12,6 +12,7 @@ pub mod candidates;
 pub mod diversity;
 pub mod general;
 pub mod pipeline;
+pub mod prompts;
 pub mod shard;
 pub mod synthesize;
 pub mod targeted;

@@ -16,7 +16,6 @@ use anyhow::Result;
 
 use super::diversity;
 use super::pipeline::seed_parts;
-use super::synthesize::publish_splits;
 use crate::error::SynthError;
 use crate::output::Destination;
 use crate::recipe::Recipe;
@@ -82,7 +81,7 @@ pub fn merge(store: &Store, base: &str, count: usize, overwrite: bool) -> Result
     let details = merged_manifest(&shards, &rows);
     let recipe = Recipe::from_json_str(&details.recipe.to_string(), &details.recipe_file)?;
     let destination = Destination { store, id: base, kind: KIND_SYNTHESIZED, overwrite };
-    let (path, splits) = publish_splits(&destination, &recipe, rows, details)?;
+    let (path, splits) = destination.publish_run(rows, &recipe, details)?;
     Ok(Merged { path, splits })
 }
 

@@ -24,7 +24,7 @@ use crate::generation::{
     check_context, EngineOptions, GenerationCounts, GeneratorSettings, JournaledGenerator, RateCap,
 };
 use crate::model::{LoadedModel, Registry};
-use crate::output::{splits, Destination};
+use crate::output::Destination;
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
 use crate::store::artifacts::{
@@ -166,7 +166,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     })
 }
 
-/// A whole run's rows are split (see [`publish_splits`]); a shard's are kept in candidate
+/// A whole run's rows are split (see [`Destination::publish_run`]); a shard's are kept in candidate
 /// order, all in `train`, for `synth datasets merge`.
 fn publish(
     store: &Store,
@@ -179,28 +179,12 @@ fn publish(
     let kind = if options.shard.is_some() { KIND_SHARD } else { KIND_SYNTHESIZED };
     let destination = Destination { store, id, kind, overwrite: options.overwrite };
     if options.shard.is_none() {
-        return publish_splits(&destination, recipe, rows, details);
+        return destination.publish_run(rows, recipe, details);
     }
     let count = rows.len();
     let path =
         destination.publish_splits(&[("train", rows), ("validation", Vec::new()), ("test", Vec::new())], &details)?;
     Ok((path, [count, 0, 0]))
-}
-
-/// Rows (in candidate order) into splits with the recipe's seed and distribution, rows of one
-/// seed row together, near duplicates across splits counted in the manifest; `synth datasets
-/// merge` publishes through here too, so a merge is a single run's bytes.
-pub fn publish_splits(
-    destination: &Destination,
-    recipe: &Recipe,
-    rows: Vec<Row>,
-    mut details: SynthesisManifest,
-) -> Result<(PathBuf, [usize; 3])> {
-    let d = recipe.synthesis.distribution;
-    let threshold = recipe.synthesis.curation.near_duplicate_threshold;
-    let plan = splits::plan_splits(&rows, [d.train, d.validation, d.test], recipe.inference.seed, Some(threshold));
-    details.splits = Some(plan.record.clone());
-    Ok((destination.publish_planned(rows, &plan, &details)?, plan.record.sizes))
 }
 
 fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Seeds> {
