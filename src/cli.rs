@@ -664,11 +664,6 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
             out!("{}", exported.dir.display());
         }
         DatasetsCommand::Delete { id } => {
-            if Journal::interrupted(&store)?.iter().any(|run| run.id == id && run.running) {
-                return Err(SynthError::invalid(format!("dataset `{id}` is being written by a running `synth run`"))
-                    .hint("wait for the run to finish (or stop it), then delete the dataset")
-                    .into());
-            }
             out!("{}", store.delete(&id)?.display());
             say.line(format!("deleted dataset `{id}`"));
         }

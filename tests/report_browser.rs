@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::{s, stderr, Home};
-use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
 const HOSTILE: &str = "Explain this page: <script>window.__pwned = 'script'</script> \
@@ -33,42 +33,81 @@ fn browser() -> (PathBuf, PathBuf) {
     (lines.next().unwrap(), lines.next().unwrap())
 }
 
-struct Driver(Child);
+/// A WebDriver session in headless Chromium, through a chromedriver this test started (the W3C
+/// WebDriver protocol is JSON over HTTP; ureq is already in synth's dependencies).
+struct Browser {
+    driver: Child,
+    session: String,
+}
 
-impl Drop for Driver {
+impl Browser {
+    fn start(chromium: &Path, chromedriver: &Path) -> Browser {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut browser = Browser { driver, session: format!("http://127.0.0.1:{port}/session") };
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"]}}}});
+        let created = browser.post("", caps);
+        browser.session = format!("{}/{}", browser.session, created["sessionId"].as_str().unwrap());
+        browser
+    }
+
+    /// POSTs to the session's `path` and returns the reply's `value`.
+    fn post(&self, path: &str, body: Value) -> Value {
+        let reply = match ureq::post(&format!("{}{path}", self.session)).send_json(body) {
+            Ok(reply) => reply,
+            Err(ureq::Error::Status(code, reply)) => {
+                panic!("WebDriver {path}: {code}: {}", reply.into_string().unwrap())
+            }
+            Err(e) => panic!("WebDriver {path}: {e}"),
+        };
+        reply.into_json::<Value>().unwrap()["value"].take()
+    }
+
+    fn goto(&self, url: &str) {
+        self.post("/url", json!({"url": url}));
+    }
+
+    fn eval(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+    }
+
+    /// The element matching a CSS selector, as WebDriver names it.
+    fn find(&self, css: &str) -> String {
+        let found = self.post("/element", json!({"using": "css selector", "value": css}));
+        found.as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        self.post(&format!("/element/{}/value", self.find(css)), json!({"text": text}));
+    }
+
+    fn click(&self, css: &str) {
+        self.post(&format!("/element/{}/click", self.find(css)), json!({}));
+    }
+
+    fn screenshot(&self) -> Vec<u8> {
+        let png = ureq::get(&format!("{}/screenshot", self.session)).call().unwrap().into_json::<Value>().unwrap();
+        base64::engine::general_purpose::STANDARD.decode(png["value"].as_str().unwrap()).unwrap()
+    }
+}
+
+impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = ureq::delete(&self.session).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
     }
-}
-
-/// chromedriver on a free port, once it answers.
-fn start_driver(chromedriver: &Path) -> (Driver, String) {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (Driver(child), format!("http://127.0.0.1:{port}"))
-}
-
-async fn connect(url: &str, chromium: &Path) -> Client {
-    let caps = json!({"goog:chromeOptions": {"binary": chromium.to_str().unwrap(),
-        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"]}});
-    let Value::Object(caps) = caps else { unreachable!() };
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector).capabilities(caps).connect(url).await.expect("a WebDriver session")
-}
-
-async fn eval(client: &Client, script: &str) -> Value {
-    client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
 /// Runs the quickstart recipe on 4 seed rows with the real model, then plants a hostile row in
@@ -98,8 +137,8 @@ fn real_run_with_a_hostile_row(home: &Home) -> usize {
     manifest["splits"].as_object().unwrap().values().map(|s| s["rows"].as_u64().unwrap() as usize).sum()
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn the_report_of_a_real_run_shows_its_figures_filters_rows_and_runs_no_dataset_text() {
+#[test]
+fn the_report_of_a_real_run_shows_its_figures_filters_rows_and_runs_no_dataset_text() {
     let (chromium, chromedriver) = browser();
     let home = Home::with_quickstart_seed();
     let rows = real_run_with_a_hostile_row(&home);
@@ -110,59 +149,49 @@ async fn the_report_of_a_real_run_shows_its_figures_filters_rows_and_runs_no_dat
     let html = std::fs::read_to_string(&report).unwrap();
     assert!(!html.contains("http://") && !html.contains("https://"), "the report loads nothing from the network");
 
-    let (_driver, url) = start_driver(&chromedriver);
-    let client = connect(&url, &chromium).await;
-    client.goto(&format!("file://{}", s(&report))).await.unwrap();
+    let browser = Browser::start(&chromium, &chromedriver);
+    browser.goto(&format!("file://{}", s(&report)));
+    let text = |id: &str| browser.eval(&format!("return document.getElementById('{id}').textContent"));
 
-    let summary = eval(&client, "return document.getElementById('summary').textContent").await;
-    let summary = summary.as_str().unwrap();
+    let summary = text("summary");
     for needle in ["SmolLM2-135M-Instruct", "recipes/quickstart.json", "sha256", "tokens/s", "published"] {
-        assert!(summary.contains(needle), "summary lacks `{needle}`: {summary}");
+        assert!(summary.as_str().unwrap().contains(needle), "summary lacks `{needle}`: {summary}");
     }
-    let charts = eval(&client, "return document.querySelectorAll('svg.chart').length").await;
+    let charts = browser.eval("return document.querySelectorAll('svg.chart').length");
     assert!(charts.as_u64().unwrap() >= 4, "request/answer histograms, rows per seed, funnel: {charts}");
-    let bars = eval(&client, "return document.querySelectorAll('svg.chart rect').length").await;
-    assert!(bars.as_u64().unwrap() > 0);
-    let unit = eval(&client, "return document.getElementById('lengths').textContent").await;
-    assert!(unit.as_str().unwrap().contains("tokens (SmolLM2-135M-Instruct tokenizer)"), "{unit}");
+    assert!(browser.eval("return document.querySelectorAll('svg.chart rect').length").as_u64().unwrap() > 0);
+    let lengths = text("lengths");
+    assert!(lengths.as_str().unwrap().contains("tokens (SmolLM2-135M-Instruct tokenizer)"), "{lengths}");
 
-    let shown = eval(&client, "return document.querySelectorAll('#rows article').length").await;
+    let shown = browser.eval("return document.querySelectorAll('#rows article').length");
     assert_eq!(shown.as_u64().unwrap() as usize, rows.min(50));
-    let count = eval(&client, "return document.getElementById('count').textContent").await;
+    let count = text("count");
     assert!(count.as_str().unwrap().starts_with(&format!("{rows} of {rows} rows")), "{count}");
 
     // The hostile row is there as text, and nothing in it ran.
-    let as_text = eval(
-        &client,
+    let as_text = browser.eval(
         "return Array.from(document.querySelectorAll('#rows .turn')).some(t => t.textContent.includes(\"<script>window.__pwned = 'script'</script>\"))",
-    )
-    .await;
+    );
     assert_eq!(as_text, Value::Bool(true), "the hostile text is shown as text");
-    assert_eq!(eval(&client, "return typeof window.__pwned").await, "undefined");
-    assert_eq!(eval(&client, "return document.querySelectorAll('img, textarea').length").await, 0);
-    assert_eq!(eval(&client, "return document.scripts.length").await, 2, "only the report's own two scripts");
+    assert_eq!(browser.eval("return typeof window.__pwned"), "undefined");
+    assert_eq!(browser.eval("return document.querySelectorAll('img, textarea').length"), 0);
+    assert_eq!(browser.eval("return document.scripts.length"), 2, "only the report's own two scripts");
 
     // Typing in the search box filters the rows.
-    let search = client.find(fantoccini::Locator::Id("search")).await.unwrap();
-    search.send_keys("__pwned").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let count = eval(&client, "return document.getElementById('count').textContent").await;
+    browser.type_into("#search", "__pwned");
+    std::thread::sleep(Duration::from_millis(600));
+    let count = text("count");
     assert!(count.as_str().unwrap().starts_with(&format!("1 of {rows} rows")), "{count}");
-    assert_eq!(eval(&client, "return document.querySelectorAll('#rows article').length").await, 1);
-    assert_eq!(
-        eval(&client, "return document.querySelectorAll('#rows pre code').length").await,
-        2,
-        "the fenced code, as code"
-    );
-    assert_eq!(eval(&client, "return typeof window.__pwned").await, "undefined");
+    assert_eq!(browser.eval("return document.querySelectorAll('#rows article').length"), 1);
+    assert_eq!(browser.eval("return document.querySelectorAll('#rows pre code').length"), 2, "fenced code, as code");
+    assert_eq!(browser.eval("return typeof window.__pwned"), "undefined");
+    browser.eval("document.getElementById('browser').scrollIntoView()");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::write(target.join("report-browser-search.png"), browser.screenshot()).unwrap();
 
-    let screenshot = client.screenshot().await.unwrap();
-    let saved = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-browser.png");
-    std::fs::write(&saved, &screenshot).unwrap();
-    client.find(fantoccini::Locator::Id("clear")).await.unwrap().click().await.unwrap();
-    let count = eval(&client, "return document.getElementById('count').textContent").await;
+    browser.click("#clear");
+    let count = text("count");
     assert!(count.as_str().unwrap().starts_with(&format!("{rows} of {rows} rows")), "{count}");
-    let full = client.screenshot().await.unwrap();
-    std::fs::write(saved.with_file_name("report-browser-top.png"), &full).unwrap();
-    client.close().await.unwrap();
+    browser.eval("window.scrollTo(0, 0)");
+    std::fs::write(target.join("report-browser-top.png"), browser.screenshot()).unwrap();
 }

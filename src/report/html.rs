@@ -123,9 +123,9 @@ pub fn page(title: &str, subtitle: &str, sections: &[String], data: &BrowserData
         html.push_str(section);
     }
     html.push_str(BROWSER);
-    let _ = write!(
+    let _ = writeln!(
         html,
-        "</main><script type=\"application/json\" id=\"report-data\">{json}</script><script>{SCRIPT}</script></body></html>\n"
+        "</main><script type=\"application/json\" id=\"report-data\">{json}</script><script>{SCRIPT}</script></body></html>"
     );
     Ok(html)
 }

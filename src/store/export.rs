@@ -152,7 +152,7 @@ pub fn dataset_card(manifest: &Manifest, files: &[ExportedFile]) -> String {
 fn card_body(manifest: &Manifest, files: &[ExportedFile]) -> String {
     let mut body = format!("# {}\n\n", manifest.id);
     body.push_str(&format!(
-        "A `{}` dataset exported by synth {} (made {}). Each row is a chat conversation (`messages`: \
+        "A dataset of kind `{}` exported by synth {} (made {}). Each row is a chat conversation (`messages`: \
          role and content) with its provenance as a JSON string (`metadata`).\n\n",
         manifest.kind,
         env!("CARGO_PKG_VERSION"),

@@ -67,7 +67,7 @@ impl Store {
     /// [`Store::import_jsonl`]).
     pub fn import_file(&self, path: &Path, id: &str, overwrite: bool) -> Result<ImportReport> {
         let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
-        let read: fn(File, &Path) -> Result<Vec<Map<String, Value>>> = match extension.as_deref() {
+        let read: ReadObjects = match extension.as_deref() {
             Some("parquet") => parquet::read_objects,
             Some("csv") => read_csv_objects,
             _ => return self.import_jsonl(path, id, overwrite),
@@ -166,6 +166,9 @@ impl Store {
         Ok(ImportReport { id: id.to_string(), path, rows: rows.len(), sha256, formats, replaced })
     }
 }
+
+/// Reads a Parquet or CSV file's rows as JSON objects keyed by column name.
+type ReadObjects = fn(File, &Path) -> Result<Vec<Map<String, Value>>>;
 
 /// Rows read from an import file, checked, before they are published.
 struct Imported {
