@@ -2,17 +2,17 @@
 # The data explorer at scale: a synthetic dataset of N rows (default 100000; realistic lengths:
 # requests of 8-60 words, answers of 20-400 words, 2,000 seed rows, some fenced code) is
 # imported, then `synth datasets report` and `synth datasets stats` are timed, the report's size
-# is printed, and it is opened in headless Chromium (`--dump-dom`, which returns after the load
-# event, when the first page of rows is drawn). The peer is the same Chromium opening an empty
-# page, so the difference is the report's own cost; the page also records when its first page
-# of rows was ready (`data-ready-ms`, from navigation start).
+# is printed, and it is opened in headless Chromium (`--screenshot`, which returns once the page
+# has loaded, its script drawn the first page of rows, and it was painted). The peer is the same
+# Chromium opening an empty page, so the difference is the report's own cost; the page also logs
+# when its first page of rows was ready (`synth-report-ready-ms`, from navigation start).
 #
 #   benches/report.sh [ROWS]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 rows=${1:-100000}
-read -r chromium _ < <(scripts/setup-browser.sh | tr '\n' ' ')
+chromium=$(scripts/setup-browser.sh | head -1)
 cargo build --release --quiet
 synth="$root/target/release/synth"
 work=$(mktemp -d)
@@ -41,7 +41,7 @@ with open(path, "w") as out:
         out.write(json.dumps(row) + "\n")
 PY
 
-seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); echo "$end - $start" | bc; }
+seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); printf '%.2f' "$(echo "$end - $start" | bc)"; }
 
 "$synth" --quiet datasets import "$work/rows.jsonl" --id bench >/dev/null
 jsonl_bytes=$(stat -c %s "$work/rows.jsonl")
@@ -50,15 +50,18 @@ stats_s=$(seconds "$synth" --quiet datasets stats bench)
 report_bytes=$(stat -c %s "$work/report.html")
 echo '<!DOCTYPE html><html><body>empty</body></html>' >"$work/empty.html"
 
-open_page() { "$chromium" --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --dump-dom "file://$1"; }
+open_page() {
+  "$chromium" --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --enable-logging=stderr \
+    --window-size=1280,1600 --screenshot="$work/screenshot.png" "file://$1" 2>&1
+}
 open_page "$work/empty.html" >/dev/null 2>&1 # warm the browser's files
 empty_s=$(seconds open_page "$work/empty.html")
 report_open_s=$(seconds open_page "$work/report.html")
-ready_ms=$(open_page "$work/report.html" 2>/dev/null | grep -o 'data-ready-ms="[0-9]*"' | grep -o '[0-9]*')
+ready_ms=$(open_page "$work/report.html" | grep -o 'synth-report-ready-ms [0-9]*' | grep -o '[0-9]*$')
 
 mib() { echo "scale=1; $1 / 1048576" | bc; }
 echo "rows: $rows (JSONL $(mib "$jsonl_bytes") MiB)"
-echo "synth datasets report: ${report_s}s, report.html $(mib "$report_bytes") MiB ($(echo "scale=2; $report_bytes / $jsonl_bytes" | bc)x the JSONL)"
+echo "synth datasets report: ${report_s}s, report.html $(mib "$report_bytes") MiB ($(printf '%.2f' "$(echo "scale=3; $report_bytes / $jsonl_bytes" | bc)")x the JSONL)"
 echo "synth datasets stats: ${stats_s}s"
-echo "headless Chromium open (--dump-dom): report ${report_open_s}s, empty page ${empty_s}s (peer), difference $(echo "$report_open_s - $empty_s" | bc)s"
+echo "headless Chromium open (--screenshot): report ${report_open_s}s, empty page ${empty_s}s (peer), difference $(printf '%.2f' "$(echo "$report_open_s - $empty_s" | bc)")s"
 echo "first page of rows ready ${ready_ms} ms after navigation start (in-page clock)"

@@ -195,3 +195,49 @@ fn the_report_of_a_real_run_shows_its_figures_filters_rows_and_runs_no_dataset_t
     browser.eval("window.scrollTo(0, 0)");
     std::fs::write(target.join("report-browser-top.png"), browser.screenshot()).unwrap();
 }
+
+#[test]
+fn the_report_of_a_real_eval_run_shows_pass_rates_failure_modes_and_the_worst_rows() {
+    let (chromium, chromedriver) = browser();
+    let home = Home::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/eval_basics.jsonl");
+    let out = home.synth(&["datasets", "import", s(&data), "--id", "dataset_eval_basics"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = home.synth(&["--device", "cpu", "--quiet", "eval", "recipes/evaluation.json", "--limit", "6"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("evals/eval_run_1/summary.json")).unwrap()).unwrap();
+    let out = home.synth(&["eval", "report", "eval_run_1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(report, home.path().join("evals/eval_run_1/report.html"));
+
+    let browser = Browser::start(&chromium, &chromedriver);
+    browser.goto(&format!("file://{}", s(&report)));
+    let text = |id: &str| browser.eval(&format!("return document.getElementById('{id}').textContent"));
+    let evaluators = text("evaluators");
+    let evaluators = evaluators.as_str().unwrap();
+    for e in summary["evaluators"].as_array().unwrap() {
+        let rate = e["passRate"].as_f64().map_or("-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        let shown = format!("{} ({rate})", e["name"].as_str().unwrap());
+        assert!(evaluators.contains(&shown), "`{shown}` missing from {evaluators}");
+    }
+    for mode in summary["failureModes"].as_array().unwrap() {
+        assert!(evaluators.contains(mode["label"].as_str().unwrap()), "{mode} missing");
+    }
+    let failed = summary["failedRows"].as_u64().unwrap();
+    let worst = text("worst");
+    if failed > 0 {
+        assert!(worst.as_str().unwrap().contains(&format!("{failed} rows failed")), "{worst}");
+    }
+    let rows = summary["rows"].as_u64().unwrap();
+    let count = text("count");
+    assert!(count.as_str().unwrap().starts_with(&format!("{rows} of {rows} rows")), "{count}");
+    let failed_group = browser.eval(
+        "const s = document.getElementById('filter-group'); s.value = '1'; s.dispatchEvent(new Event('change')); \
+         return document.querySelectorAll('#rows article').length",
+    );
+    assert_eq!(failed_group.as_u64().unwrap(), failed.min(50), "the `failed` group holds the failed rows");
+    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/report-browser-eval.png"), browser.screenshot())
+        .unwrap();
+}

@@ -46,7 +46,7 @@ pub struct RowText<'a> {
 pub fn heuristic_flags(row: &RowText, median_answer: usize) -> Vec<&'static str> {
     let mut flags = Vec::new();
     let answer_words = words(row.answer);
-    if is_echo(row.request, row.answer) {
+    if is_echo(row.request, &answer_words) {
         flags.push(ECHO);
     }
     if REFUSAL_START.is_match(row.answer) {
@@ -74,9 +74,14 @@ fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric() && c != '\'').filter(|w| !w.is_empty()).map(str::to_lowercase).collect()
 }
 
-fn is_echo(request: &str, answer: &str) -> bool {
-    let (r, a) = (words(request), words(answer));
-    !a.is_empty() && (r == a || (r.len() >= 3 && trigram_jaccard(request, answer) >= ECHO_JACCARD))
+/// Trigram sets whose sizes differ by more than the Jaccard bound cannot reach it, so most
+/// answers (far longer than their request) are ruled out by word count alone.
+fn is_echo(request: &str, answer: &[String]) -> bool {
+    let r = words(request);
+    let similar_size = (answer.len() as f64) * ECHO_JACCARD <= r.len() as f64;
+    !answer.is_empty()
+        && (r == answer
+            || (r.len() >= 3 && similar_size && trigram_jaccard(request, &answer.join(" ")) >= ECHO_JACCARD))
 }
 
 fn is_repetitive(words: &[String], text: &str) -> bool {

@@ -6,7 +6,6 @@
 //! then checked exactly, and checked pairs are joined with union-find.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 
 use crate::synthesis::diversity::SIMILAR_JACCARD;
 
@@ -22,21 +21,15 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Hashes of the lowercase word trigrams of `text` (the same words as the manifest's diversity).
+/// Hashes of the lowercase word trigrams of `text` (the words of the manifest's diversity
+/// figures), without building a string per word.
 fn trigram_hashes(text: &str) -> HashSet<u64> {
-    let words: Vec<String> = text
+    let words: Vec<u64> = text
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(|w| w.chars().flat_map(char::to_lowercase).fold(0xcbf2_9ce4_8422_2325, |h, c| splitmix(h ^ c as u64)))
         .collect();
-    words
-        .windows(3)
-        .map(|w| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            w.hash(&mut h);
-            h.finish()
-        })
-        .collect()
+    words.windows(3).map(|w| splitmix(splitmix(w[0] ^ 1) ^ w[1].rotate_left(21) ^ w[2].rotate_left(42))).collect()
 }
 
 fn jaccard(a: &HashSet<u64>, b: &HashSet<u64>) -> f64 {

@@ -225,19 +225,14 @@ fn metadata_flags(row: &Row) -> Vec<String> {
 }
 
 impl Lengths {
-    pub fn of(mut values: Vec<usize>) -> Lengths {
-        if values.is_empty() {
-            return Lengths::default();
-        }
-        let sorted = {
-            let mut s = values.clone();
-            s.sort_unstable();
-            s
-        };
+    /// Min, median, mean, 95th percentile and max of `values` (all 0 when there are none).
+    pub fn of(values: Vec<usize>) -> Lengths {
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        let (Some(&min), Some(&max)) = (sorted.first(), sorted.last()) else { return Lengths::default() };
         let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
         let mean = round3(sorted.iter().sum::<usize>() as f64 / sorted.len() as f64);
-        values.shrink_to_fit();
-        Lengths { min: sorted[0], median: at(0.5), mean, p95: at(0.95), max: sorted[sorted.len() - 1], values }
+        Lengths { min, median: at(0.5), mean, p95: at(0.95), max, values }
     }
 }
 
