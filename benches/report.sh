@@ -41,12 +41,22 @@ with open(path, "w") as out:
         out.write(json.dumps(row) + "\n")
 PY
 
-seconds() { local start end; start=$(date +%s.%N); "$@" >/dev/null; end=$(date +%s.%N); printf '%.2f' "$(echo "$end - $start" | bc)"; }
+# Wall seconds of a command; its CPU seconds (user + system) go to $work/cpu.
+seconds() {
+  local TIMEFORMAT='%R %U %S' t
+  t=$({ time "$@" >/dev/null; } 2>&1 | tail -1)
+  read -r wall user sys <<<"$t"
+  echo "$user + $sys" | bc >"$work/cpu"
+  printf '%.2f' "$wall"
+}
 
 "$synth" --quiet datasets import "$work/rows.jsonl" --id bench >/dev/null
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 jsonl_bytes=$(stat -c %s "$work/rows.jsonl")
 report_s=$(seconds "$synth" --quiet datasets report bench --output "$work/report.html")
+report_cpu=$(cat "$work/cpu")
 stats_s=$(seconds "$synth" --quiet datasets stats bench)
+stats_cpu=$(cat "$work/cpu")
 report_bytes=$(stat -c %s "$work/report.html")
 echo '<!DOCTYPE html><html><body>empty</body></html>' >"$work/empty.html"
 
@@ -61,7 +71,8 @@ ready_ms=$(open_page "$work/report.html" | grep -o 'synth-report-ready-ms [0-9]*
 
 mib() { echo "scale=1; $1 / 1048576" | bc; }
 echo "rows: $rows (JSONL $(mib "$jsonl_bytes") MiB)"
-echo "synth datasets report: ${report_s}s, report.html $(mib "$report_bytes") MiB ($(printf '%.2f' "$(echo "scale=3; $report_bytes / $jsonl_bytes" | bc)")x the JSONL)"
-echo "synth datasets stats: ${stats_s}s"
+echo "load average before: $load"
+echo "synth datasets report: ${report_s}s wall, ${report_cpu}s CPU, report.html $(mib "$report_bytes") MiB ($(printf '%.2f' "$(echo "scale=3; $report_bytes / $jsonl_bytes" | bc)")x the JSONL)"
+echo "synth datasets stats: ${stats_s}s wall, ${stats_cpu}s CPU"
 echo "headless Chromium open (--screenshot): report ${report_open_s}s, empty page ${empty_s}s (peer), difference $(printf '%.2f' "$(echo "$report_open_s - $empty_s" | bc)")s"
 echo "first page of rows ready ${ready_ms} ms after navigation start (in-page clock)"

@@ -169,3 +169,29 @@ fn delete_removes_a_dataset_and_refuses_one_a_run_is_writing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     fails(&home.synth(&["datasets", "delete", "mixed"]), 3, &["dataset `mixed` not found"]);
 }
+
+#[test]
+fn stats_print_the_figures_as_a_table_and_as_json() {
+    let home = Home::new();
+    mixed_dataset(&home);
+    let out = home.synth(&["datasets", "stats", "mixed", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["rows"], 8);
+    assert_eq!(stats["lengthUnit"], "words");
+    let splits: Vec<(&str, u64)> = stats["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["rows"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(splits, [("train", 5), ("validation", 2), ("test", 1)]);
+    // Requests are "Translate «i» to 日本語 🙂 / and say "why" <b>now</b>": 9 words each.
+    assert_eq!(stats["splits"][0]["request"]["median"], 9);
+    assert_eq!(stats["rowsPerSeed"]["seeds"], 4, "seed rows 0, 1, 3 and 4 are named in metadata");
+    let out = home.synth(&["datasets", "stats", "mixed"]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("dataset `mixed` (imported, made 2025-01-02T03:04:05Z): 8 rows"), "{table}");
+    assert!(table.contains("validation   request       2"), "{table}");
+    fails(&home.synth(&["datasets", "stats", "nope"]), 3, &["dataset `nope` not found"]);
+}
