@@ -202,7 +202,7 @@ pub enum EvalCommand {
     Report {
         /// The run id, e.g. `eval_run_1`.
         run: String,
-        /// Where to write it [default: `evals/<run>/report.html`].
+        /// Where to write it, replacing the file there [default: `evals/<run>/report.html`].
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -278,7 +278,7 @@ pub enum DatasetsCommand {
         /// The dataset id.
         #[arg(value_name = "ID")]
         id: String,
-        /// Where to write it [default: `datasets/<id>/report.html`].
+        /// Where to write it, replacing the file there [default: `datasets/<id>/report.html`].
         #[arg(long)]
         output: Option<PathBuf>,
     },
@@ -296,6 +296,7 @@ pub enum DatasetsCommand {
         /// The dataset id.
         #[arg(value_name = "ID")]
         id: String,
+        /// `jsonl`, `parquet`, or `hf` (Parquet files under `data/` and a `README.md` dataset card).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// The new directory to write.
