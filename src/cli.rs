@@ -249,7 +249,7 @@ pub enum DatasetsCommand {
     /// Import a JSONL, Parquet (`.parquet`) or CSV (`.csv`) file (chat, prompt/response or
     /// Alpaca rows) as a dataset.
     Import {
-        /// The file to import.
+        /// The JSONL file to import (or a `.parquet` or `.csv` file).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The new dataset's id.
