@@ -195,3 +195,28 @@ fn stats_print_the_figures_as_a_table_and_as_json() {
     assert!(table.contains("validation   request       2"), "{table}");
     fails(&home.synth(&["datasets", "stats", "nope"]), 3, &["dataset `nope` not found"]);
 }
+
+#[test]
+fn a_parquet_file_from_pyarrow_with_prompt_and_response_columns_imports() {
+    let python = python_with_datasets();
+    let home = Home::new();
+    let file = home.path().join("pr.parquet");
+    let write = "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+        pq.write_table(pa.table({'prompt': ['2+2?', 'Capital of France?'], 'response': ['4', 'Paris'], 'id': [7, 8]}), sys.argv[1])";
+    let out = Command::new(&python).args(["-c", write, s(&file)]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = home.synth(&["datasets", "import", s(&file), "--id", "pr"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = home.synth(&["datasets", "show", "pr"]);
+    let rows: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        rows[1],
+        json!({"messages": [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris"}],
+            "metadata": {"id": 8}})
+    );
+
+    let bad = home.path().join("bad.parquet");
+    std::fs::write(&bad, "not parquet").unwrap();
+    fails(&home.synth(&["datasets", "import", s(&bad), "--id", "bad"]), 2, &["bad.parquet", "is not a Parquet file"]);
+}
