@@ -21,8 +21,9 @@ use crate::generation::EngineOptions;
 use crate::model::{presence, LoadedModel, Presence, Registry};
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::{read_text, Recipe};
+use crate::report;
 use crate::store::atomic;
-use crate::store::{Message, Store};
+use crate::store::{ExportFormat, Message, Store};
 use crate::synthesis::{merge, synthesize, RunOptions, Shard};
 
 #[derive(Parser, Debug)]
@@ -240,6 +241,14 @@ pub enum EvalCommand {
         #[arg(long, default_value_t = 5)]
         worst: usize,
     },
+    /// Write a stored run's report, one HTML file to open in a browser, and print its path.
+    Report {
+        /// The run id, e.g. `eval_run_1`.
+        run: String,
+        /// Where to write it, replacing the file there [default: `evals/<run>/report.html`].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -280,9 +289,10 @@ pub struct GenerateArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum DatasetsCommand {
-    /// Import a JSONL file (chat, prompt/response or Alpaca rows) as a dataset.
+    /// Import a JSONL, Parquet (`.parquet`) or CSV (`.csv`) file (chat, prompt/response or
+    /// Alpaca rows) as a dataset.
     Import {
-        /// The JSONL file to import.
+        /// The JSONL file to import (or a `.parquet` or `.csv` file).
         #[arg(value_name = "FILE")]
         file: PathBuf,
         /// The new dataset's id.
@@ -305,6 +315,45 @@ pub enum DatasetsCommand {
         /// Most rows to print.
         #[arg(long, value_name = "N", default_value_t = 10)]
         limit: usize,
+    },
+    /// Write a dataset's report, one HTML file to open in a browser, and print its path.
+    Report {
+        /// The dataset id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Where to write it, replacing the file there [default: `datasets/<id>/report.html`].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print a dataset's figures: splits, lengths, rows per seed row, diversity, quality flags.
+    Stats {
+        /// The dataset id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a dataset out as JSONL, Parquet, or the Hugging Face `datasets` layout.
+    Export {
+        /// The dataset id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// `jsonl`, `parquet`, or `hf` (Parquet files under `data/` and a `README.md` dataset card).
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The new directory to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Replace `--output` if it exists.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Delete a dataset (refused while a run is writing it).
+    Delete {
+        /// The dataset id.
+        #[arg(value_name = "ID")]
+        id: String,
     },
     /// Delete the journals of interrupted runs (they can then no longer be resumed) and any
     /// leftover temporary directories; a run in progress is left alone.
@@ -544,9 +593,17 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
 
 fn eval_command(args: EvalArgs, device: Option<DeviceChoice>, progress: ProgressMode, say: &Say) -> Result<()> {
     let store = Store::open_default()?;
-    if let Some(EvalCommand::Show { run, worst }) = args.command {
-        write!(std::io::stdout().lock(), "{}", evaluation::show::show(&store, &run, worst)?).map_err(StdoutError)?;
-        return Ok(());
+    match args.command {
+        Some(EvalCommand::Show { run, worst }) => {
+            write!(std::io::stdout().lock(), "{}", evaluation::show::show(&store, &run, worst)?)
+                .map_err(StdoutError)?;
+            return Ok(());
+        }
+        Some(EvalCommand::Report { run, output }) => {
+            out!("{}", report::write_eval_report(&store, &run, output.as_deref())?.display());
+            return Ok(());
+        }
+        None => {}
     }
     let recipe = args.recipe.context("clap requires a recipe")?;
     let options = EvalOptions {
@@ -624,7 +681,7 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
     let store = Store::open_default()?;
     match command {
         DatasetsCommand::Import { file, id, overwrite } => {
-            let report = store.import_jsonl(&file, &id, overwrite)?;
+            let report = store.import_file(&file, &id, overwrite)?;
             out!("{}", report.id);
             say.line(format!("imported {} from {} as `{}`", rows(report.rows), file.display(), report.id));
         }
@@ -659,6 +716,28 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
             out!("{id}");
             say.line(format!("merged {shards} shards: train {train}, validation {validation}, test {test}"));
             say.line(format!("dataset `{id}` is at {}", merged.path.display()));
+        }
+        DatasetsCommand::Report { id, output } => {
+            out!("{}", report::write_dataset_report(&store, &id, output.as_deref())?.display());
+        }
+        DatasetsCommand::Stats { id, json } => {
+            let stats = report::explore(&store, &id)?.stats;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                write!(std::io::stdout().lock(), "{}", report::stats_table(&stats)).map_err(StdoutError)?;
+            }
+        }
+        DatasetsCommand::Export { id, format, output, overwrite } => {
+            let exported = store.export(&id, format, &output, overwrite)?;
+            for f in &exported.files {
+                say.line(format!("{}: {} in {}", f.split, rows(f.rows), f.path.display()));
+            }
+            out!("{}", exported.dir.display());
+        }
+        DatasetsCommand::Delete { id } => {
+            out!("{}", store.delete(&id)?.display());
+            say.line(format!("deleted dataset `{id}`"));
         }
         DatasetsCommand::Clean => {
             let removed = Journal::clean(&store)?;

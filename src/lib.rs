@@ -19,6 +19,7 @@ pub mod model;
 pub mod output;
 pub mod progress;
 pub mod recipe;
+pub mod report;
 pub mod store;
 pub mod synthesis;
 pub mod terminal;

@@ -105,6 +105,32 @@ impl Drop for StagingDir {
     }
 }
 
+/// Removes directory `<parent>/<name>` so that readers see it whole or gone: it is first renamed
+/// to a hidden `.old-*` directory beside it, then deleted. Returns the error of the rename; a
+/// hidden leftover of a failed delete is reported too (`synth datasets clean` removes it).
+pub fn remove_dir(parent: &Path, name: &str) -> Result<()> {
+    let target = parent.join(name);
+    let old = hidden_path(parent, "old", name, |path| {
+        if path.symlink_metadata().is_ok() {
+            return Ok(false);
+        }
+        std::fs::rename(&target, path).map(|()| true)
+    })
+    .map_err(|e| SynthError::failed(format!("cannot move `{}` aside to delete it: {e}", target.display())))?;
+    std::fs::remove_dir_all(&old).map_err(|e| {
+        SynthError::failed(format!(
+            "`{}` is gone, but deleting its files in `{}` failed: {e}",
+            target.display(),
+            old.display()
+        ))
+        .hint("run `synth datasets clean` to remove leftover directories")
+    })?;
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 /// Checks, before any work, that [`write_file`] could write `path`: it does not exist (or
 /// `overwrite`), it is not a directory, and its directory takes new files. A device or FIFO
 /// is accepted as it is: it is written in place.

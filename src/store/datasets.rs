@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::atomic;
 use super::id::validate_dataset_id;
 use super::jsonl::{JsonlReader, LineError};
 use super::manifest::{self, Manifest, SplitInfo, MANIFEST_FILE};
@@ -85,12 +86,7 @@ impl Store {
     pub fn manifest(&self, id: &str) -> Result<Manifest> {
         let dir = self.dataset_dir(id)?;
         if !dir.is_dir() {
-            return Err(SynthError::not_found(format!(
-                "dataset `{id}` not found in `{}`",
-                self.datasets_dir().display()
-            ))
-            .hint(LIST_HINT)
-            .into());
+            return Err(not_found(self, id));
         }
         read_manifest(&dir).map_err(|message| {
             SynthError::failed(message)
@@ -159,6 +155,23 @@ impl Store {
         read_split_file(&self.dataset_dir(id)?, info, limit)
     }
 
+    /// Deletes dataset `id` atomically (see [`atomic::remove_dir`]) and returns where it was.
+    /// Refused while a `synth run` holds the lock of `datasets/.run-<id>` (the journal directory
+    /// of `generation::journal`): that run would publish over it.
+    pub fn delete(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.dataset_dir(id)?;
+        if !dir.is_dir() {
+            return Err(not_found(self, id));
+        }
+        if run_lock_held(&self.datasets_dir().join(format!(".run-{id}")).join("lock")) {
+            return Err(SynthError::invalid(format!("dataset `{id}` is being written by a running `synth run`"))
+                .hint("wait for the run to finish (or stop it), then delete the dataset")
+                .into());
+        }
+        atomic::remove_dir(&self.datasets_dir(), id)?;
+        Ok(dir)
+    }
+
     /// Starts writing dataset `id` into a hidden temporary directory.
     pub fn begin_dataset(&self, id: &str) -> Result<PendingDataset> {
         check_id(id)?;
@@ -184,6 +197,18 @@ pub fn first_free(prefix: &str, taken: impl Fn(&str) -> Result<bool>) -> Result<
         }
         n += 1;
     }
+}
+
+/// Whether a running process holds the lock file at `path`.
+fn run_lock_held(path: &Path) -> bool {
+    let Ok(lock) = File::open(path) else { return false };
+    matches!(lock.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+fn not_found(store: &Store, id: &str) -> anyhow::Error {
+    SynthError::not_found(format!("dataset `{id}` not found in `{}`", store.datasets_dir().display()))
+        .hint(LIST_HINT)
+        .into()
 }
 
 fn check_id(id: &str) -> Result<()> {

@@ -16,14 +16,17 @@
 pub mod artifacts;
 pub mod atomic;
 mod datasets;
+pub mod export;
 pub mod id;
 mod import;
 pub mod jsonl;
 pub mod manifest;
+pub mod parquet;
 mod pending;
 pub mod row;
 
 pub use datasets::{first_free, DatasetSummary, Store};
+pub use export::{ExportFormat, ExportReport};
 pub use id::validate_dataset_id;
 pub use import::{ImportReport, RowFormatCounts};
 pub use jsonl::{JsonlReader, LineError, RowFormat};
