@@ -143,3 +143,38 @@ fn malformed_and_missing_files() {
     let out = home.synth(&["validate", "no/such/recipe.json"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// The curation extension and `synth run`'s curation flags: a typo names the JSON path or flag,
+/// the value and the filters there are, before any model is loaded.
+#[test]
+fn curation_settings_are_checked_in_the_recipe_and_on_the_command_line() {
+    let home = Home::new();
+    let good = std::fs::read_to_string("recipes/quickstart.json").unwrap();
+    let with_curation = good.replacen(
+        "\"datasetId\": \"dataset_quickstart_seed\",",
+        "\"datasetId\": \"dataset_quickstart_seed\", \"curation\": {\"filters\": {\"refusals\": false}},",
+        1,
+    );
+    let file = home.path().join("curated.json");
+    std::fs::write(&file, with_curation).unwrap();
+    let out = home.synth(&["validate", file.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("synthesisConfig.synthesisConfig.curation.filters.refusals: `refusals` is not a filter"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `refusal`?"), "{err}");
+
+    for (flag, value, rule) in [
+        ("--filter", "refusals=off", "`refusals` is not a filter; filters: tooShort, instructionEcho"),
+        ("--filter", "refusal=no", "`no` must be `on` or `off`"),
+        ("--dedup-threshold", "0", "must be more than 0 and at most 1"),
+        ("--exclude", "../up", "../up"),
+    ] {
+        let out = home.synth(&["run", "recipes/quickstart.json", flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(rule), "{flag} {value}: {err}");
+    }
+}

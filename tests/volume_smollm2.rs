@@ -78,6 +78,25 @@ fn forty_rows_from_eight_seed_rows() {
     let diversity = &m["diversity"];
     assert_eq!(diversity["mechanism"], "on");
     assert!(diversity["distinct2"].as_f64().unwrap() > 0.0 && diversity["sameSeedPairs"].as_u64().unwrap() > 0);
+    // Rows of one seed row are paraphrases of one example: they all sit in one split, and each
+    // split's size stays within one seed row's rows of 32/4/4.
+    let mut split_of_seed = std::collections::BTreeMap::new();
+    let mut per_seed = std::collections::BTreeMap::new();
+    let mut sizes = Vec::new();
+    for split in ["train", "validation", "test"] {
+        let text = String::from_utf8(read(&home, "grown", &format!("{split}.jsonl"))).unwrap();
+        sizes.push(text.lines().count());
+        for line in text.lines() {
+            let seed_row = serde_json::from_str::<Value>(line).unwrap()["metadata"]["seedRow"].as_u64().unwrap();
+            assert_eq!(*split_of_seed.entry(seed_row).or_insert(split), split, "seed row {seed_row} in two splits");
+            *per_seed.entry(seed_row).or_insert(0usize) += 1;
+        }
+    }
+    let largest = per_seed.values().copied().max().unwrap();
+    assert!(
+        sizes.iter().zip([32usize, 4, 4]).all(|(&got, want)| got.abs_diff(want) <= largest),
+        "{sizes:?} {per_seed:?}"
+    );
 }
 
 #[test]

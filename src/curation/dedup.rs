@@ -7,8 +7,8 @@
 //! ([`shingles`]; a text of fewer than 3 words is one shingle) reaches a threshold.
 //!
 //! [`NearIndex`] finds near duplicates among many texts without comparing every pair: each text
-//! gets a MinHash signature of [`NUM_PERM`] values (Broder 1997; the universal hashes
-//! `(a·x + b) mod (2^61 − 1)` that datasketch uses), cut into bands (locality-sensitive hashing,
+//! gets a MinHash signature of [`NUM_PERM`] values (Broder 1997; multiply-shift hash functions,
+//! see [`MinHasher`]), cut into bands (locality-sensitive hashing,
 //! Leskovec, Rajaraman & Ullman, *Mining of Massive Datasets*, ch. 3); texts that share a band
 //! are candidates, and a candidate counts only if the *exact* Jaccard index of the two shingle
 //! sets reaches the threshold. So the estimate never decides, it only narrows: a decision is a
@@ -27,8 +27,6 @@ use twox_hash::XxHash3_64;
 pub const NUM_PERM: usize = 128;
 /// Words per shingle.
 pub const SHINGLE_WORDS: usize = 3;
-/// The Mersenne prime 2^61 − 1 the permutations work modulo.
-const PRIME: u64 = (1 << 61) - 1;
 /// Fixed so that signatures, and so decisions, never change between runs or releases.
 const PERMUTATION_SEED: u64 = 0x6d69_6e68_6173_6831;
 /// [`lsh_params`] weighs a missed pair this much more than a candidate that verification then
@@ -120,18 +118,10 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     common as f64 / (a.len() + b.len() - common) as f64
 }
 
-/// `x mod (2^61 − 1)` for `x < 2^122`.
-fn mod_prime(x: u128) -> u64 {
-    let folded = (x & PRIME as u128) as u64 + (x >> 61) as u64;
-    let folded = (folded & PRIME) + (folded >> 61);
-    if folded >= PRIME {
-        folded - PRIME
-    } else {
-        folded
-    }
-}
-
-/// The [`NUM_PERM`] universal hash functions of a MinHash signature.
+/// The [`NUM_PERM`] hash functions of a MinHash signature: multiply-shift hashes
+/// `(a·x + b) mod 2^64`, top 32 bits, with odd `a` (Dietzfelbinger et al. 1997: 2-independent
+/// in their top bits; one multiply and one add per shingle and permutation, where datasketch's
+/// `(a·x + b) mod (2^61 − 1)` needs a 128-bit product and a reduction).
 #[derive(Clone)]
 pub struct MinHasher {
     a: Vec<u64>,
@@ -141,25 +131,18 @@ pub struct MinHasher {
 impl Default for MinHasher {
     fn default() -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(PERMUTATION_SEED);
-        let mut draw = |low: u64| loop {
-            let x = rng.next_u64() >> 3;
-            if x >= low && x < PRIME {
-                return x;
-            }
-        };
-        let (a, b) = (0..NUM_PERM).map(|_| (draw(1), draw(0))).unzip();
+        let (a, b) = (0..NUM_PERM).map(|_| (rng.next_u64() | 1, rng.next_u64())).unzip();
         Self { a, b }
     }
 }
 
 impl MinHasher {
-    /// The signature of a non-empty shingle set: per permutation, the least permuted shingle.
+    /// The signature of a non-empty shingle set: per hash function, the least hashed shingle.
     pub fn signature(&self, shingles: &[u64]) -> Vec<u64> {
         let mut signature = vec![u64::MAX; NUM_PERM];
-        for &s in shingles {
-            let x = mod_prime(s as u128);
+        for &x in shingles {
             for (slot, (&a, &b)) in signature.iter_mut().zip(self.a.iter().zip(&self.b)) {
-                let h = mod_prime(a as u128 * x as u128 + b as u128);
+                let h = a.wrapping_mul(x).wrapping_add(b) >> 32;
                 if h < *slot {
                     *slot = h;
                 }
