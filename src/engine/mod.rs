@@ -5,6 +5,7 @@
 //! single decode tokens, each row at its own position) and samples one token per finished row.
 
 pub mod device_sampler;
+pub mod kquant;
 pub mod kv_cache;
 pub mod models;
 pub mod quant;
