@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 // QK: elements per block (Q4_1, Q8_0, Q8_1 alike); COLS: columns per weight tile, one per
 // 32-bit lane of a 256-bit register; ROWS: activation rows each weight tile is loaded for.
+use super::bf16;
 use super::kquant::{self, KTiles, COLS, QK, ROWS};
 
 /// One Q4_1 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s byte `4 * g + i`, whose low
@@ -62,6 +63,8 @@ enum Tiles {
     Q8_0(Vec<Q8_0x8>),
     /// kquant.rs's tiles, tagged with their GGUF type.
     K(GgmlDType, KTiles),
+    /// bf16.rs's tiles of dense bf16 weights (safetensors on CPU).
+    Bf16(Vec<[u16; COLS]>),
 }
 
 /// A linear layer `x @ wᵀ` over repacked GGUF weights, on CPU. Tile `t`, block `b` is at
@@ -79,6 +82,7 @@ impl std::fmt::Debug for PackedLinear {
             Tiles::Q4_1(_) => GgmlDType::Q4_1,
             Tiles::Q8_0(_) => GgmlDType::Q8_0,
             Tiles::K(dtype, _) => dtype,
+            Tiles::Bf16(_) => GgmlDType::BF16,
         };
         write!(f, "PackedLinear({dtype:?}, exact={}, n={}, k={})", self.is_exact(), self.n, self.k)
     }
@@ -108,9 +112,21 @@ impl PackedLinear {
         Ok(Some(Self { tiles, n, k }))
     }
 
-    /// Whether [`Self::forward`] gives candle's QMatMul bits (else kquant.rs's tolerance).
+    /// Tiles a dense `[n, k]` bf16 weight for bf16.rs's kernel (f32 activations and sums).
+    pub fn from_bf16(w: &Tensor) -> Result<Self> {
+        let (n, k) = w.dims2()?;
+        let bits: Vec<u16> = w.flatten_all()?.to_vec1::<half::bf16>()?.into_iter().map(|b| b.to_bits()).collect();
+        Ok(Self { tiles: Tiles::Bf16(bf16::pack(&bits, n, k)), n, k })
+    }
+
+    /// Whether [`Self::forward`] gives candle's QMatMul bits (else kquant.rs's tolerance, or
+    /// bf16.rs's f32 sums).
     pub fn is_exact(&self) -> bool {
-        !matches!(self.tiles, Tiles::K(..))
+        matches!(self.tiles, Tiles::Q4_1(_) | Tiles::Q8_0(_))
+    }
+
+    fn is_k(&self) -> bool {
+        matches!(self.tiles, Tiles::K(..))
     }
 
     /// `x`: `[..., k]` f32 on CPU; returns `[..., n]` (see [`Self::is_exact`]).
@@ -150,11 +166,10 @@ impl PackedLinear {
                 candle_core::bail!("packed quantized matmul runs on CPU");
             };
             let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
-            let exact = layers.iter().any(|l| l.is_exact());
-            let other = layers.iter().any(|l| !l.is_exact());
             Acts {
-                exact: if exact { quantize(xs, level) } else { Vec::new() },
-                k: if other { kquant::quantize(xs) } else { Vec::new() },
+                exact: if layers.iter().any(|l| l.is_exact()) { quantize(xs, level) } else { Vec::new() },
+                k: if layers.iter().any(|l| l.is_k()) { kquant::quantize(xs) } else { Vec::new() },
+                raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
             }
         };
         let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
@@ -169,7 +184,7 @@ impl PackedLinear {
         // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
         // runs inside candle's rayon pool, so this is that pool.
         // About a thousand block dots per task: fine enough to share a decode step's matmuls.
-        let min_len = 1024usize.div_ceil(m * (k / QK));
+        let min_len = 1024usize.div_ceil((m * k.div_ceil(QK)).max(1));
         (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
             let j = starts.partition_point(|&s| s <= item) - 1;
             let (layer, out) = jobs[j];
@@ -200,6 +215,10 @@ impl PackedLinear {
                     q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
                 }
                 Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, &mut tile, level != Level::Scalar),
+                Tiles::Bf16(w) => {
+                    let x = &acts.raw[row * self.k..(row + rows) * self.k];
+                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, &mut tile, level != Level::Scalar)
+                }
             }
             for (r, vals) in tile.iter().take(rows).enumerate() {
                 std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
@@ -212,6 +231,8 @@ impl PackedLinear {
 struct Acts {
     exact: Vec<ActBlock>,
     k: Vec<kquant::Act>,
+    /// The f32 input itself, for bf16 weights.
+    raw: Vec<f32>,
 }
 
 /// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
@@ -776,6 +797,35 @@ mod tests {
                         assert!(err <= 2e-6 * magnitude, "{dtype:?} {level:?} [{i}, {j}]: {got} vs {exact}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_matmul_sums_in_f32_the_same_on_every_level_and_batch() {
+        let dev = Device::Cpu;
+        let (n, k) = (21, 300);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+        let packed = PackedLinear::from_bf16(&w).unwrap();
+        let wf = w.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+        let x = Tensor::randn(0f32, 1.0, (7, k), &dev).unwrap();
+        let xs = x.to_vec2::<f32>().unwrap();
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        };
+        let all = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
+        for level in levels() {
+            let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+            assert_eq!(bits(&got), bits(&all), "{level:?}");
+            // Row 5 alone gives the bits it gets in a batch of 7.
+            let one = PackedLinear::forward_at(&[&packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
+            assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{level:?}");
+        }
+        for (x, got) in xs.iter().zip(all.to_vec2::<f32>().unwrap()) {
+            for (w, got) in wf.iter().zip(got) {
+                let exact: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let magnitude: f64 = x.iter().zip(w).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                assert!((got as f64 - exact).abs() <= 1e-5 * magnitude, "{got} vs {exact}");
             }
         }
     }

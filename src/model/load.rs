@@ -8,6 +8,7 @@ use candle_core::Device;
 
 use super::choose::{choose_spec, spec_from_gguf, warn_if_other_model};
 use super::gguf_header::read_gguf;
+use super::memory::check_fits;
 use super::registry::{ModelSpec, Registry, WeightFormat};
 use super::resolve::{resolve, ModelSource, ResolvedModel};
 use super::text::ModelText;
@@ -45,6 +46,13 @@ impl LoadedModel {
 
     fn load_resolved(resolved: ResolvedModel, device: &Device) -> Result<LoadedModel> {
         let spec: &ModelSpec = &resolved.spec;
+        let weights: Vec<PathBuf> = resolved
+            .files
+            .iter()
+            .filter(|(n, _)| n.ends_with(".safetensors") || n.ends_with(".gguf"))
+            .map(|(_, p)| p.clone())
+            .collect();
+        check_fits(spec, &weights, device)?;
         let (text, decoder) = match spec.format {
             WeightFormat::Gguf => {
                 let path = resolved.gguf().context("the resolved model has no `.gguf` file")?;
@@ -59,12 +67,6 @@ impl LoadedModel {
             WeightFormat::Safetensors => {
                 let text = ModelText::load(&resolved)?;
                 let config = resolved.file("config.json").context("the resolved model has no `config.json`")?;
-                let weights: Vec<PathBuf> = resolved
-                    .files
-                    .iter()
-                    .filter(|(n, _)| n.ends_with(".safetensors"))
-                    .map(|(_, p)| p.clone())
-                    .collect();
                 (text, models::load_safetensors(config, &weights, device)?)
             }
         };

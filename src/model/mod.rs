@@ -8,6 +8,7 @@ pub mod choose;
 pub mod download;
 pub mod gguf_header;
 pub mod load;
+pub mod memory;
 pub mod registry;
 pub mod resolve;
 pub mod text;

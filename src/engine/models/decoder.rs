@@ -38,6 +38,15 @@ impl Linear {
         Self::Candle(QMatMul::Tensor(w))
     }
 
+    /// A dense weight as loaded: bf16 on the CPU stays bf16 behind [`PackedLinear`]'s f32-sum
+    /// kernel (half of f32's memory); anything else goes to candle's matmul as it is.
+    pub fn from_dense(w: Tensor) -> Result<Self> {
+        if w.dtype() == DType::BF16 && matches!(w.device(), Device::Cpu) {
+            return Ok(Self::Packed(Arc::new(PackedLinear::from_bf16(&w)?)));
+        }
+        Ok(Self::dense(w))
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Candle(m) => m.forward(x),
