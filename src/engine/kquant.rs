@@ -33,8 +33,20 @@ pub const ROWS: usize = 4;
 #[repr(C)]
 pub struct Act {
     qs: [i8; QK],
+    /// `qs + 128` as unsigned bytes, for `vpdpbusd` against signed weights.
+    qu: [u8; QK],
     d: f32,
     ds: f32,
+}
+
+/// The kernels a CPU can run (chosen at run time by `quant.rs`'s feature detection).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Isa {
+    Scalar,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX2 plus AVX-512 VNNI on 256-bit registers (`vpdpbusd`).
+    Vnni,
 }
 
 /// One sub-block of 8 columns of 4-bit weights. `qs[g][4 c + i]` is column `c`'s byte `4 g + i`,
@@ -103,11 +115,11 @@ impl KTiles {
     }
 
     /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` rows of `a`.
-    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], simd: bool) {
+    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
         let span = t * blocks..(t + 1) * blocks;
         match self {
-            Self::Nib(w) => nib_tile(&w[span], a, rows, out, simd),
-            Self::Byte { tiles, wide } => byte_tile(&tiles[span], a, rows, out, simd, *wide),
+            Self::Nib(w) => nib_tile(&w[span], a, rows, out, isa),
+            Self::Byte { tiles, wide } => byte_tile(&tiles[span], a, rows, out, isa, *wide),
         }
     }
 }
@@ -260,27 +272,36 @@ pub fn quantize(xs: &[f32]) -> Vec<Act> {
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let qs: [i8; QK] = std::array::from_fn(|i| (x[i] * id).round() as i8);
             let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            Act { qs, d, ds: d * sum as f32 }
+            Act { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d, ds: d * sum as f32 }
         })
         .collect()
 }
 
 #[inline(never)]
-fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], simd: bool) {
+fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: `simd` is only set when the CPU has AVX2 and FMA.
-        unsafe {
-            match rows {
+    match isa {
+        // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe {
+            return match rows {
                 4 => avx2::nib::<4>(w, a, out),
                 3 => avx2::nib::<3>(w, a, out),
                 2 => avx2::nib::<2>(w, a, out),
                 _ => avx2::nib::<1>(w, a, out),
-            }
-        }
-        return;
+            };
+        },
+        // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Isa::Vnni => unsafe {
+            return match rows {
+                4 => avx2::nib_vnni::<4>(w, a, out),
+                3 => avx2::nib_vnni::<3>(w, a, out),
+                2 => avx2::nib_vnni::<2>(w, a, out),
+                _ => avx2::nib_vnni::<1>(w, a, out),
+            };
+        },
+        Isa::Scalar => {}
     }
-    let _ = simd;
+    let _ = isa;
     let blocks = w.len();
     for (r, out) in out.iter_mut().take(rows).enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
@@ -302,10 +323,23 @@ fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], 
 }
 
 #[inline(never)]
-fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], simd: bool, wide: bool) {
+fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa, wide: bool) {
     #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: `simd` is only set when the CPU has AVX2 and FMA.
+    if isa == Isa::Vnni {
+        // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL.
+        unsafe {
+            match rows {
+                4 => avx2::byte_vnni::<4>(w, a, out),
+                3 => avx2::byte_vnni::<3>(w, a, out),
+                2 => avx2::byte_vnni::<2>(w, a, out),
+                _ => avx2::byte_vnni::<1>(w, a, out),
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         unsafe {
             match (rows, wide) {
                 (4, false) => avx2::byte::<4, false>(w, a, out),
@@ -320,7 +354,7 @@ fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS]
         }
         return;
     }
-    let _ = (simd, wide);
+    let _ = (isa, wide);
     let blocks = w.len();
     for (r, out) in out.iter_mut().take(rows).enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
@@ -335,18 +369,6 @@ fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS]
                 })
                 .sum();
         }
-    }
-}
-
-/// Whether the AVX2 kernels can run here (chosen at run time).
-pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -431,6 +453,75 @@ mod avx2 {
                     let ab = &a[r * blocks + b];
                     let sumi = if WIDE { sum[r] } else { _mm256_madd_epi16(sum[r], ones) };
                     acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r]);
+                }
+            }
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn nib_vnni<const R: usize>(w: &[NibX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], lo, broadcast4(ab, 4 * g));
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], hi, broadcast4(ab, 16 + 4 * g));
+                }
+            }
+            let wd = _mm256_loadu_ps(wb.d.as_ptr());
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w
+    /// − 128·Σ w, the last term once per weight register (all exact in i32).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn byte_vnni<const R: usize>(w: &[ByteX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let zero = _mm256_setzero_si256();
+        let bias = _mm256_set1_epi8(-128);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            for h in 0..2 {
+                let mut corr = zero;
+                let mut sum = [zero; R];
+                for g in 4 * h..4 * h + 4 {
+                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                    corr = _mm256_dpbusd_epi32(corr, bias, x);
+                    for r in 0..R {
+                        let ab = &a[r * blocks + b];
+                        let y = _mm256_set1_epi32(std::ptr::read_unaligned(ab.qu.as_ptr().add(4 * g) as *const i32));
+                        sum[r] = _mm256_dpbusd_epi32(sum[r], y, x);
+                    }
+                }
+                let wd = _mm256_loadu_ps(wb.d[h].as_ptr());
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], corr));
+                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
                 }
             }
             let wm = _mm256_loadu_ps(wb.m.as_ptr());

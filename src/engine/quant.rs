@@ -214,7 +214,7 @@ impl PackedLinear {
                 Tiles::Q8_0(w) => {
                     q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
                 }
-                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, &mut tile, level != Level::Scalar),
+                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, &mut tile, level.isa()),
                 Tiles::Bf16(w) => {
                     let x = &acts.raw[row * self.k..(row + rows) * self.k];
                     bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, &mut tile, level != Level::Scalar)
@@ -311,6 +311,19 @@ fn pack_q8_0(data: &[u8], n: usize, k: usize) -> Vec<Q8_0x8> {
         }
     }
     tiles
+}
+
+impl Level {
+    /// The same CPU features for kquant.rs's kernels.
+    fn isa(self) -> kquant::Isa {
+        match self {
+            Level::Scalar => kquant::Isa::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => kquant::Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni => kquant::Isa::Vnni,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
