@@ -169,7 +169,7 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, shape: HfShape, device: &Device) -> Re
     let attention_path = decoder::AttentionPath::for_device(device);
     Ok(Decoder {
         norm: dense_norm(&m.pp("norm"), h, eps)?,
-        embed,
+        embed: decoder::Embedding::Dense(embed),
         layers,
         lm_head,
         rope,
@@ -213,13 +213,13 @@ pub(crate) fn gguf_decoder(
         });
     }
     let device = g.device.clone();
-    let dense_embed = embed.dequantize(&device)?;
+    let table = decoder::Embedding::from_qtensor(&embed, &device)?;
     let lm_head =
         if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
     let attention_path = decoder::AttentionPath::for_device(&device);
     Ok(Decoder {
         norm: g.norm("output_norm.weight", eps)?,
-        embed: dense_embed,
+        embed: table,
         layers,
         lm_head,
         rope,
