@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Runs synth's whole test suite: the shape gate (rustfmt, clippy with warnings as errors, and
 # scripts/check-shape.py: no import circles, layers, function length), then fetches the test
-# assets (real SmolLM2 GGUF, real Llama-3.1 and Qwen3 tokenizers) if absent, and the SmolLM2
-# requantized by llama.cpp to the GGUF types tests/kquant_smollm2.rs checks (scripts/kquant-models.sh;
-# the first time it builds llama-cpp-python, several minutes; cached under .cache/), then
+# assets (real SmolLM2 GGUF, real Llama-3.1 and Qwen3 tokenizers) if absent, then
 # `cargo test --release` (model tests need optimized candle, and release shares its compiled
 # dependencies with the quickstart's build).
 set -euo pipefail
@@ -17,5 +15,4 @@ cargo fmt --check
 cargo clippy --release --locked --all-targets --quiet -- -D warnings
 python3 scripts/check-shape.py
 scripts/fetch-assets.sh >/dev/null
-scripts/kquant-models.sh --smollm2-only
 cargo test --release --locked "$@"

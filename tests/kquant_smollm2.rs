@@ -61,7 +61,11 @@ fn margin(logits: &[f32]) -> f32 {
     logits[best as usize] - second
 }
 
+// Ignored until its files have been made and it has passed once: the session that wrote it
+// could not build llama-cpp-python in time. Run it with
+// `scripts/kquant-models.sh --smollm2-only && cargo test --release --test kquant_smollm2 -- --ignored`.
 #[test]
+#[ignore = "needs scripts/kquant-models.sh (builds llama-cpp-python); not yet run"]
 fn requantized_smollm2_greedy_matches_candles_qmatmul_on_every_type() {
     let prompts = prompts();
     for quant in TYPES {
