@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${LLAMACPP_VENV:-$root/.cache/llamacpp-venv}"
 out="$root/.cache/kquant"
-gguf_version="0.17.1"
+gguf_version="0.19.0"
 smollm2_only=0
 [[ "${1:-}" == "--smollm2-only" ]] && smollm2_only=1
 
