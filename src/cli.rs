@@ -253,9 +253,10 @@ pub enum EvalCommand {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// Model name from the registry (see `synth models list`).
-    #[arg(long)]
-    pub model: String,
+    /// Model name from the registry (see `synth models list`; `NAME:QUANT` for a GGUF variant).
+    /// Optional with a `.gguf` `--model-path`, whose metadata names the model.
+    #[arg(long, required_unless_present = "model_path")]
+    pub model: Option<String>,
     /// One user message to complete.
     #[arg(long, conflicts_with = "input", required_unless_present = "input")]
     pub prompt: Option<String>,
@@ -659,7 +660,15 @@ fn generate_command(args: GenerateArgs, device: Option<DeviceChoice>, progress: 
     let store = Store::open_default()?;
     let device = device::open(args.engine.device(device))?;
     let registry = Registry::load(Some(store.root()))?;
-    let model = LoadedModel::load(&registry, &args.model, args.engine.model_path.as_deref(), store.root(), &device)?;
+    let model = match (&args.model, &args.engine.model_path) {
+        (None, Some(path)) if path.is_file() => LoadedModel::load_file(path, &device)?,
+        (None, _) => {
+            return Err(SynthError::invalid("`--model-path` without `--model` must be a `.gguf` file")
+                .hint("name the model with `--model NAME`")
+                .into())
+        }
+        (Some(name), path) => LoadedModel::load(&registry, name, path.as_deref(), store.root(), &device)?,
+    };
     let sampling = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -763,6 +772,13 @@ fn models_list() -> Result<()> {
             Presence::Missing { missing, total } => format!("missing {missing} of {total} files"),
         };
         out!("{}\t{}\t{:?}\t{}", spec.name, spec.hf_repo, spec.format, state);
+        for (quant, variant) in spec.gguf.iter().filter_map(|v| Some((&v.quant, spec.variant(&v.quant)?))) {
+            let state = match presence(&variant, store.root()) {
+                Presence::Present(source) => format!("present ({})", source.path().display()),
+                Presence::Missing { .. } => "missing".to_string(),
+            };
+            out!("{}:{quant}\t{}\t{:?}\t{}", spec.name, variant.hf_repo, variant.format, state);
+        }
     }
     Ok(())
 }
@@ -770,14 +786,14 @@ fn models_list() -> Result<()> {
 fn models_download(name: &str) -> Result<()> {
     let store = Store::open_default()?;
     let registry = Registry::load(Some(store.root()))?;
-    let spec = registry.get(name)?;
+    let spec = crate::model::choose::named_spec(&registry, name)?;
     let env = |key: &str| std::env::var_os(key);
     let hub = crate::model::resolve::hf_hub_cache_dir(env).ok_or_else(|| {
         SynthError::invalid("cannot tell where the Hugging Face cache is").hint("set `HF_HUB_CACHE` or `HF_HOME`")
     })?;
     let endpoint = std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty());
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let paths = crate::model::download::download(spec, &hub, endpoint, token)?;
+    let paths = crate::model::download::download(&spec, &hub, endpoint, token)?;
     for path in paths {
         out!("{}", path.display());
     }

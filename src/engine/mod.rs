@@ -4,7 +4,9 @@
 //! each step it asks a [`DecoderModel`] for one forward over a mixed batch (prefill chunks and
 //! single decode tokens, each row at its own position) and samples one token per finished row.
 
+pub mod bf16;
 pub mod device_sampler;
+pub mod kquant;
 pub mod kv_cache;
 pub mod models;
 pub mod quant;

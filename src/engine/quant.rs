@@ -13,18 +13,20 @@
 //! integer dots are exact, and the f32 accumulation repeats candle's operations in candle's
 //! order: for Q4_1 its scalar `vec_dot_unopt` (the only path it has), for Q8_0 its AVX2
 //! `vec_dot_q8_0_q8_0` (8 lane accumulators, fma, then `hsum_float_8`).
+//!
+//! The other GGUF types users download (K-quants, Q4_0, Q5_0/Q5_1, Q8_0 where the above does
+//! not apply) go through `kquant.rs`'s kernels in the same tiles and parallel region: not
+//! bit-identical to candle, but within the activations' rounding of the exact f32 product.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
 use half::f16;
 use rayon::prelude::*;
 
-/// Elements per quantization block (Q4_1, Q8_0, Q8_1 alike).
-const QK: usize = 32;
-/// Columns per weight tile: one per 32-bit lane of a 256-bit register.
-const COLS: usize = 8;
-/// Activation rows per kernel call: each weight tile is loaded once for this many rows.
-const ROWS: usize = 4;
+// QK: elements per block (Q4_1, Q8_0, Q8_1 alike); COLS: columns per weight tile, one per
+// 32-bit lane of a 256-bit register; ROWS: activation rows each weight tile is loaded for.
+use super::bf16;
+use super::kquant::{self, KTiles, COLS, QK, ROWS};
 
 /// One Q4_1 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s byte `4 * g + i`, whose low
 /// nibble is element `4 * g + i` and high nibble element `16 + 4 * g + i` (GGUF's layout).
@@ -59,6 +61,10 @@ struct ActBlock {
 enum Tiles {
     Q4_1(Vec<Q4_1x8>),
     Q8_0(Vec<Q8_0x8>),
+    /// kquant.rs's tiles, tagged with their GGUF type.
+    K(GgmlDType, KTiles),
+    /// bf16.rs's tiles of dense bf16 weights (safetensors on CPU).
+    Bf16(Vec<[u16; COLS]>),
 }
 
 /// A linear layer `x @ wᵀ` over repacked GGUF weights, on CPU. Tile `t`, block `b` is at
@@ -73,17 +79,20 @@ pub struct PackedLinear {
 impl std::fmt::Debug for PackedLinear {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dtype = match self.tiles {
-            Tiles::Q4_1(_) => "Q4_1",
-            Tiles::Q8_0(_) => "Q8_0",
+            Tiles::Q4_1(_) => GgmlDType::Q4_1,
+            Tiles::Q8_0(_) => GgmlDType::Q8_0,
+            Tiles::K(dtype, _) => dtype,
+            Tiles::Bf16(_) => GgmlDType::BF16,
         };
-        write!(f, "PackedLinear({dtype}, n={}, k={})", self.n, self.k)
+        write!(f, "PackedLinear({dtype:?}, exact={}, n={}, k={})", self.is_exact(), self.n, self.k)
     }
 }
 
 impl PackedLinear {
-    /// Repacks `w` (`[n, k]`) if this module can reproduce candle's result for it bit for bit,
-    /// faster: Q4_1 on CPU always; Q8_0 on CPU with AVX2 and FMA (candle's path there) when `k`
-    /// is not a multiple of 256 (with AVX-512 VNNI candle repacks those itself, with other math).
+    /// Repacks `w` (`[n, k]`) on CPU: bit for bit candle's result, faster, for Q4_1 always and
+    /// Q8_0 with AVX2 and FMA (candle's path there) when `k` is not a multiple of 256 (with
+    /// AVX-512 VNNI candle repacks those itself, with other math); kquant.rs's kernels for
+    /// Q4_0, Q5_0, Q5_1, other Q8_0, Q4_K, Q5_K and Q6_K; `None` for any other type.
     pub fn new(w: &QTensor) -> Result<Option<Self>> {
         if !matches!(w.device(), Device::Cpu) {
             return Ok(None);
@@ -95,12 +104,32 @@ impl PackedLinear {
         let tiles = match w.dtype() {
             GgmlDType::Q4_1 => Tiles::Q4_1(pack_q4_1(&w.data()?, n, k)),
             GgmlDType::Q8_0 if avx2() && k % 256 != 0 => Tiles::Q8_0(pack_q8_0(&w.data()?, n, k)),
-            _ => return Ok(None),
+            dtype => match KTiles::pack(dtype, &w.data()?, n, k) {
+                Some(tiles) => Tiles::K(dtype, tiles),
+                None => return Ok(None),
+            },
         };
         Ok(Some(Self { tiles, n, k }))
     }
 
-    /// `x`: `[..., k]` f32 on CPU; returns `[..., n]`, bit-identical to candle's QMatMul.
+    /// Tiles a dense `[n, k]` bf16 weight for bf16.rs's kernel (f32 activations and sums).
+    pub fn from_bf16(w: &Tensor) -> Result<Self> {
+        let (n, k) = w.dims2()?;
+        let bits: Vec<u16> = w.flatten_all()?.to_vec1::<half::bf16>()?.into_iter().map(|b| b.to_bits()).collect();
+        Ok(Self { tiles: Tiles::Bf16(bf16::pack(&bits, n, k)), n, k })
+    }
+
+    /// Whether [`Self::forward`] gives candle's QMatMul bits (else kquant.rs's tolerance, or
+    /// bf16.rs's f32 sums).
+    pub fn is_exact(&self) -> bool {
+        matches!(self.tiles, Tiles::Q4_1(_) | Tiles::Q8_0(_))
+    }
+
+    fn is_k(&self) -> bool {
+        matches!(self.tiles, Tiles::K(..))
+    }
+
+    /// `x`: `[..., k]` f32 on CPU; returns `[..., n]` (see [`Self::is_exact`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(Self::forward_shared(&[self], x)?.pop().expect("one layer"))
     }
@@ -137,7 +166,11 @@ impl PackedLinear {
                 candle_core::bail!("packed quantized matmul runs on CPU");
             };
             let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
-            quantize(xs, level)
+            Acts {
+                exact: if layers.iter().any(|l| l.is_exact()) { quantize(xs, level) } else { Vec::new() },
+                k: if layers.iter().any(|l| l.is_k()) { kquant::quantize(xs) } else { Vec::new() },
+                raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
+            }
         };
         let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
         let jobs: Vec<(&Self, usize)> =
@@ -151,7 +184,7 @@ impl PackedLinear {
         // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
         // runs inside candle's rayon pool, so this is that pool.
         // About a thousand block dots per task: fine enough to share a decode step's matmuls.
-        let min_len = 1024usize.div_ceil(m * (k / QK));
+        let min_len = 1024usize.div_ceil((m * k.div_ceil(QK)).max(1));
         (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
             let j = starts.partition_point(|&s| s <= item) - 1;
             let (layer, out) = jobs[j];
@@ -166,23 +199,40 @@ impl PackedLinear {
     ///
     /// # Safety
     /// `out` must point to `m * n` writable floats that nobody else writes in those columns.
-    unsafe fn tile(&self, t: usize, acts: &[ActBlock], m: usize, out: *mut f32, level: Level) {
+    unsafe fn tile(&self, t: usize, acts: &Acts, m: usize, out: *mut f32, level: Level) {
         let (n, blocks) = (self.n, self.k / QK);
         let col = t * COLS;
         let width = COLS.min(n - col);
         for row in (0..m).step_by(ROWS) {
             let rows = ROWS.min(m - row);
-            let a = &acts[row * blocks..(row + rows) * blocks];
+            let span = row * blocks..(row + rows) * blocks;
             let mut tile = [[0f32; COLS]; ROWS];
             match &self.tiles {
-                Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
-                Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], a, rows, &mut tile, level),
+                Tiles::Q4_1(w) => {
+                    q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
+                }
+                Tiles::Q8_0(w) => {
+                    q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
+                }
+                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, &mut tile, level.isa()),
+                Tiles::Bf16(w) => {
+                    let x = &acts.raw[row * self.k..(row + rows) * self.k];
+                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, &mut tile, level != Level::Scalar)
+                }
             }
             for (r, vals) in tile.iter().take(rows).enumerate() {
                 std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
             }
         }
     }
+}
+
+/// One step's input, quantized for the exact kernels and for kquant.rs's (each only if needed).
+struct Acts {
+    exact: Vec<ActBlock>,
+    k: Vec<kquant::Act>,
+    /// The f32 input itself, for bf16 weights.
+    raw: Vec<f32>,
 }
 
 /// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
@@ -261,6 +311,19 @@ fn pack_q8_0(data: &[u8], n: usize, k: usize) -> Vec<Q8_0x8> {
         }
     }
     tiles
+}
+
+impl Level {
+    /// The same CPU features for kquant.rs's kernels.
+    fn isa(self) -> kquant::Isa {
+        match self {
+            Level::Scalar => kquant::Isa::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => kquant::Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni => kquant::Isa::Vnni,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -631,5 +694,152 @@ mod tests {
         }
         check(GgmlDType::Q8_0, 1000, 576, &[1, 3, 8, 33, 256]);
         check(GgmlDType::Q8_0, 13, 96, &[2]);
+    }
+
+    /// Element `i` of `w`'s row `col` as kquant.rs unpacked it.
+    fn unpacked(w: &QTensor, col: usize) -> Vec<f32> {
+        let (n, k) = w.shape().dims2().unwrap();
+        let data = w.data().unwrap();
+        let row = &data[col * data.len() / n..(col + 1) * data.len() / n];
+        let subs = kquant::decode(w.dtype(), row);
+        assert_eq!(subs.len() * QK, k);
+        subs.iter().flat_map(|s| (0..QK).map(move |i| s.d[i / 16] * s.q[i] as f32 + s.m)).collect()
+    }
+
+    const K_TYPES: [GgmlDType; 7] = [
+        GgmlDType::Q4_0,
+        GgmlDType::Q5_0,
+        GgmlDType::Q5_1,
+        GgmlDType::Q8_0,
+        GgmlDType::Q4K,
+        GgmlDType::Q5K,
+        GgmlDType::Q6K,
+    ];
+
+    #[test]
+    fn kquant_unpacking_matches_candles_dequantize() {
+        for dtype in K_TYPES {
+            let w = Tensor::randn(0f32, 1.0, (5, 512), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let want = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            for (col, want) in want.iter().enumerate() {
+                let got = unpacked(&q, col);
+                for (i, (a, b)) in want.iter().zip(&got).enumerate() {
+                    // The same products in another order: a few ulps apart at most.
+                    assert!((a - b).abs() <= 4e-7 * a.abs().max(1e-3), "{dtype:?} [{col}, {i}]: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// kquant.rs's matmuls against the f64 product of candle's dequantized weights. The only
+    /// error allowed is the activations' rounding (half a quantization step, amax / 254 per
+    /// 32-element block, times the weights' magnitude there) plus f32 summation (2e-5 relative).
+    fn check_k(dtype: GgmlDType, n: usize, k: usize, ms: &[usize]) {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+        let q = QTensor::quantize(&w, dtype).unwrap();
+        let packed = PackedLinear::new(&q).unwrap().expect("packable");
+        assert!(!packed.is_exact(), "{dtype:?} k={k} goes to kquant.rs");
+        let wd = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
+        for &m in ms {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let xs = x.to_vec2::<f32>().unwrap();
+            for level in levels() {
+                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+                let got = got.to_vec2::<f32>().unwrap();
+                for (i, (x, got)) in xs.iter().zip(&got).enumerate() {
+                    for (j, (w, &got)) in wd.iter().zip(got).enumerate() {
+                        let exact: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        let magnitude: f64 = x.iter().zip(w).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                        let rounding: f64 = x
+                            .chunks(QK)
+                            .zip(w.chunks(QK))
+                            .map(|(x, w)| {
+                                let amax = x.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+                                amax / 254.0 * w.iter().map(|v| v.abs() as f64).sum::<f64>()
+                            })
+                            .sum();
+                        let bound = 1.001 * rounding + 2e-5 * magnitude;
+                        let err = (got as f64 - exact).abs();
+                        assert!(
+                            err <= bound,
+                            "{dtype:?} n={n} k={k} m={m} {level:?} [{i}, {j}]: {got} vs {exact} (bound {bound})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kquant_matmuls_are_within_activation_rounding_of_the_f32_product() {
+        for dtype in K_TYPES {
+            // Odd column counts (a padded last tile), 1..9 rows and none.
+            check_k(dtype, 37, 512, &[0, 1, 3, 4, 5, 9]);
+            check_k(dtype, 8, 768, &[2]);
+            if !matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8_0) {
+                // 32-element types at a row size no multiple of 256 (3 blocks).
+                check_k(dtype, 13, 96, &[1, 6]);
+            }
+        }
+    }
+
+    #[test]
+    fn kquant_matmuls_are_exact_up_to_f32_summation_when_activations_quantize_exactly() {
+        // Integer activations with 127 in every 32-block quantize with scale 1 and no rounding,
+        // so only f32 summation separates the result from the exact product.
+        let dev = Device::Cpu;
+        let (m, n, k) = (3, 19, 512);
+        let xs: Vec<f32> =
+            (0..m * k).map(|i| if i % QK == 5 { 127.0 } else { ((i * 7919) % 255) as f32 - 127.0 }).collect();
+        let x = Tensor::from_vec(xs.clone(), (m, k), &dev).unwrap();
+        for dtype in K_TYPES {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let packed = PackedLinear::new(&q).unwrap().expect("packable");
+            let wd = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
+            for level in levels() {
+                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+                for (i, got) in got.to_vec2::<f32>().unwrap().iter().enumerate() {
+                    for (j, (&got, w)) in got.iter().zip(&wd).enumerate() {
+                        let x = &xs[i * k..(i + 1) * k];
+                        let exact: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        let magnitude: f64 = x.iter().zip(w).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                        let err = (got as f64 - exact).abs();
+                        assert!(err <= 2e-6 * magnitude, "{dtype:?} {level:?} [{i}, {j}]: {got} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_matmul_sums_in_f32_the_same_on_every_level_and_batch() {
+        let dev = Device::Cpu;
+        let (n, k) = (21, 300);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap().to_dtype(DType::BF16).unwrap();
+        let packed = PackedLinear::from_bf16(&w).unwrap();
+        let wf = w.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
+        let x = Tensor::randn(0f32, 1.0, (7, k), &dev).unwrap();
+        let xs = x.to_vec2::<f32>().unwrap();
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        };
+        let all = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
+        for level in levels() {
+            let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+            assert_eq!(bits(&got), bits(&all), "{level:?}");
+            // Row 5 alone gives the bits it gets in a batch of 7.
+            let one = PackedLinear::forward_at(&[&packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
+            assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{level:?}");
+        }
+        for (x, got) in xs.iter().zip(all.to_vec2::<f32>().unwrap()) {
+            for (w, got) in wf.iter().zip(got) {
+                let exact: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();
+                let magnitude: f64 = x.iter().zip(w).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                assert!((got as f64 - exact).abs() <= 1e-5 * magnitude, "{got} vs {exact}");
+            }
+        }
     }
 }

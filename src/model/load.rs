@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use candle_core::Device;
 
+use super::choose::{choose_spec, spec_from_gguf, warn_if_other_model};
 use super::gguf_header::read_gguf;
-use super::registry::{Registry, WeightFormat};
-use super::resolve::{resolve, ResolvedModel};
+use super::memory::check_fits;
+use super::registry::{ModelSpec, Registry, WeightFormat};
+use super::resolve::{resolve, ModelSource, ResolvedModel};
 use super::text::ModelText;
 use crate::engine::models::{self, Decoder};
 use crate::store::artifacts::{file_sha256, ModelFileRecord, ModelRecord};
@@ -20,7 +22,8 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Finds `name` in the registry, resolves its files locally (never the network) and loads it.
+    /// Finds `name` in the registry (`NAME:QUANT` for a GGUF variant), resolves its files
+    /// locally (never the network) and loads them; see `choose.rs` for which files.
     pub fn load(
         registry: &Registry,
         name: &str,
@@ -28,25 +31,42 @@ impl LoadedModel {
         synth_home: &Path,
         device: &Device,
     ) -> Result<LoadedModel> {
-        let spec = registry.get(name)?;
-        let resolved = resolve(spec, model_path, synth_home)?;
+        let spec = choose_spec(registry, name, model_path, synth_home, device)?;
+        let resolved = resolve(&spec, model_path, synth_home)?;
+        Self::load_resolved(resolved, device)
+    }
+
+    /// Loads a `.gguf` file given without a model name: its metadata names the model.
+    pub fn load_file(path: &Path, device: &Device) -> Result<LoadedModel> {
+        let spec = spec_from_gguf(path, &read_gguf(path)?)?;
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let files = spec.files.iter().map(|f| (f.clone(), path.clone())).collect();
+        Self::load_resolved(ResolvedModel { spec, files, source: ModelSource::Override(path) }, device)
+    }
+
+    fn load_resolved(resolved: ResolvedModel, device: &Device) -> Result<LoadedModel> {
+        let spec: &ModelSpec = &resolved.spec;
+        let weights: Vec<PathBuf> = resolved
+            .files
+            .iter()
+            .filter(|(n, _)| n.ends_with(".safetensors") || n.ends_with(".gguf"))
+            .map(|(_, p)| p.clone())
+            .collect();
+        check_fits(spec, &weights, device)?;
         let (text, decoder) = match spec.format {
             WeightFormat::Gguf => {
                 let path = resolved.gguf().context("the resolved model has no `.gguf` file")?;
                 // The metadata is read once, for the tokenizer and template and for the weights.
                 let content = read_gguf(path)?;
+                if matches!(resolved.source, ModelSource::Override(_)) {
+                    warn_if_other_model(spec, &content, path);
+                }
                 let text = ModelText::from_gguf(spec, &content)?;
                 (text, models::load_gguf(content, path, device)?)
             }
             WeightFormat::Safetensors => {
                 let text = ModelText::load(&resolved)?;
                 let config = resolved.file("config.json").context("the resolved model has no `config.json`")?;
-                let weights: Vec<PathBuf> = resolved
-                    .files
-                    .iter()
-                    .filter(|(n, _)| n.ends_with(".safetensors"))
-                    .map(|(_, p)| p.clone())
-                    .collect();
                 (text, models::load_safetensors(config, &weights, device)?)
             }
         };

@@ -4,9 +4,11 @@
 //! → [`text::ModelText::load`] (tokenizer + chat template) → prompt token ids for the engine.
 
 pub mod chat_template;
+pub mod choose;
 pub mod download;
 pub mod gguf_header;
 pub mod load;
+pub mod memory;
 pub mod registry;
 pub mod resolve;
 pub mod text;

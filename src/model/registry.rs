@@ -16,9 +16,17 @@
 //!   "stopTokens": ["<|im_end|>", "<|endoftext|>"],
 //!   "contextLength": 40960,
 //!   "notes": "how to get it",                 // optional; shown when the files are missing
-//!   "downloadable": true                      // optional; false when `files` are not on the Hub
+//!   "downloadable": true,                     // optional; false when `files` are not on the Hub
+//!   "gguf": {                                 // optional; quantized GGUF files of the same model
+//!     "hfRepo": "Qwen/Qwen3-8B-GGUF",
+//!     "files": {"Q4_K_M": "Qwen3-8B-Q4_K_M.gguf", "Q8_0": "Qwen3-8B-Q8_0.gguf"},
+//!     "sha256": {"Q4_K_M": "64 hex digits"}   // optional, per quant type
+//!   }
 //! }
 //! ```
+//!
+//! A GGUF variant is chosen with a name suffix (`Qwen3-8B:Q4_K_M`); on the CPU a variant whose
+//! file is present is the default (see `load.rs`).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -105,7 +113,32 @@ struct ModelFile {
     notes: String,
     #[serde(default = "default_downloadable")]
     downloadable: bool,
+    #[serde(default)]
+    gguf: Option<GgufVariantsFile>,
 }
+
+/// The `gguf` object of a model file.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GgufVariantsFile {
+    hf_repo: String,
+    files: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    sha256: std::collections::BTreeMap<String, String>,
+}
+
+/// One quantized GGUF file of a model, by llama.cpp's quant name (`Q4_K_M`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufVariant {
+    pub quant: String,
+    pub hf_repo: String,
+    pub file: String,
+    pub sha256: Option<String>,
+}
+
+/// The order in which the CPU default picks among present GGUF variants: the smallest that
+/// keeps quality close to the original first.
+pub const GGUF_PREFERENCE: [&str; 4] = ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"];
 
 fn default_downloadable() -> bool {
     true
@@ -138,6 +171,8 @@ pub struct ModelSpec {
     /// Whether `files` can be fetched from `hf_repo` (`synth models download`); when not,
     /// `notes` say how to get them.
     pub downloadable: bool,
+    /// Quantized GGUF files of the same model (sorted by quant name).
+    pub gguf: Vec<GgufVariant>,
     pub origin: Origin,
 }
 
@@ -149,6 +184,31 @@ impl ModelSpec {
             Err(msg) => Err(SynthError::invalid(format!("model file `{origin}`: {msg}"))
                 .hint("see the built-in files in synth's `models/` folder for the format")
                 .into()),
+        }
+    }
+
+    /// This entry with its weights taken from the GGUF variant `quant` (case-insensitive):
+    /// the file under `$SYNTH_HOME/models/` or in the variant repository's Hugging Face cache.
+    pub fn variant(&self, quant: &str) -> Option<ModelSpec> {
+        let v = self.gguf.iter().find(|v| v.quant.eq_ignore_ascii_case(quant))?;
+        Some(ModelSpec {
+            hf_repo: v.hf_repo.clone(),
+            revision: default_revision(),
+            local_path: Some(PathBuf::from(&v.file)),
+            downloadable: true,
+            gguf: Vec::new(),
+            ..self.gguf_file(&v.file)
+        })
+    }
+
+    /// This entry with its weights, tokenizer and template from one `.gguf` file called `file`
+    /// (a `--model-path` file, or a variant).
+    pub fn gguf_file(&self, file: &str) -> ModelSpec {
+        ModelSpec {
+            format: WeightFormat::Gguf,
+            files: vec![file.to_string()],
+            chat_template: ChatTemplateSource::Gguf,
+            ..self.clone()
         }
     }
 
@@ -210,6 +270,7 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         return Err("field `contextLength` is 0".into());
     }
     check_local_path(raw.local_path.as_deref())?;
+    let gguf = raw.gguf.as_ref().map(gguf_variants).transpose()?.unwrap_or_default();
     Ok(ModelSpec {
         name: raw.name,
         aliases: raw.aliases,
@@ -224,8 +285,45 @@ fn validate(raw: ModelFile) -> Result<ModelSpec, String> {
         context_length: raw.context_length,
         notes: raw.notes,
         downloadable: raw.downloadable,
+        gguf,
         origin: Origin::Builtin(""),
     })
+}
+
+fn gguf_variants(raw: &GgufVariantsFile) -> Result<Vec<GgufVariant>, String> {
+    if raw.hf_repo.split('/').count() != 2 || raw.hf_repo.split('/').any(|p| p.trim().is_empty()) {
+        return Err(format!("field `gguf.hfRepo` is `{}`, expected `org/name`", raw.hf_repo));
+    }
+    if raw.files.is_empty() {
+        return Err("field `gguf.files` is empty".into());
+    }
+    for (quant, file) in &raw.files {
+        let plain = Path::new(file).components().all(|c| matches!(c, Component::Normal(_)));
+        if !file.ends_with(".gguf") || !plain {
+            return Err(format!("field `gguf.files.{quant}` is `{file}`, expected a `.gguf` file name"));
+        }
+        if quant.is_empty() || !quant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("field `gguf.files` has the key `{quant}`, expected a quant name like `Q4_K_M`"));
+        }
+    }
+    for (quant, sha) in &raw.sha256 {
+        if !raw.files.contains_key(quant) {
+            return Err(format!("field `gguf.sha256.{quant}` names no file of `gguf.files`"));
+        }
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("field `gguf.sha256.{quant}` is `{sha}`, expected 64 hex digits"));
+        }
+    }
+    Ok(raw
+        .files
+        .iter()
+        .map(|(quant, file)| GgufVariant {
+            quant: quant.clone(),
+            hf_repo: raw.hf_repo.clone(),
+            file: file.clone(),
+            sha256: raw.sha256.get(quant).map(|s| s.to_ascii_lowercase()),
+        })
+        .collect())
 }
 
 /// The file list fits the weight format and the chat template's source.
@@ -427,6 +525,22 @@ mod tests {
         assert!(text.contains("hint: run `synth models list`"), "{text}");
     }
 
+    fn with_gguf(gguf: &str) -> String {
+        MINIMAL.replace("\"name\": \"Tiny\"", &format!("\"name\": \"Tiny\", \"gguf\": {gguf}"))
+    }
+
+    #[test]
+    fn builtin_8b_entries_have_gguf_variants() {
+        let registry = Registry::load(None).unwrap();
+        for name in ["Llama-3.1-8B-Instruct", "Qwen3-8B"] {
+            let quants: Vec<&str> = registry.get(name).unwrap().gguf.iter().map(|v| v.quant.as_str()).collect();
+            assert_eq!(quants, ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"], "{name}");
+        }
+        let v = registry.get("Qwen3-0.6B").unwrap().variant("q8_0").unwrap();
+        assert_eq!((v.files[0].as_str(), v.format), ("Qwen3-0.6B-Q8_0.gguf", WeightFormat::Gguf));
+        assert_eq!(v.local_path, Some(PathBuf::from("Qwen3-0.6B-Q8_0.gguf")));
+    }
+
     #[test]
     fn minimal_file_gets_defaults() {
         let spec = user(MINIMAL, "tiny.json");
@@ -454,6 +568,18 @@ mod tests {
                 "field `downloadable` is false but `notes` is empty",
             ),
             ("{".to_string(), "EOF while parsing"),
+            (with_gguf(r#"{"hfRepo": "o/t", "files": {"Q4_K_M": "t.bin"}}"#), "field `gguf.files.Q4_K_M` is `t.bin`"),
+            (with_gguf(r#"{"hfRepo": "t", "files": {"Q4_K_M": "t.gguf"}}"#), "field `gguf.hfRepo` is `t`"),
+            (with_gguf(r#"{"hfRepo": "o/t", "files": {}}"#), "field `gguf.files` is empty"),
+            (
+                with_gguf(r#"{"hfRepo": "o/t", "files": {"Q8_0": "t.gguf"}, "sha256": {"Q4_K_M": "00"}}"#),
+                "field `gguf.sha256.Q4_K_M` names no file",
+            ),
+            (
+                with_gguf(r#"{"hfRepo": "o/t", "files": {"Q8_0": "t.gguf"}, "sha256": {"Q8_0": "00"}}"#),
+                "field `gguf.sha256.Q8_0` is `00`, expected 64 hex digits",
+            ),
+            (with_gguf(r#"{"hfRepo": "o/t", "file": {}}"#), "unknown field `file`"),
         ];
         for (json, want) in cases {
             let err = ModelSpec::parse(&json, Origin::User(PathBuf::from("/h/models/tiny.json"))).unwrap_err();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::registry::{ModelSpec, WeightFormat};
+use super::registry::{ModelSpec, WeightFormat, GGUF_PREFERENCE};
 use crate::error::SynthError;
 
 /// A model whose every file was found.
@@ -316,6 +316,16 @@ pub fn how_to_get(spec: &ModelSpec) -> String {
         "run `synth models download {name}` or `huggingface-cli download {}`, or pass `--model-path` to a copy you already have",
         spec.hf_repo
     );
+    if let Some(v) = spec.gguf.iter().find(|v| v.quant == GGUF_PREFERENCE[0]).or(spec.gguf.first()) {
+        let all: Vec<&str> = spec.gguf.iter().map(|v| v.quant.as_str()).collect();
+        hint.push_str(&format!(
+            "; or, for the CPU, a quantized GGUF ({}): `huggingface-cli download {} {} --local-dir $SYNTH_HOME/models` (used by default on the CPU once present; choose one with `{name}:{}`)",
+            all.join(", "),
+            v.hf_repo,
+            v.file,
+            v.quant
+        ));
+    }
     if !notes.is_empty() {
         hint.push_str(&format!("\n\n`{name}`: {notes}"));
     }

@@ -63,7 +63,7 @@ pub fn load_safetensors(config_path: &Path, weights: &[PathBuf], device: &Device
     if weights.is_empty() {
         bail!("no safetensors weight files given for `{}`", config_path.display());
     }
-    let dtype = activation_dtype(device);
+    let dtype = weights::weight_dtype(weights, device)?;
     // Safety: the files are memory-mapped read-only; like every mmap user we rely on nobody
     // truncating them while the run lasts.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device) }

@@ -79,11 +79,42 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) ->
 
 /// Safetensors weight helpers shared by the families' loaders.
 pub(crate) fn dense_linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<decoder::Linear> {
-    Ok(decoder::Linear::dense(vb.get((out_dim, in_dim), "weight")?))
+    Ok(decoder::Linear::from_dense(vb.get((out_dim, in_dim), "weight")?)?)
 }
 
+/// A norm's weight in the activations' dtype (the weights may be kept in bf16 on the CPU).
 pub(crate) fn dense_norm(vb: &VarBuilder, dim: usize, eps: f64) -> Result<decoder::RmsNorm> {
-    Ok(decoder::RmsNorm { weight: vb.get(dim, "weight")?, eps })
+    let dtype = activation_dtype(vb.device());
+    Ok(decoder::RmsNorm { weight: vb.get(dim, "weight")?.to_dtype(dtype)?, eps })
+}
+
+/// The dtype safetensors weights are loaded in: the activations' (see [`activation_dtype`]),
+/// except that a bf16 checkpoint stays bf16 on the CPU, computed with f32 sums.
+pub fn weight_dtype(weights: &[std::path::PathBuf], device: &Device) -> Result<DType> {
+    if !matches!(device, Device::Cpu) {
+        return Ok(activation_dtype(device));
+    }
+    let mut all_bf16 = !weights.is_empty();
+    for path in weights {
+        all_bf16 &= safetensors_dtypes(path)?.iter().all(|d| d == "BF16");
+    }
+    Ok(if all_bf16 { DType::BF16 } else { DType::F32 })
+}
+
+/// The distinct `dtype`s in a safetensors file's header (8-byte length, then JSON).
+pub fn safetensors_dtypes(path: &std::path::Path) -> Result<std::collections::BTreeSet<String>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening `{}`", path.display()))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).with_context(|| format!("`{}` is too short for a safetensors file", path.display()))?;
+    let len = u64::from_le_bytes(len);
+    anyhow::ensure!(len <= 100 << 20, "`{}`: safetensors header of {len} bytes is too large", path.display());
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).with_context(|| format!("`{}`: truncated safetensors header", path.display()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("`{}`: the safetensors header is not JSON", path.display()))?;
+    let tensors = header.as_object().into_iter().flatten().filter(|(name, _)| *name != "__metadata__");
+    Ok(tensors.filter_map(|(_, info)| info.get("dtype")?.as_str().map(String::from)).collect())
 }
 
 /// What a family's `config.json` says about its decoder body, beyond [`Dims`].
@@ -129,13 +160,16 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, shape: HfShape, device: &Device) -> Re
             },
         });
     }
-    let lm_head =
-        if tied { decoder::Linear::dense(embed.clone()) } else { dense_linear(&vb.pp("lm_head"), dims.vocab, h)? };
+    let lm_head = if tied {
+        decoder::Linear::from_dense(embed.clone())?
+    } else {
+        dense_linear(&vb.pp("lm_head"), dims.vocab, h)?
+    };
     let dtype = activation_dtype(device);
     let attention_path = decoder::AttentionPath::for_device(device);
     Ok(Decoder {
         norm: dense_norm(&m.pp("norm"), h, eps)?,
-        embed,
+        embed: decoder::Embedding::Dense(embed),
         layers,
         lm_head,
         rope,
@@ -179,13 +213,13 @@ pub(crate) fn gguf_decoder(
         });
     }
     let device = g.device.clone();
-    let dense_embed = embed.dequantize(&device)?;
+    let table = decoder::Embedding::from_qtensor(&embed, &device)?;
     let lm_head =
         if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
     let attention_path = decoder::AttentionPath::for_device(&device);
     Ok(Decoder {
         norm: g.norm("output_norm.weight", eps)?,
-        embed: dense_embed,
+        embed: table,
         layers,
         lm_head,
         rope,

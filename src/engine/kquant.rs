@@ -1,0 +1,536 @@
+//! Batched CPU matmul kernels for the GGUF block types users download: the K-quants (Q4_K, Q5_K,
+//! Q6_K) and the types llama.cpp writes where a K-quant does not fit (Q4_0, Q5_0, Q5_1, Q8_0).
+//!
+//! candle 0.11 dots each (row, column) pair on its own for most of these, so a batch of rows
+//! costs as much per row as one row. Here every weight is unpacked at load into 32-element
+//! sub-blocks `value = d · q + m` (`d` per 16 elements for Q6_K's scales) and tiled as in
+//! `quant.rs`: 8 columns interleaved so one 256-bit register holds 4 elements of each column,
+//! one load of a tile serving [`super::quant`]'s 4 activation rows.
+//!
+//! Not bit-identical to candle (unlike `quant.rs`): activations are quantized per 32 elements
+//! with an f32 scale (candle uses one scale per 256 for K-quants, an f16 one per 32 otherwise),
+//! and sub-block scales are applied in f32 per sub-block. The integer dots are exact, so the
+//! result differs from the dequantized f32 matmul only by the activations' rounding (half a
+//! step, `amax / 254`, per element) and f32 summation; the tests bound exactly that.
+//!
+//! Two tile kinds: [`NibX8`] keeps 4-bit weights (Q4_0, Q4_K) as nibbles, [`ByteX8`] keeps the
+//! 5-, 6- and 8-bit ones as signed bytes, so Q5/Q6 weights take 1.375 bytes per element in
+//! memory (their files 0.69–0.82).
+
+use candle_core::quantized::GgmlDType;
+use half::f16;
+
+/// Elements per sub-block and per activation block.
+pub const QK: usize = 32;
+/// Columns per weight tile: one per 32-bit lane of a 256-bit register.
+pub const COLS: usize = 8;
+/// Activation rows per kernel call: each weight tile is loaded once for this many rows.
+pub const ROWS: usize = 4;
+
+/// 32 elements of one activation row: `x ≈ d · qs`, `|qs| ≤ 127`; `ds = d · Σ qs` carries the
+/// sub-blocks' offsets `m`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Act {
+    qs: [i8; QK],
+    /// `qs + 128` as unsigned bytes, for `vpdpbusd` against signed weights.
+    qu: [u8; QK],
+    d: f32,
+    ds: f32,
+}
+
+/// The kernels a CPU can run (chosen at run time by `quant.rs`'s feature detection).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Isa {
+    Scalar,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX2 plus AVX-512 VNNI on 256-bit registers (`vpdpbusd`).
+    Vnni,
+}
+
+/// One sub-block of 8 columns of 4-bit weights. `qs[g][4 c + i]` is column `c`'s byte `4 g + i`,
+/// whose low nibble is element `4 g + i` and high nibble element `16 + 4 g + i`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct NibX8 {
+    qs: [[u8; 32]; 4],
+    d: [f32; COLS],
+    m: [f32; COLS],
+}
+
+/// One sub-block of 8 columns of byte weights. `qs[g][4 c + i]` is column `c`'s element
+/// `4 g + i`; `d[h]` scales elements `16 h..16 h + 16`.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct ByteX8 {
+    qs: [[i8; 32]; 8],
+    d: [[f32; COLS]; 2],
+    m: [f32; COLS],
+}
+
+/// Weight tiles of one layer: tile `t`, sub-block `b` at `[t * (k / 32) + b]`; the last tile is
+/// padded with zero columns.
+pub enum KTiles {
+    Nib(Vec<NibX8>),
+    /// `wide`: weights up to ±127 (Q8_0), whose byte products must be widened one by one.
+    Byte {
+        tiles: Vec<ByteX8>,
+        wide: bool,
+    },
+}
+
+impl KTiles {
+    /// Unpacks and tiles `data`, a `[n, k]` tensor of `dtype` in GGUF's layout; `None` for a
+    /// type these kernels do not cover.
+    pub fn pack(dtype: GgmlDType, data: &[u8], n: usize, k: usize) -> Option<Self> {
+        let (bytes, elems) = block_size(dtype)?;
+        if !k.is_multiple_of(elems) || data.len() != n * k / elems * bytes {
+            return None;
+        }
+        let blocks = k / QK;
+        let subs = |col: usize| decode(dtype, &data[col * k / elems * bytes..(col + 1) * k / elems * bytes]);
+        Some(match dtype {
+            GgmlDType::Q4_0 | GgmlDType::Q4K => {
+                let zero = NibX8 { qs: [[0; 32]; 4], d: [0.0; COLS], m: [0.0; COLS] };
+                let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+                for col in 0..n {
+                    for (b, s) in subs(col).iter().enumerate() {
+                        nib_put(&mut tiles[col / COLS * blocks + b], col % COLS, s);
+                    }
+                }
+                Self::Nib(tiles)
+            }
+            _ => {
+                let zero = ByteX8 { qs: [[0; 32]; 8], d: [[0.0; COLS]; 2], m: [0.0; COLS] };
+                let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+                for col in 0..n {
+                    for (b, s) in subs(col).iter().enumerate() {
+                        byte_put(&mut tiles[col / COLS * blocks + b], col % COLS, s);
+                    }
+                }
+                Self::Byte { tiles, wide: dtype == GgmlDType::Q8_0 }
+            }
+        })
+    }
+
+    /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` rows of `a`.
+    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
+        let span = t * blocks..(t + 1) * blocks;
+        match self {
+            Self::Nib(w) => nib_tile(&w[span], a, rows, out, isa),
+            Self::Byte { tiles, wide } => byte_tile(&tiles[span], a, rows, out, isa, *wide),
+        }
+    }
+}
+
+/// Bytes and elements per GGUF block of the types packed here.
+fn block_size(dtype: GgmlDType) -> Option<(usize, usize)> {
+    Some(match dtype {
+        GgmlDType::Q4_0 => (18, 32),
+        GgmlDType::Q5_0 => (22, 32),
+        GgmlDType::Q5_1 => (24, 32),
+        GgmlDType::Q8_0 => (34, 32),
+        GgmlDType::Q4K => (144, 256),
+        GgmlDType::Q5K => (176, 256),
+        GgmlDType::Q6K => (210, 256),
+        _ => return None,
+    })
+}
+
+/// One 32-element sub-block: element `i` is `d[i / 16] · q[i] + m`.
+#[derive(Clone, Copy, Debug)]
+pub struct Sub {
+    pub q: [i8; QK],
+    pub d: [f32; 2],
+    pub m: f32,
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// One weight row (all its blocks) of `dtype` as sub-blocks, following ggml's `dequantize_row_*`.
+pub fn decode(dtype: GgmlDType, row: &[u8]) -> Vec<Sub> {
+    let (bytes, _) = block_size(dtype).expect("a packed type");
+    let mut out = Vec::new();
+    for b in row.chunks_exact(bytes) {
+        match dtype {
+            GgmlDType::Q4_0 => out.push(nibbles(&b[2..18], |_| 0, f16_at(b, 0), -8.0 * f16_at(b, 0))),
+            GgmlDType::Q5_0 => {
+                let qh = u32::from_le_bytes(b[2..6].try_into().expect("4 bytes"));
+                let d = f16_at(b, 0);
+                let mut s = nibbles(&b[6..22], |i| ((qh >> i) & 1) as i8 * 16, d, 0.0);
+                s.q.iter_mut().for_each(|q| *q -= 16);
+                out.push(s);
+            }
+            GgmlDType::Q5_1 => {
+                let qh = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+                out.push(nibbles(&b[8..24], |i| ((qh >> i) & 1) as i8 * 16, f16_at(b, 0), f16_at(b, 2)));
+            }
+            GgmlDType::Q8_0 => {
+                let q = std::array::from_fn(|i| b[2 + i] as i8);
+                out.push(Sub { q, d: [f16_at(b, 0); 2], m: 0.0 });
+            }
+            GgmlDType::Q4K => out.extend(decode_q4k(b)),
+            GgmlDType::Q5K => out.extend(decode_q5k(b)),
+            _ => out.extend(decode_q6k(b)),
+        }
+    }
+    out
+}
+
+/// A 32-element block stored as 16 bytes of nibbles (elements `i` and `16 + i` in byte `i`),
+/// plus `high(i)` for element `i`.
+fn nibbles(qs: &[u8], high: impl Fn(usize) -> i8, d: f32, m: f32) -> Sub {
+    let q = std::array::from_fn(|i| if i < 16 { (qs[i] & 0xF) as i8 } else { (qs[i - 16] >> 4) as i8 } + high(i));
+    Sub { q, d: [d; 2], m }
+}
+
+/// ggml's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min.
+fn scale_min(j: usize, s: &[u8]) -> (f32, f32) {
+    let (d, m) = if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+    };
+    (d as f32, m as f32)
+}
+
+fn decode_q4k(b: &[u8]) -> Vec<Sub> {
+    let (d, dmin, scales, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..16], &b[16..144]);
+    (0..8)
+        .map(|j| {
+            let (sc, mn) = scale_min(j, scales);
+            let bytes = &qs[32 * (j / 2)..][..32];
+            let q = std::array::from_fn(|l| (if j % 2 == 0 { bytes[l] & 0xF } else { bytes[l] >> 4 }) as i8);
+            Sub { q, d: [d * sc; 2], m: -(dmin * mn) }
+        })
+        .collect()
+}
+
+fn decode_q5k(b: &[u8]) -> Vec<Sub> {
+    let (d, dmin, scales, qh, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..16], &b[16..48], &b[48..176]);
+    (0..8)
+        .map(|j| {
+            let (sc, mn) = scale_min(j, scales);
+            let bytes = &qs[32 * (j / 2)..][..32];
+            let q = std::array::from_fn(|l| {
+                let low = if j % 2 == 0 { bytes[l] & 0xF } else { bytes[l] >> 4 };
+                (low + ((qh[l] >> j) & 1) * 16) as i8
+            });
+            Sub { q, d: [d * sc; 2], m: -(dmin * mn) }
+        })
+        .collect()
+}
+
+fn decode_q6k(b: &[u8]) -> Vec<Sub> {
+    let (ql, qh, sc, d) = (&b[0..128], &b[128..192], &b[192..208], f16_at(b, 208));
+    (0..8)
+        .map(|j| {
+            // Sub-block j of half `n`: its low nibbles and 2-bit highs, as ggml's q1..q4.
+            let (n, part) = (j / 4, j % 4);
+            let (ql, qh) = (&ql[64 * n..], &qh[32 * n..]);
+            let q = std::array::from_fn(|l| {
+                let byte = ql[l + 32 * (part & 1)];
+                let low = if part < 2 { byte & 0xF } else { byte >> 4 };
+                ((low | (((qh[l] >> (2 * part)) & 3) << 4)) as i8) - 32
+            });
+            let scale = |h: usize| d * (sc[8 * n + 2 * part + h] as i8) as f32;
+            Sub { q, d: [scale(0), scale(1)], m: 0.0 }
+        })
+        .collect()
+}
+
+fn nib_put(tile: &mut NibX8, c: usize, s: &Sub) {
+    for g in 0..4 {
+        for i in 0..4 {
+            let j = 4 * g + i;
+            tile.qs[g][4 * c + i] = (s.q[j] as u8) | ((s.q[16 + j] as u8) << 4);
+        }
+    }
+    tile.d[c] = s.d[0];
+    tile.m[c] = s.m;
+}
+
+fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub) {
+    for g in 0..8 {
+        tile.qs[g][4 * c..4 * c + 4].copy_from_slice(&s.q[4 * g..4 * g + 4]);
+    }
+    tile.d[0][c] = s.d[0];
+    tile.d[1][c] = s.d[1];
+    tile.m[c] = s.m;
+}
+
+/// Quantizes `xs` (rows whose width is a multiple of 32) to 32-element blocks, each with its own
+/// f32 scale `amax / 127` and round-half-away-from-zero (`f32::round`).
+pub fn quantize(xs: &[f32]) -> Vec<Act> {
+    xs.chunks_exact(QK)
+        .map(|x| {
+            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let qs: [i8; QK] = std::array::from_fn(|i| (x[i] * id).round() as i8);
+            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+            Act { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d, ds: d * sum as f32 }
+        })
+        .collect()
+}
+
+#[inline(never)]
+fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
+        Isa::Avx2 => unsafe {
+            return match rows {
+                4 => avx2::nib::<4>(w, a, out),
+                3 => avx2::nib::<3>(w, a, out),
+                2 => avx2::nib::<2>(w, a, out),
+                _ => avx2::nib::<1>(w, a, out),
+            };
+        },
+        // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
+        Isa::Vnni => unsafe {
+            return match rows {
+                4 => avx2::nib_vnni::<4>(w, a, out),
+                3 => avx2::nib_vnni::<3>(w, a, out),
+                2 => avx2::nib_vnni::<2>(w, a, out),
+                _ => avx2::nib_vnni::<1>(w, a, out),
+            };
+        },
+        Isa::Scalar => {}
+    }
+    let _ = isa;
+    let blocks = w.len();
+    for (r, out) in out.iter_mut().take(rows).enumerate() {
+        for (c, out) in out.iter_mut().enumerate() {
+            *out = w
+                .iter()
+                .zip(&a[r * blocks..(r + 1) * blocks])
+                .map(|(wb, ab)| {
+                    let sumi: i32 = (0..16)
+                        .map(|j| {
+                            let q = wb.qs[j / 4][4 * c + j % 4];
+                            (q & 0xF) as i32 * ab.qs[j] as i32 + (q >> 4) as i32 * ab.qs[16 + j] as i32
+                        })
+                        .sum();
+                    wb.d[c] * ab.d * sumi as f32 + wb.m[c] * ab.ds
+                })
+                .sum();
+        }
+    }
+}
+
+#[inline(never)]
+fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa, wide: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Vnni {
+        // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL.
+        unsafe {
+            match rows {
+                4 => avx2::byte_vnni::<4>(w, a, out),
+                3 => avx2::byte_vnni::<3>(w, a, out),
+                2 => avx2::byte_vnni::<2>(w, a, out),
+                _ => avx2::byte_vnni::<1>(w, a, out),
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx2 {
+        // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
+        unsafe {
+            match (rows, wide) {
+                (4, false) => avx2::byte::<4, false>(w, a, out),
+                (3, false) => avx2::byte::<3, false>(w, a, out),
+                (2, false) => avx2::byte::<2, false>(w, a, out),
+                (_, false) => avx2::byte::<1, false>(w, a, out),
+                (4, true) => avx2::byte::<4, true>(w, a, out),
+                (3, true) => avx2::byte::<3, true>(w, a, out),
+                (2, true) => avx2::byte::<2, true>(w, a, out),
+                (_, true) => avx2::byte::<1, true>(w, a, out),
+            }
+        }
+        return;
+    }
+    let _ = (isa, wide);
+    let blocks = w.len();
+    for (r, out) in out.iter_mut().take(rows).enumerate() {
+        for (c, out) in out.iter_mut().enumerate() {
+            *out = w
+                .iter()
+                .zip(&a[r * blocks..(r + 1) * blocks])
+                .map(|(wb, ab)| {
+                    let half = |h: usize| -> i32 {
+                        (16 * h..16 * h + 16).map(|j| wb.qs[j / 4][4 * c + j % 4] as i32 * ab.qs[j] as i32).sum()
+                    };
+                    wb.d[0][c] * ab.d * half(0) as f32 + wb.d[1][c] * ab.d * half(1) as f32 + wb.m[c] * ab.ds
+                })
+                .sum();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Act, ByteX8, NibX8, COLS, ROWS};
+
+    /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
+    #[inline(always)]
+    unsafe fn broadcast4(a: &Act, at: usize) -> __m256i {
+        _mm256_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn nib<const R: usize>(w: &[NibX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            // Nibbles (≤ 15) times bytes (|a| ≤ 127): 8 pair sums of ≤ 3810 each fit in i16.
+            let mut sumi16 = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, broadcast4(ab, 4 * g)),
+                        _mm256_maddubs_epi16(hi, broadcast4(ab, 16 + 4 * g)),
+                    );
+                    sumi16[r] = _mm256_add_epi16(sumi16[r], s);
+                }
+            }
+            let wd = _mm256_loadu_ps(wb.d.as_ptr());
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                let sumi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sumi16[r], ones));
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// Signed weights times signed activations through `maddubs(|w|, a · sign(w))`. Weights of
+    /// at most ±32 (Q5, Q6) let 4 pair sums (≤ 4 · 8128) add up in i16; `WIDE` (Q8_0, ±127)
+    /// widens every product pair to i32 first.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn byte<const R: usize, const WIDE: bool>(
+        w: &[ByteX8],
+        a: &[Act],
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
+        let blocks = w.len();
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            for h in 0..2 {
+                let mut sum = [_mm256_setzero_si256(); R];
+                for g in 4 * h..4 * h + 4 {
+                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                    let ax = _mm256_sign_epi8(x, x);
+                    for r in 0..R {
+                        let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
+                        let dot = _mm256_maddubs_epi16(ax, y);
+                        sum[r] = if WIDE {
+                            _mm256_add_epi32(sum[r], _mm256_madd_epi16(dot, ones))
+                        } else {
+                            _mm256_add_epi16(sum[r], dot)
+                        };
+                    }
+                }
+                let wd = _mm256_loadu_ps(wb.d[h].as_ptr());
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let sumi = if WIDE { sum[r] } else { _mm256_madd_epi16(sum[r], ones) };
+                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r]);
+                }
+            }
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn nib_vnni<const R: usize>(w: &[NibX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            let mut sumi = [_mm256_setzero_si256(); R];
+            for g in 0..4 {
+                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let lo = _mm256_and_si256(raw, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], lo, broadcast4(ab, 4 * g));
+                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], hi, broadcast4(ab, 16 + 4 * g));
+                }
+            }
+            let wd = _mm256_loadu_ps(wb.d.as_ptr());
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+
+    /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w
+    /// − 128·Σ w, the last term once per weight register (all exact in i32).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn byte_vnni<const R: usize>(w: &[ByteX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+        let blocks = w.len();
+        let zero = _mm256_setzero_si256();
+        let bias = _mm256_set1_epi8(-128);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for (b, wb) in w.iter().enumerate() {
+            for h in 0..2 {
+                let mut corr = zero;
+                let mut sum = [zero; R];
+                for g in 4 * h..4 * h + 4 {
+                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                    corr = _mm256_dpbusd_epi32(corr, bias, x);
+                    for r in 0..R {
+                        let ab = &a[r * blocks + b];
+                        let y = _mm256_set1_epi32(std::ptr::read_unaligned(ab.qu.as_ptr().add(4 * g) as *const i32));
+                        sum[r] = _mm256_dpbusd_epi32(sum[r], y, x);
+                    }
+                }
+                let wd = _mm256_loadu_ps(wb.d[h].as_ptr());
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], corr));
+                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
+                }
+            }
+            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            for r in 0..R {
+                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r]);
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+        }
+    }
+}
