@@ -503,7 +503,8 @@ mod tests {
     #[test]
     fn bad_values_are_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: Vec<(Box<dyn Fn(&mut SlurmRequest)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut SlurmRequest)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.partition = Some("gpu a100".into())), "--partition: `gpu a100` must be one word"),
             (
                 Box::new(|r| r.account = Some("lab\n#SBATCH --x".into())),
