@@ -23,7 +23,7 @@ use crate::recipe::{read_text, Recipe};
 use crate::slurm::{SlurmRequest, MERGE_FILE, REQUEUE_FILE, SHARDS_FILE, SUBMIT_FILE};
 use crate::store::atomic;
 use crate::store::{Message, Store};
-use crate::synthesis::{synthesize, RunOptions};
+use crate::synthesis::{merge, synthesize, RunOptions, Shard};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -133,6 +133,10 @@ pub struct EngineArgs {
     /// KV-cache memory budget in MiB.
     #[arg(long, default_value_t = 4096, value_parser = at_least_one)]
     pub kv_cache_mib: usize,
+    /// `synth run`: engines sharing the run, each with its share of `--max-batch`, the KV-cache
+    /// budget and the CPU threads (a many-core CPU can do better with several).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
+    pub engines: usize,
 }
 
 impl EngineArgs {
@@ -142,6 +146,7 @@ impl EngineArgs {
             prefill_chunk: self.prefill_chunk,
             kv_cache_bytes: self.kv_cache_mib << 20,
             enable_thinking: None,
+            engines: self.engines,
         }
     }
 
@@ -210,6 +215,10 @@ pub struct RunArgs {
     /// prompted as the first pass is (`off`, for comparison).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = on_off, action = clap::ArgAction::Set)]
     pub diversity: bool,
+    /// Make only shard I (from 0) of N: the rows of seed rows r with r % N == I, as dataset
+    /// `<output id>.shard-I-of-N`; `synth datasets merge <output id> --shards N` joins them.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -319,6 +328,19 @@ pub enum DatasetsCommand {
     /// Delete the journals of interrupted runs (they can then no longer be resumed) and any
     /// leftover temporary directories; a run in progress is left alone.
     Clean,
+    /// Publish the N shards of a run (`synth run --shard I/N --output-id ID`) as dataset ID,
+    /// the same bytes a single process would have made.
+    Merge {
+        /// The merged dataset's id (the runs' `--output-id`).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// How many shards the run was split into.
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
+        shards: usize,
+        /// Replace an existing dataset with this id.
+        #[arg(long)]
+        overwrite: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -483,6 +505,7 @@ fn run_command(args: RunArgs, device: Option<DeviceChoice>, progress: ProgressMo
         num_samples: args.num_samples,
         max_candidates: args.max_candidates,
         diversity: args.diversity,
+        shard: args.shard,
     };
     let report = synthesize(&args.recipe, &store, &options)?;
     let [train, validation, test] = report.splits;
@@ -509,7 +532,13 @@ fn run_command(args: RunArgs, device: Option<DeviceChoice>, progress: ProgressMo
         report.generated_tokens,
         report.tokens_per_second()
     ));
-    say.line(format!("splits: train {train}, validation {validation}, test {test}"));
+    match (options.shard, &options.output_id) {
+        (Some(shard), Some(base)) => say.line(format!(
+            "shard {}/{} of `{base}`: {train} rows kept in candidate order; when every shard is done: `synth datasets merge {base} --shards {}`",
+            shard.index, shard.count, shard.count
+        )),
+        _ => say.line(format!("splits: train {train}, validation {validation}, test {test}")),
+    }
     out!("{}", report.id);
     say.line(format!("dataset `{}` is at {}", report.id, report.path.display()));
     Ok(())
@@ -642,6 +671,13 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
             for row in store.read_split(&id, &split, Some(limit))? {
                 out!("{}", serde_json::to_string(&row)?);
             }
+        }
+        DatasetsCommand::Merge { id, shards, overwrite } => {
+            let merged = merge(&store, &id, shards, overwrite)?;
+            let [train, validation, test] = merged.splits;
+            out!("{id}");
+            say.line(format!("merged {shards} shards: train {train}, validation {validation}, test {test}"));
+            say.line(format!("dataset `{id}` is at {}", merged.path.display()));
         }
         DatasetsCommand::Clean => {
             let removed = Journal::clean(&store)?;

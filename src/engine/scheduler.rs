@@ -138,7 +138,15 @@ pub trait Work {
     fn complete(&self) -> bool {
         false
     }
+    /// With nothing ready now: requests running elsewhere (another engine) may make more ready,
+    /// so an idle engine waits instead of ending.
+    fn more_may_come(&self) -> bool {
+        false
+    }
 }
+
+/// How long an engine with nothing to run waits before asking its work again.
+const IDLE_WAIT: Duration = Duration::from_millis(2);
 
 /// A fixed list of requests as [`Work`]; completions go to a callback.
 pub struct Queue<F> {
@@ -197,6 +205,10 @@ pub fn run<M: BatchModel>(
         }
         batch.admit(model, work, &mut limiter, admission)?;
         if batch.active.is_empty() {
+            if batch.waiting.is_none() && admission.admitting() && work.more_may_come() {
+                std::thread::sleep(IDLE_WAIT);
+                continue;
+            }
             if batch.waiting.is_none() || !admission.admitting() {
                 return Ok(batch.waiting);
             }

@@ -44,11 +44,20 @@ pub struct EngineOptions {
     pub kv_cache_bytes: usize,
     /// Qwen3's thinking mode; `None` leaves the template's default.
     pub enable_thinking: Option<bool>,
+    /// Engines sharing a `synth run` (`--engines`), each with its share of the batch, the
+    /// KV-cache budget and the CPU threads.
+    pub engines: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_batch: 32, prefill_chunk: 512, kv_cache_bytes: DEFAULT_KV_CACHE_BYTES, enable_thinking: None }
+        Self {
+            max_batch: 32,
+            prefill_chunk: 512,
+            kv_cache_bytes: DEFAULT_KV_CACHE_BYTES,
+            enable_thinking: None,
+            engines: 1,
+        }
     }
 }
 
@@ -114,7 +123,7 @@ impl Clock for Announcing<'_> {
 pub struct BatchContext<'a> {
     pub engine: &'a EngineOptions,
     pub rate: Option<&'a mut RateCap>,
-    pub admission: Option<&'a dyn Admission>,
+    pub admission: Option<&'a (dyn Admission + Sync)>,
     pub progress: &'a mut Progress,
 }
 
@@ -158,7 +167,7 @@ pub fn generate(
 pub struct Drive<'a> {
     pub engine: &'a EngineOptions,
     pub rate: Option<&'a mut RateCap>,
-    pub admission: Option<&'a dyn Admission>,
+    pub admission: Option<&'a (dyn Admission + Sync)>,
 }
 
 /// Runs `work` through one engine whose slots start `max_len` tokens long (they grow when a
@@ -181,7 +190,11 @@ pub fn drive(
         }
         None => None,
     };
-    scheduler::run(&mut engine, &config, work, limiter, drive.admission.unwrap_or(&AlwaysAdmit))
+    let admission: &dyn Admission = match drive.admission {
+        Some(a) => a,
+        None => &AlwaysAdmit,
+    };
+    scheduler::run(&mut engine, &config, work, limiter, admission)
 }
 
 /// A job as the engine's request `id`: the conversation through the chat template.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::batch::{decode, drive as drive_work, encode, mix_seed, Drive, EngineOptions, Generated, Job, RateCap};
+use super::engines::drive_engines;
 use super::journal::{Candidate, Journal, Key};
 use crate::engine::scheduler::{Admission, Work};
 use crate::engine::{Completion, Request};
@@ -64,7 +65,7 @@ pub struct Ask {
 /// usable, and what follows from it (a row's next stage, a replacement candidate). The
 /// generator journals, replays and retries; the flow never sees a rejected attempt that is
 /// retried.
-pub trait Flow {
+pub trait Flow: Send {
     type Reject: Rejection;
     /// The next generation to start, if one is ready now.
     fn next(&mut self) -> Option<Ask>;
@@ -102,11 +103,12 @@ impl<'a> JournaledGenerator<'a> {
     /// counts toward, `max_len` the tokens an engine slot starts with.
     pub fn run<F: Flow>(&mut self, flow: &mut F, rows: usize, max_len: usize) -> Result<()> {
         let mut progress = Progress::new("rows", rows, self.settings.progress);
+        let rate = self.settings.rate.as_ref().map(|r| r.per_minute);
         let notifier = progress.notifier();
         let drive = Drive {
             engine: &self.settings.engine,
             rate: self.settings.rate.as_mut(),
-            admission: self.settings.stop.map(|s| s as &dyn Admission),
+            admission: self.settings.stop.map(|s| s as &(dyn Admission + Sync)),
         };
         let mut stream = Stream {
             model: self.model,
@@ -121,7 +123,10 @@ impl<'a> JournaledGenerator<'a> {
             next_id: 0,
             synced: Instant::now(),
         };
-        let ran = drive_work(self.model, drive, max_len, notifier, &mut stream);
+        let ran = match self.settings.engine.engines {
+            1 => drive_work(self.model, drive, max_len, notifier, &mut stream).map(|_| ()),
+            _ => drive_engines(self.model, drive.engine, rate, drive.admission, max_len, &mut stream),
+        };
         let complete = stream.flow.complete();
         progress.finish();
         ran.map_err(|e| self.stopped_by(e))?;

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod conversations;
+pub mod engines;
 pub mod journal;
 pub mod journaled;
 

@@ -74,6 +74,20 @@ pub struct SynthesisManifest {
     pub wall_seconds: f64,
     /// `tokens.generatedThisRun / wallSeconds`.
     pub tokens_per_second: f64,
+    /// Present on a shard of a run (`--shard I/N`), which `synth datasets merge` publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+}
+
+/// Which shard of which work a shard dataset is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardRecord {
+    pub index: usize,
+    pub count: usize,
+    /// The run's journal fingerprint (recipe, seed rows, model files, device, options): equal
+    /// on every shard of one run.
+    pub fingerprint: String,
 }
 
 /// The tokens of every generation the dataset was made from, and of those this process made.

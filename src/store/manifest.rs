@@ -20,6 +20,8 @@ pub const SPLITS: [&str; 3] = ["train", "validation", "test"];
 
 pub const KIND_IMPORTED: &str = "imported";
 pub const KIND_SYNTHESIZED: &str = "synthesized";
+/// One shard of a `synth run --shard I/N`: its rows in candidate order, all in `train`.
+pub const KIND_SHARD: &str = "synthesis_shard";
 /// Failed rows of an evaluation run, labelled by failure mode (`synth eval` with `generateFailureModes`).
 pub const KIND_FAILURE_MODES: &str = "failure_modes";
 

@@ -27,6 +27,8 @@ pub use datasets::{first_free, DatasetSummary, Store};
 pub use id::validate_dataset_id;
 pub use import::{ImportReport, RowFormatCounts};
 pub use jsonl::{JsonlReader, LineError, RowFormat};
-pub use manifest::{Manifest, SplitInfo, KIND_FAILURE_MODES, KIND_IMPORTED, KIND_SYNTHESIZED, MANIFEST_FILE, SPLITS};
+pub use manifest::{
+    Manifest, SplitInfo, KIND_FAILURE_MODES, KIND_IMPORTED, KIND_SHARD, KIND_SYNTHESIZED, MANIFEST_FILE, SPLITS,
+};
 pub use pending::PendingDataset;
 pub use row::{Message, Row};

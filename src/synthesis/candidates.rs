@@ -19,18 +19,22 @@ use anyhow::Result;
 
 use super::general::MAX_TURNS;
 use super::pipeline::{check, DropReason, Pipeline, Stage};
+use super::shard::Shard;
 use crate::engine::SamplingParams;
 use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator};
 use crate::recipe::InferenceSettings;
 use crate::store::artifacts::RowProvenance;
 use crate::store::Row;
 
-/// What a run asks for: how many rows, from how many candidates at most.
+/// What a run asks for: how many rows, from how many candidates at most, and which seed rows
+/// this process makes them for.
 #[derive(Debug, Clone, Copy)]
 pub struct Volume {
     /// `numSamples`; `None`: one candidate per seed row.
     pub num_samples: Option<usize>,
     pub max_candidates: usize,
+    /// `--shard I/N`: only the seed rows of shard I (their quotas are dealt over all seed rows).
+    pub shard: Option<Shard>,
 }
 
 /// The default candidate budget is this many candidates per row asked for.
@@ -140,12 +144,14 @@ impl<'p> Rows<'p> {
     fn new(pipeline: &'p dyn Pipeline, inference: &'p InferenceSettings, origin: &'p Origin, volume: Volume) -> Self {
         let n = origin.seed_rows;
         let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
+        let ours = |row: usize| volume.shard.is_none_or(|s| s.holds(row));
         let mut usable = Vec::new();
         for row in 0..n {
             let first = Candidate { variant: 0, row };
             match pipeline.request(first, candidate_seed(inference.seed, first)) {
                 Ok(_) => usable.push(row),
-                Err(reason) => made.drops.push(reason),
+                Err(reason) if ours(row) => made.drops.push(reason),
+                Err(_) => {}
             }
         }
         made.candidates = made.drops.len();
@@ -154,7 +160,7 @@ impl<'p> Rows<'p> {
             None => (usable.len(), usable.len()),
             Some(samples) => (samples, volume.max_candidates),
         };
-        for (k, &row) in usable.iter().enumerate() {
+        for (k, &row) in usable.iter().enumerate().filter(|(_, &row)| ours(row)) {
             chains[row].quota = share(rows, usable.len(), k);
             chains[row].budget = share(budget, usable.len(), k);
         }
@@ -405,7 +411,7 @@ mod tests {
     #[test]
     fn the_same_rows_whatever_the_slots_and_finishing_order() {
         let seeds = seeds(4);
-        let volume = Volume { num_samples: Some(10), max_candidates: 30 };
+        let volume = Volume { num_samples: Some(10), max_candidates: 30, shard: None };
         // Seed row 1's even variants leave their answer empty; seed row 3 never makes a request.
         let fails = |c: Candidate, stage: u8| (c.row == 1 && c.variant.is_multiple_of(2) && stage == 2) || c.row == 3;
         let (want, drops, candidates, _) = stream(&seeds, volume, 1, 0, fails);
@@ -425,10 +431,33 @@ mod tests {
     }
 
     #[test]
+    fn shards_make_exactly_the_rows_of_their_seed_rows() {
+        let seeds = seeds(5);
+        let fails = |c: Candidate, stage: u8| c.row == 2 && c.variant == 0 && stage == 1;
+        let volume = |shard| Volume { num_samples: Some(12), max_candidates: 36, shard };
+        let (whole, whole_drops, whole_candidates, _) = stream(&seeds, volume(None), 4, 1, fails);
+        let mut merged = Vec::new();
+        let (mut drops, mut candidates) = (0, 0);
+        for index in 0..3 {
+            let (rows, shard_drops, shard_candidates, _) =
+                stream(&seeds, volume(Some(Shard { index, count: 3 })), 4, 7, fails);
+            merged.extend(rows);
+            (drops, candidates) = (drops + shard_drops.len(), candidates + shard_candidates);
+        }
+        let order = |r: &Row| {
+            let m = r.metadata.as_ref().unwrap();
+            m["variant"].as_u64().unwrap() * 5 + m["seedRow"].as_u64().unwrap()
+        };
+        merged.sort_by_key(order);
+        assert_eq!(merged, whole, "the shards' rows in candidate order are the single run's");
+        assert_eq!((drops, candidates), (whole_drops.len(), whole_candidates));
+    }
+
+    #[test]
     fn without_num_samples_every_seed_row_is_tried_once() {
         let mut seeds = seeds(5);
         seeds[2].messages = vec![Message::new("assistant", "no user turn")];
-        let volume = Volume { num_samples: None, max_candidates: 0 };
+        let volume = Volume { num_samples: None, max_candidates: 0, shard: None };
         let (rows, drops, candidates, _) = stream(&seeds, volume, 8, 9, |c, _| c.row == 4);
         let seed_rows: Vec<_> = rows.iter().map(|r| r.metadata.as_ref().unwrap()["seedRow"].clone()).collect();
         assert_eq!(seed_rows, [0, 1, 3], "rows in seed order");

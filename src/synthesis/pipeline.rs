@@ -14,7 +14,7 @@ pub type Turns = [(String, String)];
 /// What one kind of synthesis asks of the model and makes of its answers, for each candidate
 /// (a seed row on one of its variants): `synth run` does the rest (model, journal, batched
 /// stages, retries, splits, manifest).
-pub trait Pipeline {
+pub trait Pipeline: Sync {
     /// Stage 1: the conversation that asks for a new request, or why this candidate is skipped.
     /// `rng` is the candidate's own seed, for choices a later variant makes.
     fn request(&self, candidate: Candidate, rng: u64) -> Result<Vec<Message>, DropReason>;

@@ -14,6 +14,7 @@ use super::candidates::{make_rows, Made, Origin, Volume, CANDIDATES_PER_SAMPLE};
 use super::diversity;
 use super::general::General;
 use super::pipeline::{drop_counts, Pipeline};
+use super::shard::Shard;
 use super::targeted::FailureModes;
 use crate::device::{self, DeviceChoice};
 use crate::error::SynthError;
@@ -25,8 +26,10 @@ use crate::model::{LoadedModel, Registry};
 use crate::output::Destination;
 use crate::progress::ProgressMode;
 use crate::recipe::{InferenceSettings, Recipe, SynthesisType};
-use crate::store::artifacts::{round3, ModelRecord, RunCounts, RunTokens, SeedDatasetRecord, SynthesisManifest};
-use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SYNTHESIZED};
+use crate::store::artifacts::{
+    round3, ModelRecord, RunCounts, RunTokens, SeedDatasetRecord, ShardRecord, SynthesisManifest,
+};
+use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES, KIND_SHARD, KIND_SYNTHESIZED};
 
 pub struct RunOptions {
     pub device: DeviceChoice,
@@ -49,6 +52,8 @@ pub struct RunOptions {
     pub max_candidates: Option<usize>,
     /// Later variants see other seeds and a rewrite direction (`--diversity on`, the default).
     pub diversity: bool,
+    /// `--shard I/N`: make shard dataset `<output id>.shard-I-of-N` for `synth datasets merge`.
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug)]
@@ -114,7 +119,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let made = make_rows(&mut generator, pipeline.as_ref(), &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
     let (journal, counts) = generator.finish();
-    if made.rows.is_empty() {
+    if made.rows.is_empty() && volume.shard.is_none() {
         return Err(SynthError::failed(format!(
             "every generation was degenerate ({}), so there is no dataset to publish",
             serde_json::to_value(drop_counts(&made.drops))?
@@ -136,15 +141,44 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         wall_seconds,
         volume,
         diversity: options.diversity,
+        fingerprint,
     };
     let details = manifest_details(run, pipeline.as_ref(), &made);
-    let destination = Destination { store, id: &output_id, kind: KIND_SYNTHESIZED, overwrite: options.overwrite };
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
-    let volume = volume.num_samples.map(|n| (n, made.candidates, drop_counts(&made.drops)));
-    let (path, splits) =
-        destination.publish_shuffled(made.rows, recipe.synthesis.distribution, recipe.inference.seed, &details)?;
+    let report_volume = volume.num_samples.map(|n| (n, made.candidates, drop_counts(&made.drops)));
+    let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, &details)?;
     journal.remove();
-    Ok(RunReport { id: output_id, path, splits, seed_rows, dropped, volume, generated_tokens, wall_seconds })
+    Ok(RunReport {
+        id: output_id,
+        path,
+        splits,
+        seed_rows,
+        dropped,
+        volume: report_volume,
+        generated_tokens,
+        wall_seconds,
+    })
+}
+
+/// A whole run's rows are shuffled into splits; a shard's are kept in candidate order, all in
+/// `train`, for `synth datasets merge`.
+fn publish(
+    store: &Store,
+    id: &str,
+    options: &RunOptions,
+    recipe: &Recipe,
+    rows: Vec<Row>,
+    details: &SynthesisManifest,
+) -> Result<(PathBuf, [usize; 3])> {
+    let kind = if options.shard.is_some() { KIND_SHARD } else { KIND_SYNTHESIZED };
+    let destination = Destination { store, id, kind, overwrite: options.overwrite };
+    if options.shard.is_none() {
+        return destination.publish_shuffled(rows, recipe.synthesis.distribution, recipe.inference.seed, details);
+    }
+    let count = rows.len();
+    let path =
+        destination.publish_splits(&[("train", rows), ("validation", Vec::new()), ("test", Vec::new())], details)?;
+    Ok((path, [count, 0, 0]))
 }
 
 fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<Seeds> {
@@ -174,13 +208,25 @@ fn volume(recipe: &Recipe, options: &RunOptions) -> Volume {
     let num_samples = options.num_samples.or(recipe.synthesis.num_samples);
     let max_candidates =
         options.max_candidates.unwrap_or(num_samples.unwrap_or(0).saturating_mul(CANDIDATES_PER_SAMPLE));
-    Volume { num_samples, max_candidates }
+    Volume { num_samples, max_candidates, shard: options.shard }
 }
 
 /// Settles a chosen output id before hours of generation, not after. It may not name a
 /// dataset the run reads.
 fn settle_output_id(store: &Store, options: &RunOptions, seed_id: &str) -> Result<Option<String>> {
-    let Some(id) = &options.output_id else { return Ok(None) };
+    let id = match (&options.output_id, options.shard) {
+        (None, None) => return Ok(None),
+        (None, Some(shard)) => {
+            return Err(SynthError::invalid(format!("`--shard {}/{}` needs `--output-id`", shard.index, shard.count))
+                .hint("name the merged dataset, e.g. `--output-id big`; shard I is stored as `big.shard-I-of-N`")
+                .into())
+        }
+        (Some(base), shard) => {
+            store.dataset_dir(base)?;
+            shard.map_or_else(|| base.clone(), |s| s.dataset_id(base))
+        }
+    };
+    let id = &id;
     store.dataset_dir(id)?;
     if id == seed_id {
         return Err(SynthError::invalid(format!(
@@ -229,6 +275,7 @@ struct RunFacts<'a> {
     wall_seconds: f64,
     volume: Volume,
     diversity: bool,
+    fingerprint: String,
 }
 
 fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> SynthesisManifest {
@@ -268,5 +315,6 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         tokens: RunTokens { prompt: run.counts.prompt_tokens, generated, generated_this_run: fresh },
         wall_seconds: round3(run.wall_seconds),
         tokens_per_second: round3(fresh as f64 / run.wall_seconds.max(1e-9)),
+        shard: run.volume.shard.map(|s| ShardRecord { index: s.index, count: s.count, fingerprint: run.fingerprint }),
     }
 }
