@@ -54,7 +54,7 @@ fn log(dir: &Path, name: &str) -> String {
 fn recipe(home: &Home) -> String {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/quickstart.json")).unwrap();
     let mut recipe: Value = serde_json::from_str(&text).unwrap();
-    recipe["inferenceConfig"] = json!({"inferenceTemperature": 0.7, "inferenceMaxNewTokens": 48, "inferenceSeed": 7});
+    recipe["inferenceConfig"] = json!({"inferenceTemperature": 0.3, "inferenceMaxNewTokens": 64, "inferenceSeed": 7});
     recipe["synthesisConfig"]["synthesisConfig"]["datasetId"] = json!("dataset_quickstart_seed");
     let path = home.path().join("recipe.json");
     std::fs::write(&path, recipe.to_string()).unwrap();
@@ -76,7 +76,7 @@ fn a_slurm_array_of_three_shards_with_one_cancelled_and_requeued_merges_to_the_s
     start_cluster();
     let home = Home::with_quickstart_seed();
     let recipe = recipe(&home);
-    let run_flags = ["--limit", "6", "--max-batch", "1"];
+    let run_flags = ["--limit", "6", "--num-samples", "9", "--max-batch", "1"];
     let mut single = vec!["--device", "cpu", "--quiet", "run", &recipe, "--output-id", "single"];
     single.extend(run_flags);
     run(&mut home.command(&single));
@@ -130,10 +130,15 @@ fn a_slurm_array_of_three_shards_with_one_cancelled_and_requeued_merges_to_the_s
         .and_then(|l| l.split(": ").nth(1)?.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("shard 1 did not resume from its journal:\n{resumed}"));
     assert!(kept + 1 >= seen, "shard 1 kept {kept} of the {seen} generations it had journaled");
+    eprintln!("shard 1's log:\n{resumed}\nmerge log:\n{}", log(&dir, "merge.out"));
+    let mut rows = 0;
     for split in ["train.jsonl", "validation.jsonl", "test.jsonl"] {
         let read = |id: &str| std::fs::read(home.path().join("datasets").join(id).join(split)).unwrap();
         assert!(read("big") == read("single"), "{split} of the merged dataset differs from the single-process run's");
+        rows += read("big").iter().filter(|&&b| b == b'\n').count();
     }
+    eprintln!("merged {rows} rows, byte-identical to the single-process run");
+    assert!(rows >= 3, "too few rows to compare: {rows}");
 }
 
 /// Waits for the merge job to end and says how it ended; fails with the logs when it did not
