@@ -22,6 +22,7 @@ use crate::model::{presence, LoadedModel, Presence, Registry};
 use crate::progress::{Progress, ProgressMode};
 use crate::recipe::{read_text, Recipe};
 use crate::report;
+use crate::slurm::{SlurmRequest, MERGE_FILE, REQUEUE_FILE, SHARDS_FILE, SUBMIT_FILE};
 use crate::store::atomic;
 use crate::store::{ExportFormat, Message, Store};
 use crate::synthesis::{merge, synthesize, RunOptions, Shard};
@@ -33,8 +34,9 @@ use crate::synthesis::{merge, synthesize, RunOptions, Shard};
     about = "Turn data synthesis recipes into training datasets with LLMs on your own hardware"
 )]
 pub struct Cli {
-    /// Where `run`, `eval` and `generate` run the model (also accepted after those commands).
-    #[arg(long, value_enum)]
+    /// Where `run`, `eval` and `generate` run the model (also accepted after those commands):
+    /// `auto`, `cpu`, `cuda`, `metal`, a device number `cuda:1`, a list `cuda:0,2`, or `cuda:all`.
+    #[arg(long, value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
     /// Print no progress or summary lines on stderr (errors still print).
     #[arg(long, short, global = true)]
@@ -63,12 +65,63 @@ pub enum Command {
     /// Known models and their local files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Write Slurm job scripts for a sharded run: an sbatch array (one task per shard) and a
+    /// merge job that runs when every shard succeeded; prints the command that submits them.
+    Slurm(SlurmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SlurmArgs {
+    /// The synthesis recipe file (JSON), on a filesystem the compute nodes share.
+    pub recipe: PathBuf,
+    /// How many shards (array tasks).
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub shards: usize,
+    /// Id of the merged dataset (each shard's own dataset is named after it).
+    #[arg(long)]
+    pub output_id: String,
+    /// GPUs per shard (`--gres=gpu:G`); 0 runs the shards on the CPU. Each shard runs on the
+    /// GPUs Slurm gives it (`--device cuda`, or `cuda:all` for more than one) unless `--device`
+    /// says otherwise.
+    #[arg(long, value_name = "G", default_value_t = 0)]
+    pub gpus_per_shard: usize,
+    /// CPUs per shard (`--cpus-per-task`).
+    #[arg(long, value_name = "C", value_parser = at_least_one)]
+    pub cpus_per_shard: Option<usize>,
+    /// Most shards running at once (`--array=0-N%K`).
+    #[arg(long, value_name = "K", value_parser = at_least_one)]
+    pub max_running: Option<usize>,
+    /// Slurm partition (`--partition`).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per job (`--time`), e.g. `4:00:00` or `1-12:00:00`.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Account charged (`--account`).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Another sbatch option for both jobs, e.g. `--sbatch-arg=--mem=32G` (repeatable).
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
+    /// Where the scripts and the jobs' logs go [default: `slurm-<output-id>`].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The synth binary the jobs run [default: this one]; it must be at that path on the nodes.
+    #[arg(long, value_name = "PATH")]
+    pub synth: Option<PathBuf>,
+    /// Replace scripts left in `--dir` by an earlier `synth slurm`.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// More `synth run` flags for every shard, after `--` (e.g. `-- --num-samples 100000 --max-batch 64`).
+    #[arg(last = true, value_name = "RUN FLAGS")]
+    pub run_args: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct EngineArgs {
-    /// Where the model runs: `auto` picks CUDA, then Metal, then CPU.
-    #[arg(long, value_enum)]
+    /// Where the model runs: `auto` picks CUDA, then Metal, then CPU; `cuda` is `cuda:0`; also
+    /// `cuda:1`, a list `cuda:0,2` or `cuda:all` (one engine per device), likewise `metal:`.
+    #[arg(long, value_name = "DEVICE")]
     pub device: Option<DeviceChoice>,
     /// Load the model from this file (`.gguf`) or directory instead of looking it up.
     #[arg(long)]
@@ -101,7 +154,7 @@ impl EngineArgs {
 
     /// The device named after the command, else before it, else `auto`.
     fn device(&self, before: Option<DeviceChoice>) -> DeviceChoice {
-        self.device.or(before).unwrap_or(DeviceChoice::Auto)
+        self.device.or(before).unwrap_or(DeviceChoice::AUTO)
     }
 }
 
@@ -445,6 +498,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Datasets(command) => datasets_command(command, &say),
         Command::Models(ModelsCommand::List) => models_list(),
         Command::Models(ModelsCommand::Download { name }) => models_download(&name),
+        Command::Slurm(args) => slurm_command(args, cli.device, &say),
     }
 }
 
@@ -760,6 +814,41 @@ fn datasets_command(command: DatasetsCommand, say: &Say) -> Result<()> {
             ));
         }
     }
+    Ok(())
+}
+
+fn slurm_command(args: SlurmArgs, device: Option<DeviceChoice>, say: &Say) -> Result<()> {
+    let store = Store::open_default()?;
+    let synth = match args.synth {
+        Some(path) => path,
+        None => std::env::current_exe().context("cannot tell where this synth binary is; give `--synth PATH`")?,
+    };
+    let request = SlurmRequest {
+        dir: args.dir.unwrap_or_else(|| PathBuf::from(format!("slurm-{}", args.output_id))),
+        recipe: args.recipe,
+        output_id: args.output_id,
+        shards: args.shards,
+        gpus_per_shard: args.gpus_per_shard,
+        cpus_per_shard: args.cpus_per_shard,
+        max_running: args.max_running,
+        partition: args.partition,
+        time: args.time,
+        account: args.account,
+        sbatch_args: args.sbatch_arg,
+        run_args: args.run_args,
+        device,
+        synth,
+        synth_home: store.root().to_path_buf(),
+    };
+    let plan = request.plan()?;
+    let submit = plan.write(args.overwrite)?;
+    let dir = plan.dir().display();
+    say.line(format!(
+        "wrote {dir}/{SHARDS_FILE} (the shards, an array job), {dir}/{MERGE_FILE} (the merge), {dir}/{SUBMIT_FILE} \
+         and {dir}/{REQUEUE_FILE} (runs cancelled or failed shards again)"
+    ));
+    say.line("submit both jobs (the merge waits for every shard to succeed) with:");
+    out!("bash {}", shlex::try_quote(&submit.to_string_lossy()).map_err(|e| anyhow::anyhow!("{e}"))?);
     Ok(())
 }
 

@@ -6,7 +6,8 @@
 //! [`generation`] (conversations in, completions out: rate cap, journal, retries) →
 //! [`synthesis`] (what to ask per seed row, what to make of the answers; [`curation`] gates each candidate) and [`evaluation`]
 //! (answers graded, failures grouped into a dataset synthesis can target) → [`output`]
-//! (splits, manifest, publish). [`cli`] parses flags and prints.
+//! (splits, manifest, publish); [`slurm`] writes the job scripts of a sharded run. [`cli`] parses
+//! flags and prints.
 
 pub mod cli;
 pub mod curation;
@@ -20,6 +21,7 @@ pub mod output;
 pub mod progress;
 pub mod recipe;
 pub mod report;
+pub mod slurm;
 pub mod store;
 pub mod synthesis;
 pub mod terminal;
