@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::curation::settings::{self, CurationFlags, Gate};
+use crate::curation::settings::{self, CurationFlags, FilterFlag};
 use crate::device::{self, DeviceChoice};
 use crate::engine::SamplingParams;
 use crate::error::{self, SynthError};
@@ -230,10 +230,11 @@ pub struct RunArgs {
 /// `synth run`'s curation flags; they win over the recipe's `curation` object.
 #[derive(Args, Debug)]
 pub struct CurationArgs {
-    /// Turn one curation filter on or off (repeatable): tooShort, instructionEcho, assistantVoice,
-    /// notARequest, answerInRequest, refusal, repetition, otherLanguage, seedCopy, exactDuplicate, nearDuplicate.
+    /// Turn one curation filter on or off (repeatable, later ones win): tooShort, instructionEcho,
+    /// assistantVoice, notARequest, answerInRequest, refusal, repetition, otherLanguage, seedCopy,
+    /// exactDuplicate, nearDuplicate, or `all`.
     #[arg(long = "filter", value_name = "NAME=on|off", value_parser = settings::parse_filter_flag)]
-    pub filters: Vec<(Gate, bool)>,
+    pub filters: Vec<FilterFlag>,
     /// Jaccard index of word 3-gram sets at or above which two requests are near duplicates
     /// (also the bar for `seedCopy` and `--exclude`) [default: 0.7].
     #[arg(long, value_name = "X", value_parser = settings::parse_threshold)]
@@ -247,7 +248,7 @@ pub struct CurationArgs {
 impl CurationArgs {
     pub fn flags(&self) -> CurationFlags {
         CurationFlags {
-            filters: self.filters.clone(),
+            filters: self.filters.iter().flat_map(|f| f.0.iter().copied()).collect(),
             near_duplicate_threshold: self.dedup_threshold,
             exclude: self.exclude.clone(),
         }

@@ -42,6 +42,20 @@ fn quickstart_recipe_makes_a_split_dataset_and_the_same_seed_gives_the_same_byte
             assert_eq!(row["metadata"]["model"], "SmolLM2-135M-Instruct");
         }
     }
+    // The curation gates ran: what they dropped is counted by gate, in the run's drops too.
+    let curation = &manifest["curation"];
+    let gates = curation["gates"].as_object().unwrap();
+    assert!(gates.values().all(|on| on == true), "every gate is on by default: {curation}");
+    let gate_drops: u64 = curation["droppedBy"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let by_gate: u64 = manifest["counts"]["droppedBy"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| gates.contains_key(key.as_str()))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(gate_drops, by_gate, "{manifest}");
+    assert!(gate_drops > 0, "SmolLM2-135M's requests meet the gates: {curation}");
     assert_eq!(manifest["model"]["files"][0]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["tokens"]["generated"].as_u64().unwrap() > 0);
 

@@ -76,7 +76,7 @@ fn a_slurm_array_of_three_shards_with_one_cancelled_and_requeued_merges_to_the_s
     start_cluster();
     let home = Home::with_quickstart_seed();
     let recipe = recipe(&home);
-    let run_flags = ["--limit", "6", "--num-samples", "9", "--max-batch", "1"];
+    let run_flags = ["--filter", "all=off", "--limit", "6", "--num-samples", "9", "--max-batch", "1"];
     let mut single = vec!["--device", "cpu", "--quiet", "run", &recipe, "--output-id", "single"];
     single.extend(run_flags);
     run(&mut home.command(&single));

@@ -48,8 +48,21 @@ fn manifest(home: &Home, id: &str) -> Value {
 fn forty_rows_from_eight_seed_rows() {
     let home = Home::with_quickstart_seed();
     let recipe = recipe_at(&home, 0.3, 64, "dataset_quickstart_seed");
-    let args =
-        ["--device", "cpu", "--quiet", "run", &recipe, "--limit", "8", "--num-samples", "40", "--output-id", "grown"];
+    let args = [
+        "--device",
+        "cpu",
+        "--quiet",
+        "run",
+        &recipe,
+        "--filter",
+        "all=off",
+        "--limit",
+        "8",
+        "--num-samples",
+        "40",
+        "--output-id",
+        "grown",
+    ];
     let out = home.synth(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let made = rows(&home, "grown");
@@ -103,7 +116,20 @@ fn forty_rows_from_eight_seed_rows() {
 fn a_small_budget_publishes_fewer_rows_and_says_so() {
     let home = Home::with_quickstart_seed();
     let recipe = short_recipe(&home, 64, "dataset_quickstart_seed");
-    let args = ["--device", "cpu", "run", &recipe, "--limit", "8", "--num-samples", "40", "--max-candidates", "6"];
+    let args = [
+        "--device",
+        "cpu",
+        "run",
+        &recipe,
+        "--filter",
+        "all=off",
+        "--limit",
+        "8",
+        "--num-samples",
+        "40",
+        "--max-candidates",
+        "6",
+    ];
     let out = home.synth(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -123,9 +149,11 @@ fn the_same_rows_at_max_batch_1_killed_and_resumed_and_at_16() {
     let home = Home::with_quickstart_seed();
     let recipe = short_recipe(&home, 32, "dataset_quickstart_seed");
     let args = |id: &'static str, batch: &'static str| {
-        let fixed = ["--device", "cpu", "--quiet", "run", &recipe, "--limit", "3", "--num-samples", "6"];
+        let fixed = ["--device", "cpu", "--quiet", "run", &recipe, "--filter", "all=off", "--limit", "3"];
         let mut args: Vec<String> = fixed.iter().map(|a| a.to_string()).collect();
-        args.extend(["--max-candidates", "12", "--max-batch", batch, "--output-id", id].map(String::from));
+        args.extend(
+            ["--num-samples", "6", "--max-candidates", "12", "--max-batch", batch, "--output-id", id].map(String::from),
+        );
         args
     };
     let journal = home.path().join("datasets/.run-one/journal.jsonl");
@@ -179,7 +207,19 @@ fn a_two_turn_seed_gives_two_turn_rows() {
     let out = home.synth(&["datasets", "import", seed.to_str().unwrap(), "--id", "two_turns"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let recipe = short_recipe(&home, 64, "two_turns");
-    let args = ["--device", "cpu", "--quiet", "run", &recipe, "--num-samples", "2", "--max-candidates", "8"];
+    let args = [
+        "--device",
+        "cpu",
+        "--quiet",
+        "run",
+        &recipe,
+        "--filter",
+        "all=off",
+        "--num-samples",
+        "2",
+        "--max-candidates",
+        "8",
+    ];
     let out = home.synth(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -156,19 +156,27 @@ pub fn valid_threshold(t: f64) -> bool {
 }
 
 /// `--filter NAME=on|off` (clap value parser).
-pub fn parse_filter_flag(text: &str) -> Result<(Gate, bool), String> {
+/// One `--filter NAME=on|off`: the gates it names (`all`: every switchable one) and their state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterFlag(pub Vec<(Gate, bool)>);
+
+pub fn parse_filter_flag(text: &str) -> Result<FilterFlag, String> {
     let names = || Gate::switchable_keys().join(", ");
     let Some((name, state)) = text.split_once('=') else {
-        return Err(format!("expected NAME=on or NAME=off, where NAME is one of {}", names()));
+        return Err(format!("expected NAME=on or NAME=off, where NAME is `all` or one of {}", names()));
     };
-    let gate = Gate::from_key(name)
-        .filter(|g| g.switchable())
-        .ok_or_else(|| format!("`{name}` is not a filter; filters: {}", names()))?;
-    match state {
-        "on" => Ok((gate, true)),
-        "off" => Ok((gate, false)),
-        _ => Err(format!("`{state}` must be `on` or `off`")),
-    }
+    let gates: Vec<Gate> = match name {
+        "all" => Gate::ALL.into_iter().filter(|g| g.switchable()).collect(),
+        _ => vec![Gate::from_key(name)
+            .filter(|g| g.switchable())
+            .ok_or_else(|| format!("`{name}` is not a filter; filters: all, {}", names()))?],
+    };
+    let on = match state {
+        "on" => true,
+        "off" => false,
+        _ => return Err(format!("`{state}` must be `on` or `off`")),
+    };
+    Ok(FilterFlag(gates.into_iter().map(|g| (g, on)).collect()))
 }
 
 /// `--dedup-threshold X` (clap value parser).
@@ -215,8 +223,10 @@ mod tests {
 
     #[test]
     fn flag_parsers_name_the_rule() {
-        assert_eq!(parse_filter_flag("seedCopy=off"), Ok((Gate::SeedCopy, false)));
-        assert_eq!(parse_filter_flag("nearDuplicate=on"), Ok((Gate::NearDuplicate, true)));
+        assert_eq!(parse_filter_flag("seedCopy=off"), Ok(FilterFlag(vec![(Gate::SeedCopy, false)])));
+        assert_eq!(parse_filter_flag("nearDuplicate=on"), Ok(FilterFlag(vec![(Gate::NearDuplicate, true)])));
+        let all = parse_filter_flag("all=off").unwrap().0;
+        assert!(all.len() == 11 && all.iter().all(|&(g, on)| g.switchable() && !on), "{all:?}");
         assert!(parse_filter_flag("seedcopy=off")
             .unwrap_err()
             .contains("instructionEcho, assistantVoice, notARequest, answerInRequest"));
