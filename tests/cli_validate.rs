@@ -167,7 +167,7 @@ fn curation_settings_are_checked_in_the_recipe_and_on_the_command_line() {
     assert!(err.contains("did you mean `refusal`?"), "{err}");
 
     for (flag, value, rule) in [
-        ("--filter", "refusals=off", "`refusals` is not a filter; filters: tooShort, instructionEcho"),
+        ("--filter", "refusals=off", "`refusals` is not a filter; filters: all, tooShort, instructionEcho"),
         ("--filter", "refusal=no", "`no` must be `on` or `off`"),
         ("--dedup-threshold", "0", "must be more than 0 and at most 1"),
         ("--exclude", "../up", "../up"),

@@ -51,6 +51,8 @@ pub struct Origin<'a> {
 /// What the stream made: rows (candidate order), why the other candidates made none, how many
 /// candidates were tried, and for each row its seed row and first request.
 pub struct Made {
+    /// Rows asked of this process: `numSamples` (or one per usable seed row), a shard's share.
+    pub asked: usize,
     pub rows: Vec<Row>,
     pub drops: Vec<DropReason>,
     pub candidates: usize,
@@ -80,8 +82,8 @@ pub fn make_rows(
     volume: Volume,
 ) -> Result<Made> {
     let mut rows = Rows::new(pipeline, curator, inference, origin, volume);
-    let target = rows.chains.iter().map(|c| c.quota).sum();
-    generator.run(&mut rows, target, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
+    rows.made.asked = rows.chains.iter().map(|c| c.quota).sum();
+    generator.run(&mut rows, rows.made.asked, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
     Ok(rows.made)
 }
 
@@ -154,7 +156,7 @@ impl<'p> Rows<'p> {
         volume: Volume,
     ) -> Self {
         let n = origin.seed_rows;
-        let mut made = Made { rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
+        let mut made = Made { asked: 0, rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
         let ours = |row: usize| volume.shard.is_none_or(|s| s.holds(row));
         let mut usable = Vec::new();
         for row in 0..n {

@@ -151,7 +151,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let mut details = manifest_details(run, pipeline.as_ref(), &made);
     details.curation = Some(curator.record());
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
-    let report_volume = volume.num_samples.map(|n| (n, made.candidates, drop_counts(&made.drops)));
+    let report_volume = volume.num_samples.map(|_| (made.asked, made.candidates, drop_counts(&made.drops)));
     let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, details)?;
     journal.remove();
     Ok(RunReport {
