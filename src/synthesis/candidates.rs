@@ -82,8 +82,9 @@ pub fn make_rows(
     volume: Volume,
 ) -> Result<Made> {
     let mut rows = Rows::new(pipeline, curator, inference, origin, volume);
-    rows.made.asked = rows.chains.iter().map(|c| c.quota).sum();
-    generator.run(&mut rows, rows.made.asked, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
+    let asked = rows.chains.iter().map(|c| c.quota).sum();
+    rows.made.asked = asked;
+    generator.run(&mut rows, asked, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
     Ok(rows.made)
 }
 
