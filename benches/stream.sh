@@ -8,6 +8,7 @@
 #     candidates, every stage of a wave finished before the next starts, a new engine per stage;
 #   - llama.cpp (llama-cpp-python) doing the same candidates, prompts and replacements with
 #     continuous batching within each stage (benches/llamacpp/synth_run.py --num-samples).
+# HEAD runs with `--filter all=off`: the barrier commit and the peer have no curation gates.
 # Rows/s and generated tokens/s, from start (model load included) to the last token.
 #
 #   benches/stream.sh [--num-samples 256] [--max-new-tokens 128] [--threads 2] [--barrier COMMIT]
@@ -62,13 +63,14 @@ json.dump(recipe, open(sys.argv[2], "w"), indent=2)
 PY
 seed_seeded=$(python3 -c "import json; print(json.load(open('$tmp/recipe.json'))['inferenceConfig'].get('inferenceSeed', 42))")
 
-run_synth() { # name, binary
-    local start end
+run_synth() { # name, binary, extra flags...
+    local start end name=$1 binary=$2
+    shift 2
     start=$(date +%s.%N)
-    SYNTH_HOME="$home" RAYON_NUM_THREADS="$threads" "$2" --device cpu --quiet run "$tmp/recipe.json" \
-        --num-samples "$samples" --output-id "$1" >/dev/null
+    SYNTH_HOME="$home" RAYON_NUM_THREADS="$threads" "$binary" --device cpu --quiet run "$tmp/recipe.json" \
+        --num-samples "$samples" --output-id "$name" "$@" >/dev/null
     end=$(date +%s.%N)
-    python3 - "$home/datasets/$1/manifest.json" "$start" "$end" <<'PY'
+    python3 - "$home/datasets/$name/manifest.json" "$start" "$end" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1])); seconds = float(sys.argv[3]) - float(sys.argv[2]); rows = m["counts"]["rows"]
 print(json.dumps({"keptRows": rows, "candidates": m["counts"].get("candidates"), "promptTokens": m["tokens"]["prompt"],
@@ -77,7 +79,8 @@ PY
 }
 
 echo "# --num-samples $samples from 16 seed rows, greedy, $max_new new tokens at most, $threads threads" >&2
-streamed=$(run_synth streamed "$head_synth")
+# The curation gates (later than the barrier commit) off, so both do the same work.
+streamed=$(run_synth streamed "$head_synth" --filter all=off)
 echo "synth streamed: $streamed"
 barriered=$(run_synth barrier "$barrier_synth")
 echo "synth barrier:  $barriered"

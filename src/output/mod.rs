@@ -65,7 +65,7 @@ impl Destination<'_> {
         let d = recipe.synthesis.distribution;
         let threshold = recipe.synthesis.curation.near_duplicate_threshold;
         let plan = splits::plan_splits(&rows, [d.train, d.validation, d.test], recipe.inference.seed, Some(threshold));
-        details.splits = Some(plan.record.clone());
+        details.split_groups = Some(plan.record.clone());
         Ok((self.publish_planned(rows, &plan, &details)?, plan.record.sizes))
     }
 

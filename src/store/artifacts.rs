@@ -78,9 +78,9 @@ pub struct SynthesisManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub curation: Option<CurationRecord>,
     /// How rows were split: groups by seed row, sizes, near duplicates across splits (absent on
-    /// a shard, which is not split).
+    /// a shard, which is not split). Not `splits`: that key is the manifest's list of split files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub splits: Option<SplitRecord>,
+    pub split_groups: Option<SplitRecord>,
     /// Present on a shard of a run (`--shard I/N`), which `synth datasets merge` publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
@@ -223,7 +223,7 @@ pub struct CheckedCounts {
     pub rows: usize,
 }
 
-/// How rows were split (the manifest's `splits` record): grouped by seed row so that rows made
+/// How rows were split (the manifest's `splitGroups` record): grouped by seed row so that rows made
 /// from one seed row never sit in two splits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

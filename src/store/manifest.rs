@@ -76,6 +76,9 @@ impl Manifest {
             Value::Object(map) => self.extra = map,
             other => return Err(serde::ser::Error::custom(format!("manifest details must be an object, not {other}"))),
         }
+        if let Some(taken) = ["id", "kind", "createdAt", "splits"].iter().find(|k| self.extra.contains_key(**k)) {
+            return Err(serde::ser::Error::custom(format!("manifest details may not set `{taken}`, a key of its own")));
+        }
         Ok(self)
     }
 
@@ -173,6 +176,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_cannot_shadow_the_manifests_own_keys() {
+        let shadow = serde_json::json!({"splits": {"groups": 3}});
+        assert!(Manifest::new("x", KIND_SYNTHESIZED).with_details(&shadow).is_err());
+        assert!(Manifest::new("x", KIND_SYNTHESIZED).with_details(&serde_json::json!({"splitGroups": 1})).is_ok());
+    }
 
     #[test]
     fn formats_known_instants() {

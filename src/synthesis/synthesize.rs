@@ -322,7 +322,7 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         wall_seconds: round3(run.wall_seconds),
         tokens_per_second: round3(fresh as f64 / run.wall_seconds.max(1e-9)),
         curation: None,
-        splits: None,
+        split_groups: None,
         shard: run.volume.shard.map(|s| ShardRecord { index: s.index, count: s.count, fingerprint: run.fingerprint }),
     }
 }
