@@ -119,6 +119,8 @@ fn real_run_with_a_hostile_row(home: &Home) -> usize {
         "--quiet",
         "run",
         "recipes/quickstart.json",
+        "--filter",
+        "all=off",
         "--output-id",
         "small",
         "--limit",

@@ -42,6 +42,8 @@ fn spawn(home: &Home, recipe: &Path, id: &str, batch: &str) -> Child {
         "--quiet",
         "run",
         recipe.to_str().unwrap(),
+        "--filter",
+        "all=off",
         "--output-id",
         id,
         "--limit",
@@ -84,6 +86,8 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
         "--quiet",
         "run",
         recipe.to_str().unwrap(),
+        "--filter",
+        "all=off",
         "--output-id",
         "whole",
         "--limit",
@@ -114,6 +118,8 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
                 "--quiet",
                 "run",
                 recipe.to_str().unwrap(),
+                "--filter",
+                "all=off",
                 "--output-id",
                 "resumed",
                 "--limit",
@@ -165,6 +171,8 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
                 "--quiet",
                 "run",
                 recipe.to_str().unwrap(),
+                "--filter",
+                "all=off",
                 "--output-id",
                 "resumed",
                 "--limit",
@@ -203,7 +211,7 @@ fn killed_and_interrupted_runs_resume_to_the_same_bytes() {
 fn a_run_without_output_id_resumes_its_own_journal() {
     let home = Home::with_quickstart_seed();
     let recipe = recipe(&home, "recipe.json", 5);
-    let args = ["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--limit", "4"];
+    let args = ["--device", "cpu", "--quiet", "run", recipe.to_str().unwrap(), "--filter", "all=off", "--limit", "4"];
     let mut child = home.command(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let id = "dataset_quickstart_seed_synth_1";
     if wait_for_lines(&home, &mut child, id, 2) {

@@ -109,7 +109,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         &seeds.rows,
         &serde_json::to_value(&model_record.files)?,
         device::name(&device),
-        if options.diversity { "diversity on" } else { "diversity off" },
+        &format!("diversity {}; curation {curation:?}", if options.diversity { "on" } else { "off" }),
     )?;
     let output_id = match chosen_id {
         Some(id) => id,
