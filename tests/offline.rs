@@ -53,7 +53,17 @@ fn run_and_generate_open_no_connection() {
     let wire = Tripwire::start();
 
     let out = wire
-        .arm(home.command(&["--device", "cpu", "--quiet", "run", "recipes/quickstart.json", "--filter", "all=off", "--limit", "2"]))
+        .arm(home.command(&[
+            "--device",
+            "cpu",
+            "--quiet",
+            "run",
+            "recipes/quickstart.json",
+            "--filter",
+            "all=off",
+            "--limit",
+            "2",
+        ]))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
