@@ -228,9 +228,10 @@ fn rate_cap_waits_are_announced_and_validate_warns_about_slow_caps() {
     recipe["inferenceConfig"]["requestsPerMinute"] = json!(0.5);
     let path = home.path().join("slow.json");
     std::fs::write(&path, recipe.to_string()).unwrap();
-    // One request may start at once; the next waits two minutes, and says so.
+    // One request may start at once; the next waits two minutes, and says so (the gates off:
+    // seed row 0's request fails them, and there would be no next request).
     let mut child = home
-        .command(&["--device", "cpu", "run", s(&path), "--limit", "1"])
+        .command(&["--device", "cpu", "run", s(&path), "--filter", "all=off", "--limit", "1"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
