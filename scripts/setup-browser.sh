@@ -3,6 +3,11 @@
 # report tests (tests/report_browser.rs) and benches/report.sh. Safe to re-run: when both are
 # present nothing is done. Prints the two paths; exits non-zero when they cannot be installed.
 set -euo pipefail
+# Tests call this at once from several threads: one apt-get at a time.
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$root/.cache"
+exec 9>"$root/.cache/setup-browser.lock"
+flock 9
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   echo "installing chromium and chromium-driver (apt-get)..." >&2
   sudo=""

@@ -5,6 +5,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.cache/venv-datasets"
+# Tests call this at once from several threads: one at a time.
+mkdir -p "$root/.cache"
+exec 9>"$root/.cache/venv-datasets.lock"
+flock 9
 if ! "$venv/bin/python" -c "import datasets" >/dev/null 2>&1; then
   echo "creating $venv with the datasets library (pip)..." >&2
   rm -rf "$venv"
