@@ -1,12 +1,16 @@
 //! The real SmolLM2-135M-Instruct requantized by llama.cpp to each GGUF type users download
-//! (scripts/kquant-models.sh): synth's packed kernels (src/engine/kquant.rs) against candle's
-//! QMatMul path (candle-transformers' quantized Llama), greedy, on chat prompts.
+//! (scripts/kquant-models.sh): synth's packed kernels (src/engine/kquant.rs) and candle's
+//! QMatMul path (candle-transformers' quantized Llama) against the exact arithmetic on the same
+//! weights (candle with every weight dequantized to f32), greedy, on chat prompts.
 //!
-//! The kernels are not bit-identical to candle's (see kquant.rs): activations are quantized
-//! per 32 elements with an f32 scale where candle uses one per 256 (K-quants) or an f16 one per
-//! 32. So the logits are compared within a tolerance, and the greedy tokens must be the same
-//! wherever candle's top two logits are further apart than that tolerance; a step where they
-//! are closer is a tie the arithmetic may break either way, counted and printed.
+//! Neither quantized path is exact: both round the activations to 8 bits before the integer dot
+//! (synth per 32 elements with an f32 scale; candle per 256 for K-quants, per 32 with an f16
+//! scale otherwise), and over 30 layers that moves SmolLM2's logits by about one unit on either
+//! side (measured: candle 0.60–1.25 at the first step, synth 0.52–1.33). So the test asserts
+//! that synth is as close to the exact logits as candle's own quantized path is (within 25%),
+//! and that wherever synth and candle pick different greedy tokens, the exact top-two margin is
+//! within the two paths' combined rounding: a near-tie either arithmetic may break. Such ties are
+//! counted and printed.
 
 mod common;
 
@@ -18,8 +22,8 @@ use synth::model::load_gguf_decoder;
 use synth::store::row::Message;
 
 const STEPS: usize = 24;
-/// Max |logit difference| allowed: the activations' rounding moves logits by a few hundredths.
-const TOLERANCE: f32 = 0.25;
+/// How much further from the exact logits than candle's quantized path synth may be.
+const SLACK: f32 = 1.25;
 const TYPES: [&str; 7] = ["Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "Q4_0", "Q5_0", "Q5_1"];
 
 fn model_file(quant: &str) -> std::path::PathBuf {
@@ -38,14 +42,15 @@ fn prompts() -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// candle-transformers' greedy run of one prompt: the logits after the prompt and after each token.
-fn oracle(model: &mut ModelWeights, prompt: &[u32]) -> Vec<Vec<f32>> {
+/// candle-transformers' run of one prompt: the logits after the prompt and after each token fed,
+/// the tokens being its own greedy choices or `forced`.
+fn oracle(model: &mut ModelWeights, prompt: &[u32], forced: Option<&[u32]>) -> Vec<Vec<f32>> {
     model.clear_kv_cache();
     let input = Tensor::new(prompt, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let mut logits: Vec<f32> = model.forward(&input, 0).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
     let mut rows = Vec::new();
-    for pos in prompt.len()..prompt.len() + STEPS {
-        let next = argmax(&logits);
+    for (step, pos) in (prompt.len()..prompt.len() + STEPS).enumerate() {
+        let next = forced.map_or_else(|| argmax(&logits), |tokens| tokens[step]);
         rows.push(logits);
         let input = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         logits = model.forward(&input, pos).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
@@ -53,51 +58,70 @@ fn oracle(model: &mut ModelWeights, prompt: &[u32]) -> Vec<Vec<f32>> {
     rows
 }
 
-/// The gap between the largest and second-largest logit.
-fn margin(logits: &[f32]) -> f32 {
-    let best = argmax(logits);
-    let second =
-        logits.iter().enumerate().filter(|(i, _)| *i != best as usize).map(|(_, v)| *v).fold(f32::MIN, f32::max);
-    logits[best as usize] - second
+fn load_candle(path: &std::path::Path) -> ModelWeights {
+    let mut file = std::fs::File::open(path).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap()
 }
 
-// Ignored until its files have been made and it has passed once: the session that wrote it
-// could not build llama-cpp-python in time. Run it with
-// `scripts/kquant-models.sh --smollm2-only && cargo test --release --test kquant_smollm2 -- --ignored`.
+/// The exact logits: candle with every weight dequantized to f32. candle reads
+/// `CANDLE_DEQUANTIZE_ALL` into a thread-local on a thread's first quantized matmul, so the model
+/// is built on a thread of its own with the variable set, and nothing else sees it.
+fn exact(path: &std::path::Path, prompts: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
+    let (path, prompts) = (path.to_path_buf(), prompts.to_vec());
+    std::thread::spawn(move || {
+        // SAFETY: this test binary has one test, and this thread is its only other thread.
+        unsafe { std::env::set_var("CANDLE_DEQUANTIZE_ALL", "1") };
+        let mut model = load_candle(&path);
+        unsafe { std::env::remove_var("CANDLE_DEQUANTIZE_ALL") };
+        prompts.iter().map(|p| oracle(&mut model, p, None)).collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The largest |logit difference| over every row and step.
+fn worst(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f32 {
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y)).map(|(x, y)| common::max_abs_diff(x, y)).fold(0.0, f32::max)
+}
+
 #[test]
-#[ignore = "needs scripts/kquant-models.sh (builds llama-cpp-python); not yet run"]
-fn requantized_smollm2_greedy_matches_candles_qmatmul_on_every_type() {
+fn requantized_smollm2_is_as_exact_as_candles_qmatmul_on_every_type() {
     let prompts = prompts();
     for quant in TYPES {
         let path = model_file(quant);
+        let exact = exact(&path, &prompts);
+        // Every path teacher-forced on the exact run's greedy tokens, so one tie does not derail a row.
+        let forced: Vec<Vec<u32>> = exact.iter().map(|rows| rows.iter().map(|l| argmax(l)).collect()).collect();
+        let mut candle = load_candle(&path);
+        let candle: Vec<Vec<Vec<f32>>> =
+            prompts.iter().zip(&forced).map(|(p, f)| oracle(&mut candle, p, Some(f))).collect();
         let decoder = load_gguf_decoder(&path, &Device::Cpu).unwrap();
-        let mut file = std::fs::File::open(&path).unwrap();
-        let content = gguf_file::Content::read(&mut file).unwrap();
-        let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
-        let expected: Vec<Vec<Vec<f32>>> = prompts.iter().map(|p| oracle(&mut model, p)).collect();
-        let forced: Vec<Vec<u32>> = expected.iter().map(|rows| rows.iter().map(|l| argmax(l)).collect()).collect();
-        // Teacher-forced on candle's tokens, so one tie does not derail the rest of the row.
-        let (logits, _) = common::run_batched_forced(&decoder, &prompts, 64, STEPS, Some(&forced));
-        let (mut worst, mut ties, mut same) = (0f32, 0, 0);
-        for (row, (want, got)) in expected.iter().zip(&logits).enumerate() {
-            for (step, (e, g)) in want.iter().zip(got).enumerate() {
-                let diff = common::max_abs_diff(e, g);
-                worst = worst.max(diff);
-                assert!(diff <= TOLERANCE, "{quant} row {row} step {step}: max abs logit diff {diff}");
-                if argmax(e) == argmax(g) {
+        let (synth, _) = common::run_batched_forced(&decoder, &prompts, 64, STEPS, Some(&forced));
+        let (candle_off, synth_off) = (worst(&candle, &exact), worst(&synth, &exact));
+        assert!(
+            synth_off <= SLACK * candle_off,
+            "{quant}: synth's logits are up to {synth_off} from the exact ones, candle's QMatMul up to {candle_off}"
+        );
+        let (mut same, mut ties) = (0, 0);
+        for (row, ((c, s), e)) in candle.iter().zip(&synth).zip(&exact).enumerate() {
+            for (step, ((c, s), e)) in c.iter().zip(s).zip(e).enumerate() {
+                if argmax(c) == argmax(s) {
                     same += 1;
-                } else {
-                    assert!(
-                        margin(e) <= 2.0 * TOLERANCE,
-                        "{quant} row {row} step {step}: greedy token differs with candle's margin {}",
-                        margin(e)
-                    );
-                    ties += 1;
+                    continue;
                 }
+                let (a, b) = (argmax(c) as usize, argmax(s) as usize);
+                let gap = (e[a] - e[b]).abs();
+                assert!(
+                    gap <= candle_off + synth_off,
+                    "{quant} row {row} step {step}: greedy tokens {a} (candle) and {b} (synth) are {gap} apart in the exact logits"
+                );
+                ties += 1;
             }
         }
         eprintln!(
-            "{quant}: {same} greedy tokens equal, {ties} near-ties broken the other way, max logit diff {worst:.4}"
+            "{quant}: max logit distance from exact: synth {synth_off:.3}, candle QMatMul {candle_off:.3}; \
+             greedy tokens equal to candle's: {same}, near-ties broken the other way: {ties}"
         );
     }
 }

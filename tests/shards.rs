@@ -1,6 +1,7 @@
 //! Scaling a run out, on the real SmolLM2-135M-Instruct GGUF: `synth run --shard I/N` and
 //! `synth datasets merge` (three shards merged publish the bytes of one process; the merge
-//! refuses what is not one run's complete set of shards), and `--engines 2` (two engines in
+//! refuses what is not one run's complete set of shards; a shard run again once published is
+//! done), and `--engines 2` (two engines in
 //! one process publish the bytes of one).
 
 mod common;
@@ -82,6 +83,20 @@ fn merge_refuses_missing_and_mixed_shards() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = home.synth(&["datasets", "merge", "mix", "--shards", "2"]);
     fails(&out, 3, &["1 of its 2 shards are not published", "`mix.shard-1-of-2`", "--shard I/2 --output-id mix"]);
+    // A shard run again once published (a Slurm task requeued after it finished) is done, and
+    // changes nothing; another run's shard under that id is refused.
+    let before = split(&home, "mix.shard-0-of-2", "train");
+    let again = ["--device", "cpu", "run", &first, "--filter", "all=off", "--limit", "6", "--num-samples", "9"];
+    let out = home.synth(&[&again[..], &["--shard", "0/2", "--output-id", "mix"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("shard `mix.shard-0-of-2` is already published by this same run"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(split(&home, "mix.shard-0-of-2", "train"), before);
+    let out = run(&home, &second, &["--shard", "0/2", "--output-id", "mix"]);
+    fails(&out, 2, &["dataset `mix.shard-0-of-2` already exists, made by another run", "--overwrite"]);
     let out = run(&home, &second, &["--shard", "1/2", "--output-id", "mix"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = home.synth(&["datasets", "merge", "mix", "--shards", "2"]);
@@ -91,4 +106,57 @@ fn merge_refuses_missing_and_mixed_shards() {
     fails(&out, 2, &["`--shard 0/2` needs `--output-id`"]);
     let out = run(&home, &first, &["--shard", "2/2", "--output-id", "x"]);
     fails(&out, 2, &["I must be less than N"]);
+}
+
+/// Seed rows 0 and 3 are the same conversation, and shards 0/2 and 1/2 hold one each: greedy,
+/// their requests are the same, and only a check over the whole run's rows can see it. The
+/// merge drops the later one exactly as a single process does.
+#[test]
+fn a_duplicate_across_shards_is_dropped_alike_sharded_or_not() {
+    let home = Home::new();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/quickstart_seed.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().take(3).collect();
+    let seed = home.path().join("seed.jsonl");
+    std::fs::write(&seed, format!("{}\n{}\n", lines.join("\n"), lines[0])).unwrap();
+    let out = home.synth(&["datasets", "import", seed.to_str().unwrap(), "--id", "dataset_quickstart_seed"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recipe = recipe(&home, 42);
+    let mut greedy: Value = serde_json::from_str(&std::fs::read_to_string(&recipe).unwrap()).unwrap();
+    greedy["inferenceConfig"]["inferenceTemperature"] = json!(0.0);
+    greedy["inferenceConfig"]["inferenceMaxNewTokens"] = json!(200);
+    std::fs::write(&recipe, greedy.to_string()).unwrap();
+    let dedup_only = ["--filter", "all=off", "--filter", "exactDuplicate=on", "--filter", "nearDuplicate=on"];
+    let synth_run = |extra: &[&str]| {
+        let args = [&["--device", "cpu", "--quiet", "run", recipe.as_str()][..], &dedup_only, extra].concat();
+        let out = home.synth(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    synth_run(&["--output-id", "whole"]);
+    synth_run(&["--shard", "0/2", "--output-id", "big"]);
+    synth_run(&["--shard", "1/2", "--output-id", "big"]);
+    assert!(seed_rows_of(&split(&home, "big.shard-1-of-2", "train")).contains(&3), "shard 1 keeps its row");
+    let out = home.synth(&["datasets", "merge", "big", "--shards", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seed_rows = Vec::new();
+    for name in ["train", "validation", "test"] {
+        let merged = split(&home, "big", name);
+        assert_eq!(merged, split(&home, "whole", name), "{name}.jsonl differs from the single process's");
+        seed_rows.extend(seed_rows_of(&merged));
+    }
+    assert!(seed_rows.contains(&0) && !seed_rows.contains(&3), "seed row 3's row repeats seed row 0's: {seed_rows:?}");
+    for id in ["whole", "big"] {
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(home.path().join("datasets").join(id).join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["counts"]["rows"], seed_rows.len(), "{id}: {manifest}");
+        assert_eq!(manifest["curation"]["droppedBy"]["exactDuplicate"], 1, "{id}: {manifest}");
+    }
+}
+
+fn seed_rows_of(jsonl: &[u8]) -> Vec<u64> {
+    let rows = String::from_utf8_lossy(jsonl);
+    rows.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["metadata"]["seedRow"].as_u64().unwrap())
+        .collect()
 }

@@ -106,9 +106,12 @@ pub struct Curator {
     instructions: HashSet<String>,
     excluded_exact: HashSet<String>,
     excluded: NearIndex,
-    /// Seed rows' and accepted rows' user turns.
-    kept_exact: HashSet<String>,
+    /// Seed rows' and accepted rows' user turns; an accepted row is compared with the seed rows
+    /// and the rows of its own seed row only (see [`across_seed_rows`] for the rest).
+    kept_exact: HashSet<(Option<usize>, String)>,
     kept: NearIndex,
+    /// The seed row of each entry of `kept` (`None`: a seed row itself).
+    kept_owner: Vec<Option<usize>>,
     counts: Counts,
 }
 
@@ -125,6 +128,7 @@ impl Curator {
             excluded: NearIndex::new(threshold),
             kept_exact: HashSet::new(),
             kept: NearIndex::new(threshold),
+            kept_owner: Vec::new(),
             counts: Counts::default(),
         };
         for message in excluded.iter().flat_map(|row| &row.messages).filter(|m| m.role == "user") {
@@ -133,8 +137,9 @@ impl Curator {
         }
         for seed in seeds {
             let text = user_turns(seed.messages.iter().filter(|m| m.role == "user").map(|m| &m.content));
-            curator.kept_exact.insert(normalized(&text));
+            curator.kept_exact.insert((None, normalized(&text)));
             curator.kept.insert(shingles(&text));
+            curator.kept_owner.push(None);
         }
         curator
     }
@@ -188,20 +193,43 @@ impl Curator {
     }
 
     /// Exact and near-duplicate check of a finished row (its `(user, assistant)` turns) against
-    /// the seed rows and the rows accepted so far; a row that passes is registered.
-    pub fn accept(&mut self, _seed_row: usize, turns: &[(String, String)]) -> Result<(), Gate> {
+    /// the seed rows and the rows of its own seed row accepted so far; a row that passes is
+    /// registered. Those are the rows every shard of a run has (a shard holds all the variants
+    /// of its seed rows), so this gives the same answer sharded or not; duplicates across seed
+    /// rows are dropped when the whole run's rows are together, by [`across_seed_rows`].
+    pub fn accept(&mut self, seed_row: usize, turns: &[(String, String)]) -> Result<(), Gate> {
         let text = user_turns(turns.iter().map(|(user, _)| user));
         let key = normalized(&text);
         let probe = self.kept.probe(shingles(&text));
+        let mine = |id: usize| self.kept_owner[id].is_none_or(|owner| owner == seed_row);
         let outcome = self.first_failing(&[
-            (Gate::ExactDuplicate, &|| self.kept_exact.contains(&key)),
-            (Gate::NearDuplicate, &|| self.kept.find_probe(&probe).is_some()),
+            (Gate::ExactDuplicate, &|| {
+                self.kept_exact.contains(&(None, key.clone()))
+                    || self.kept_exact.contains(&(Some(seed_row), key.clone()))
+            }),
+            (Gate::NearDuplicate, &|| self.kept.find_where(&probe, mine).is_some()),
         ]);
         if outcome.is_ok() {
-            self.kept_exact.insert(key);
+            self.kept_exact.insert((Some(seed_row), key));
             self.kept.insert_probe(probe);
+            self.kept_owner.push(Some(seed_row));
         }
         self.counts.tally(&self.counts.rows, outcome)
+    }
+
+    /// The duplicate gates as [`across_seed_rows`] takes them.
+    pub fn row_gates(&self) -> RowGates {
+        RowGates {
+            exact: self.on(Gate::ExactDuplicate),
+            near: self.on(Gate::NearDuplicate),
+            threshold: self.settings.near_duplicate_threshold,
+        }
+    }
+
+    /// Counts a row [`across_seed_rows`] dropped in the manifest's `curation.droppedBy`.
+    pub fn count_dropped(&self, gate: Gate) {
+        let at = Gate::ALL.iter().position(|g| *g == gate).unwrap_or_default();
+        self.counts.dropped[at].fetch_add(1, Ordering::Relaxed);
     }
 
     fn seed(&self, row: usize) -> &SeedText {
@@ -249,6 +277,56 @@ impl Curator {
 }
 
 /// A row's user turns as one text (what rows are compared by).
+/// The duplicate gates of a run: which are on, and the near-duplicate threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowGates {
+    pub exact: bool,
+    pub near: bool,
+    pub threshold: f64,
+}
+
+impl RowGates {
+    /// The gates a run's manifest recorded (for `synth datasets merge`).
+    pub fn of_record(record: &CurationRecord) -> RowGates {
+        let on = |gate: Gate| record.gates.iter().any(|(key, on)| *on && key == gate.key());
+        RowGates {
+            exact: on(Gate::ExactDuplicate),
+            near: on(Gate::NearDuplicate),
+            threshold: record.near_duplicate_threshold,
+        }
+    }
+}
+
+/// The second half of row deduplication: which of a whole run's rows, in candidate order,
+/// repeat (by user turns: exactly, or with Jaccard ≥ the threshold) an earlier row of another
+/// seed row. Such a row is dropped without a replacement, after the run, so that a single
+/// process and the merge of its shards (which alone sees every seed row's rows) drop the same
+/// rows. [`Curator::accept`] already dropped (and replaced) duplicates of the seed rows and
+/// within a seed row.
+pub fn across_seed_rows(rows: &[Row], gates: RowGates) -> Vec<Option<Gate>> {
+    let mut exact: HashSet<String> = HashSet::new();
+    let mut near = NearIndex::new(gates.threshold);
+    rows.iter()
+        .map(|row| {
+            let text = user_turns(row.messages.iter().filter(|m| m.role == "user").map(|m| &m.content));
+            let key = normalized(&text);
+            let probe = near.probe(shingles(&text));
+            let gate = if gates.exact && exact.contains(&key) {
+                Some(Gate::ExactDuplicate)
+            } else if gates.near && near.find_probe(&probe).is_some() {
+                Some(Gate::NearDuplicate)
+            } else {
+                None
+            };
+            if gate.is_none() {
+                exact.insert(key);
+                near.insert_probe(probe);
+            }
+            gate
+        })
+        .collect()
+}
+
 fn user_turns<'a>(turns: impl Iterator<Item = &'a String>) -> String {
     turns.map(String::as_str).collect::<Vec<_>>().join("\n")
 }

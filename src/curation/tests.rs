@@ -51,28 +51,49 @@ fn answers_may_refuse_only_where_their_seed_does() {
 }
 
 #[test]
-fn rows_are_deduplicated_against_seeds_and_earlier_rows_in_call_order() {
+fn rows_are_deduplicated_against_seeds_and_earlier_rows_of_their_seed_row_in_call_order() {
     let seeds = seeds();
     let mut curator = Curator::new(&CurationSettings::default(), &seeds, &[]);
     assert_eq!(curator.accept(0, &turns("How do I convert Celsius to Fahrenheit?")), Err(Gate::ExactDuplicate));
+    assert_eq!(curator.accept(1, &turns("How do I convert Celsius to Fahrenheit?")), Err(Gate::ExactDuplicate));
     let first = "How do I keep fresh mint green for a whole week in the fridge?";
     assert_eq!(curator.accept(0, &turns(first)), Ok(()));
     assert_eq!(
-        curator.accept(1, &turns("how do I keep FRESH mint green for a whole week in the fridge")),
+        curator.accept(0, &turns("how do I keep FRESH mint green for a whole week in the fridge")),
         Err(Gate::ExactDuplicate)
     );
     assert_eq!(
-        curator.accept(2, &turns("How do I keep fresh mint green for a whole week in the freezer?")),
+        curator.accept(0, &turns("How do I keep fresh mint green for a whole week in the freezer?")),
         Err(Gate::NearDuplicate)
     );
+    // Another seed row's row is left to `across_seed_rows` (a shard has only its own seed rows).
+    assert_eq!(curator.accept(2, &turns("How do I keep fresh mint green for a whole week in the freezer?")), Ok(()));
     // A near miss: the same opening, another question.
     assert_eq!(
-        curator.accept(2, &turns("How do I keep my sourdough starter alive while I am away on holiday?")),
+        curator.accept(0, &turns("How do I keep my sourdough starter alive while I am away on holiday?")),
         Ok(())
     );
     let record = curator.record();
-    assert_eq!(record.checked.rows, 5);
-    assert_eq!(record.dropped_by, BTreeMap::from([("exactDuplicate".into(), 2), ("nearDuplicate".into(), 1)]));
+    assert_eq!(record.checked.rows, 7);
+    assert_eq!(record.dropped_by, BTreeMap::from([("exactDuplicate".into(), 3), ("nearDuplicate".into(), 1)]));
+}
+
+#[test]
+fn rows_repeating_another_seed_rows_row_are_found_over_the_whole_run_in_order() {
+    let row = |text: &str| Row { messages: vec![Message::new("user", text.to_string())], metadata: None };
+    let rows = [
+        row("How do I keep fresh mint green for a whole week in the fridge?"),
+        row("how do I keep FRESH mint green for a whole week in the fridge"),
+        row("How do I keep fresh mint green for a whole week in the freezer?"),
+        row("How do I keep my sourdough starter alive while I am away on holiday?"),
+    ];
+    let gates = RowGates { exact: true, near: true, threshold: CurationSettings::default().near_duplicate_threshold };
+    assert_eq!(across_seed_rows(&rows, gates), [None, Some(Gate::ExactDuplicate), Some(Gate::NearDuplicate), None]);
+    assert_eq!(
+        across_seed_rows(&rows, RowGates { near: false, ..gates }),
+        [None, Some(Gate::ExactDuplicate), None, None]
+    );
+    assert_eq!(across_seed_rows(&rows, RowGates { exact: false, near: false, ..gates }), [None; 4]);
 }
 
 #[test]

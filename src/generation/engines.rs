@@ -1,5 +1,6 @@
-//! Several engines on one run (`--engines N`): each in its own thread with its own KV cache
-//! and its own share of the CPU threads, all taking requests from one [`Work`] behind a lock.
+//! Several engines on one run: one per device (`--device cuda:all`, `cuda:0,2`), times
+//! `--engines N` per device; each in its own thread with its own KV cache and its own share of
+//! the CPU threads, all taking requests from one [`Work`] behind a lock.
 //! A generation's tokens depend only on its prompt and seed, never on the engine that made it,
 //! and the work keeps outcomes in its own fixed order, so the output is the same bytes as one
 //! engine's.
@@ -66,25 +67,29 @@ impl Work for Share<'_, '_> {
     }
 }
 
-/// Runs `work` on `options.engines` engines, each with `max_batch / engines` sequences, a share
-/// of the KV-cache budget and of the CPU threads, and `requestsPerMinute / engines`.
+/// Runs `work` on `options.engines` engines per device, `models` holding the model loaded on
+/// each device. `--max-batch` and the KV-cache budget are per device (each GPU has its own
+/// memory), split among that device's engines; the CPU threads and `requestsPerMinute` are
+/// split among all the engines.
 pub fn drive_engines(
-    model: &LoadedModel,
+    models: &[LoadedModel],
     options: &EngineOptions,
     rate: Option<f64>,
     admission: Option<&(dyn Admission + Sync)>,
     max_len: usize,
     work: &mut (dyn Work + Send),
 ) -> Result<()> {
-    let n = options.engines.max(1);
+    let per_device = options.engines.max(1);
+    let n = models.len() * per_device;
     let threads = (rayon::current_num_threads() / n).max(1);
     let shared = Mutex::new(Shared { work, running: 0, failed: false });
-    let config = SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: model.text.stop_ids.clone() };
-    let one = |_| -> Result<()> {
+    let config = SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: models[0].text.stop_ids.clone() };
+    let one = |i: usize| -> Result<()> {
+        let model = &models[i / per_device];
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
         pool.install(|| {
-            let batch = options.max_batch.div_ceil(n);
-            let mut engine = Engine::new(model.decoder.clone(), batch, max_len, options.kv_cache_bytes / n)?;
+            let batch = options.max_batch.div_ceil(per_device);
+            let mut engine = Engine::new(model.decoder.clone(), batch, max_len, options.kv_cache_bytes / per_device)?;
             let mut cap = rate.map(|per_minute| RateCap::per_minute(per_minute / n as f64));
             let limiter = cap.as_mut().map(|c| (&mut c.bucket, c.clock.as_ref() as &dyn Clock));
             let admission: &dyn Admission = match admission {

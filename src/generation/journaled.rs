@@ -48,7 +48,9 @@ pub struct GenerationCounts {
 }
 
 pub struct JournaledGenerator<'a> {
-    model: &'a LoadedModel,
+    /// The model loaded once per device (`--device cuda:all`), the first also encoding and
+    /// decoding text (every copy has the same tokenizer).
+    models: &'a [LoadedModel],
     settings: GeneratorSettings<'a>,
     journal: Journal,
     counts: GenerationCounts,
@@ -83,8 +85,10 @@ pub trait Flow: Send {
 const SYNC_EVERY: Duration = Duration::from_secs(5);
 
 impl<'a> JournaledGenerator<'a> {
-    pub fn new(model: &'a LoadedModel, journal: Journal, settings: GeneratorSettings<'a>) -> Self {
-        Self { model, settings, journal, counts: GenerationCounts::default() }
+    /// A generator over `models`, one per device, at least one.
+    pub fn new(models: &'a [LoadedModel], journal: Journal, settings: GeneratorSettings<'a>) -> Self {
+        assert!(!models.is_empty(), "a generator needs a model");
+        Self { models, settings, journal, counts: GenerationCounts::default() }
     }
 
     pub fn retries(&self) -> u32 {
@@ -100,7 +104,8 @@ impl<'a> JournaledGenerator<'a> {
     /// journal or generated (and journaled) as soon as the flow asks for it, and a rejected
     /// one is retried at once with a seed mixed from its first seed and the attempt number, so
     /// retries are as reproducible as first tries. `rows` is how many rows the progress line
-    /// counts toward, `max_len` the tokens an engine slot starts with.
+    /// counts toward, `max_len` the tokens an engine slot starts with. Several devices or
+    /// `--engines` run several engines on the one flow.
     pub fn run<F: Flow>(&mut self, flow: &mut F, rows: usize, max_len: usize) -> Result<()> {
         let mut progress = Progress::new("rows", rows, self.settings.progress);
         let rate = self.settings.rate.as_ref().map(|r| r.per_minute);
@@ -111,7 +116,7 @@ impl<'a> JournaledGenerator<'a> {
             admission: self.settings.stop.map(|s| s as &(dyn Admission + Sync)),
         };
         let mut stream = Stream {
-            model: self.model,
+            model: &self.models[0],
             options: &self.settings.engine,
             retries: self.settings.retries,
             journal: &mut self.journal,
@@ -123,9 +128,9 @@ impl<'a> JournaledGenerator<'a> {
             next_id: 0,
             synced: Instant::now(),
         };
-        let ran = match self.settings.engine.engines {
-            1 => drive_work(self.model, drive, max_len, notifier, &mut stream).map(|_| ()),
-            _ => drive_engines(self.model, drive.engine, rate, drive.admission, max_len, &mut stream),
+        let ran = match (self.models, self.settings.engine.engines) {
+            ([model], 1) => drive_work(model, drive, max_len, notifier, &mut stream).map(|_| ()),
+            _ => drive_engines(self.models, drive.engine, rate, drive.admission, max_len, &mut stream),
         };
         let complete = stream.flow.complete();
         progress.finish();

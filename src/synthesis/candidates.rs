@@ -20,7 +20,7 @@ use anyhow::Result;
 use super::general::MAX_TURNS;
 use super::pipeline::{check, DropReason, Pipeline, Stage};
 use super::shard::Shard;
-use crate::curation::Curator;
+use crate::curation::{self, Curator, Gate, RowGates};
 use crate::engine::SamplingParams;
 use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator};
 use crate::recipe::InferenceSettings;
@@ -85,7 +85,28 @@ pub fn make_rows(
     let asked = rows.chains.iter().map(|c| c.quota).sum();
     rows.made.asked = asked;
     generator.run(&mut rows, asked, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
-    Ok(rows.made)
+    let mut made = rows.made;
+    if volume.shard.is_none() {
+        for gate in made.drop_across_seed_rows(curator.row_gates()) {
+            curator.count_dropped(gate);
+        }
+    }
+    Ok(made)
+}
+
+impl Made {
+    /// Drops the rows that repeat an earlier row of another seed row (a shard's are dropped by
+    /// the merge instead: see [`curation::across_seed_rows`]); returns the gates that dropped them.
+    pub fn drop_across_seed_rows(&mut self, gates: RowGates) -> Vec<Gate> {
+        let verdicts = curation::across_seed_rows(&self.rows, gates);
+        let dropped: Vec<Gate> = verdicts.iter().flatten().copied().collect();
+        let mut keep = verdicts.iter().map(Option::is_none);
+        let mut keep_request = keep.clone();
+        self.rows.retain(|_| keep.next().unwrap_or(true));
+        self.requests.retain(|_| keep_request.next().unwrap_or(true));
+        self.drops.extend(dropped.iter().map(|&gate| DropReason::Curation(gate)));
+        dropped
+    }
 }
 
 /// One seed row's candidates: how many rows it must make and may try, and where it stands.

@@ -6,7 +6,8 @@
 //! seeds (its quota and budget are dealt over all seed rows, sharded or not), and a single
 //! process keeps rows in candidate order (`variant × seed rows + seed row`): the merge sorts
 //! the shards' rows back into that order, then shuffles and splits them with the recipe's seed
-//! exactly as `synth run` does.
+//! exactly as `synth run` does. Rows that duplicate a row of another seed row are dropped only
+//! then, over all rows, as a single process drops them once its rows are made.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use std::str::FromStr;
 use anyhow::Result;
 
 use super::diversity;
-use super::pipeline::seed_parts;
+use super::pipeline::{seed_parts, DropReason};
+use crate::curation::{self, Gate, RowGates};
 use crate::error::SynthError;
 use crate::output::Destination;
 use crate::recipe::Recipe;
@@ -77,8 +79,9 @@ pub fn merge(store: &Store, base: &str, count: usize, overwrite: bool) -> Result
         }
     }
     rows.sort_by_key(|(index, _)| *index);
-    let rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
-    let details = merged_manifest(&shards, &rows);
+    let mut rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
+    let dropped = drop_across_seed_rows(&shards[0].1, &mut rows);
+    let details = merged_manifest(&shards, &rows, &dropped);
     let recipe = Recipe::from_json_str(&details.recipe.to_string(), &details.recipe_file)?;
     let destination = Destination { store, id: base, kind: KIND_SYNTHESIZED, overwrite };
     let (path, splits) = destination.publish_run(rows, &recipe, details)?;
@@ -160,9 +163,21 @@ fn candidate_index(row: &Row, rows_used: usize, id: &str) -> Result<usize> {
     Ok(field("variant").unwrap_or(0) as usize * rows_used + seed_row as usize)
 }
 
-/// The shards' manifests as one: counts and tokens summed, diversity measured over all rows,
-/// wall time of the slowest shard (they may have run at once).
-fn merged_manifest(shards: &[(String, SynthesisManifest)], rows: &[Row]) -> SynthesisManifest {
+/// The rows, in candidate order, that repeat an earlier row of another seed row: what a single
+/// process drops once its rows are made (see [`curation::across_seed_rows`]); a shard, which
+/// has only its own seed rows, leaves them to the merge.
+fn drop_across_seed_rows(run: &SynthesisManifest, rows: &mut Vec<Row>) -> Vec<Gate> {
+    let Some(record) = &run.curation else { return Vec::new() };
+    let verdicts = curation::across_seed_rows(rows, RowGates::of_record(record));
+    let mut keep = verdicts.iter().map(Option::is_none);
+    rows.retain(|_| keep.next().unwrap_or(true));
+    verdicts.into_iter().flatten().collect()
+}
+
+/// The shards' manifests as one: counts and tokens summed, the rows dropped across seed rows
+/// counted, diversity measured over all rows, wall time of the slowest shard (they may have
+/// run at once).
+fn merged_manifest(shards: &[(String, SynthesisManifest)], rows: &[Row], dropped: &[Gate]) -> SynthesisManifest {
     let mut merged = shards[0].1.clone();
     merged.shard = None;
     let (mut c, mut t) = (merged.counts.clone(), merged.tokens);
@@ -188,6 +203,14 @@ fn merged_manifest(shards: &[(String, SynthesisManifest)], rows: &[Row]) -> Synt
             }
         }
         merged.wall_seconds = merged.wall_seconds.max(m.wall_seconds);
+    }
+    for gate in dropped {
+        c.rows -= 1;
+        c.dropped += 1;
+        *c.dropped_by.entry(DropReason::Curation(*gate).key().to_string()).or_default() += 1;
+        if let Some(all) = merged.curation.as_mut() {
+            *all.dropped_by.entry(gate.key().to_string()).or_default() += 1;
+        }
     }
     merged.targeted = merged.targeted.take().map(|mut targeted| {
         let mut per_mode: BTreeMap<String, usize> = BTreeMap::new();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use candle_core::Device;
 
 use super::candidates::{make_rows, Made, Origin, Volume, CANDIDATES_PER_SAMPLE};
 use super::diversity;
@@ -97,29 +98,33 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let curation = curation::settle(&recipe.synthesis.curation, &options.curation, &seeds.manifest);
     let mut curator = Curator::new(&curation, &seeds.rows, &curation::load_excluded(store, &curation.exclude)?);
 
-    let device = device::open(options.device)?;
+    let devices = device::open_all(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
-    let model =
-        LoadedModel::load(&registry, &recipe.model.model_name, options.model_path.as_deref(), store.root(), &device)?;
-    check_context(&model, &recipe.inference, recipe_path, "inferenceConfig")?;
+    let models = load_on_each(&registry, &recipe.model.model_name, options, store, &devices)?;
+    let model = &models[0];
+    let device = &devices[0];
+    check_context(model, &recipe.inference, recipe_path, "inferenceConfig")?;
     let model_record = model.record()?;
 
     let fingerprint = journal::fingerprint(
         &recipe.source,
         &seeds.rows,
         &serde_json::to_value(&model_record.files)?,
-        device::name(&device),
+        device::name(device),
         &format!("diversity {}; curation {curation:?}", if options.diversity { "on" } else { "off" }),
     )?;
     let output_id = match chosen_id {
         Some(id) => id,
         None => resumable_or_next_id(store, &seeds.id, &fingerprint)?,
     };
+    if options.shard.is_some() && !options.overwrite && store.exists(&output_id)? {
+        return published_shard(store, &output_id, &fingerprint, seeds.rows.len(), options.progress);
+    }
     let journal = Journal::open(store, &output_id, &fingerprint, options.restart)?;
     if journal.replayed() > 0 && options.progress != ProgressMode::Quiet {
         eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
     }
-    let mut generator = JournaledGenerator::new(&model, journal, generator_settings(&recipe.inference, options));
+    let mut generator = JournaledGenerator::new(&models, journal, generator_settings(&recipe.inference, options));
     let origin = Origin { model: &model_record.name, seed_dataset: &seeds.id, seed_rows: seeds.rows.len() };
     let made = make_rows(&mut generator, pipeline.as_ref(), &mut curator, &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
@@ -139,7 +144,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         recipe: &recipe,
         seeds: &seeds,
         model: model_record,
-        device: device::name(&device),
+        device: device::name(device),
         counts,
         retries,
         resumed: journal.replayed(),
@@ -201,6 +206,20 @@ fn load_seeds(store: &Store, dataset_id: &str, limit: Option<usize>) -> Result<S
 }
 
 /// A seed made by `synth eval` (failure modes) gets examples aimed at each mode.
+/// The recipe's model loaded on each device the run uses (one engine, or `--engines`, each).
+fn load_on_each(
+    registry: &Registry,
+    model_name: &str,
+    options: &RunOptions,
+    store: &Store,
+    devices: &[Device],
+) -> Result<Vec<LoadedModel>> {
+    devices
+        .iter()
+        .map(|device| LoadedModel::load(registry, model_name, options.model_path.as_deref(), store.root(), device))
+        .collect()
+}
+
 fn choose_pipeline(seeds: &Seeds, diversity: bool) -> Result<Box<dyn Pipeline + '_>> {
     Ok(if seeds.manifest.kind == KIND_FAILURE_MODES {
         Box::new(FailureModes::new(&seeds.id, &seeds.manifest, &seeds.rows)?)
@@ -241,12 +260,49 @@ fn settle_output_id(store: &Store, options: &RunOptions, seed_id: &str) -> Resul
         .hint("choose another `--output-id`; a run never replaces its input")
         .into());
     }
-    if store.exists(id)? && !options.overwrite {
+    // A shard that exists may be the same work done already (a requeued Slurm task): that is
+    // settled once the run's fingerprint is known, in `published_shard`.
+    if store.exists(id)? && !options.overwrite && options.shard.is_none() {
         return Err(SynthError::invalid(format!("dataset `{id}` already exists"))
             .hint("choose another `--output-id`, or pass `--overwrite` to replace it")
             .into());
     }
     Ok(Some(id.clone()))
+}
+
+/// A shard whose dataset is already published: done, when the same work made it (a Slurm task
+/// requeued after it finished runs again), else refused, as any existing `--output-id` is.
+fn published_shard(
+    store: &Store,
+    id: &str,
+    fingerprint: &str,
+    seed_rows: usize,
+    progress: ProgressMode,
+) -> Result<RunReport> {
+    let manifest = store.manifest(id)?;
+    let details: Option<SynthesisManifest> = manifest.details().ok();
+    let same = details.and_then(|d| d.shard).is_some_and(|shard| shard.fingerprint == fingerprint);
+    if !same {
+        return Err(SynthError::invalid(format!(
+            "dataset `{id}` already exists, made by another run (its recipe, seed rows, model files or options differ)"
+        ))
+        .hint("choose another `--output-id`, or pass `--overwrite` to replace the shard")
+        .into());
+    }
+    if progress != ProgressMode::Quiet {
+        eprintln!("shard `{id}` is already published by this same run; nothing to do");
+    }
+    let rows = |name: &str| manifest.splits.iter().find(|s| s.name == name).map_or(0, |s| s.rows);
+    Ok(RunReport {
+        id: id.to_string(),
+        path: store.dataset_dir(id)?,
+        splits: [rows("train"), rows("validation"), rows("test")],
+        seed_rows,
+        dropped: 0,
+        volume: None,
+        generated_tokens: 0,
+        wall_seconds: 0.0,
+    })
 }
 
 /// Without `--output-id`: an interrupted run of the same work, or the next free id.
