@@ -101,8 +101,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let devices = device::open_all(options.device)?;
     let registry = Registry::load(Some(store.root()))?;
     let models = load_on_each(&registry, &recipe.model.model_name, options, store, &devices)?;
-    let model = &models[0];
-    let device = &devices[0];
+    let (model, device) = (&models[0], &devices[0]);
     check_context(model, &recipe.inference, recipe_path, "inferenceConfig")?;
     let model_record = model.record()?;
 
@@ -129,14 +128,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     let made = make_rows(&mut generator, pipeline.as_ref(), &mut curator, &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
     let (journal, counts) = generator.finish();
-    if made.rows.is_empty() && volume.shard.is_none() {
-        return Err(SynthError::failed(format!(
-            "every generation was degenerate ({}), so there is no dataset to publish",
-            serde_json::to_value(drop_counts(&made.drops))?
-        ))
-        .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
-        .into());
-    }
+    check_made(&made, volume)?;
 
     let wall_seconds = started.elapsed().as_secs_f64();
     let run = RunFacts {
@@ -169,6 +161,19 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         generated_tokens,
         wall_seconds,
     })
+}
+
+/// A run (not a shard, which may hold no usable seed row) that made no row has nothing to publish.
+fn check_made(made: &Made, volume: Volume) -> Result<()> {
+    if made.rows.is_empty() && volume.shard.is_none() {
+        return Err(SynthError::failed(format!(
+            "every generation was degenerate ({}), so there is no dataset to publish",
+            serde_json::to_value(drop_counts(&made.drops))?
+        ))
+        .hint("raise `inferenceMaxNewTokens`, or check the model with `synth generate`")
+        .into());
+    }
+    Ok(())
 }
 
 /// A whole run's rows are split (see [`Destination::publish_run`]); a shard's are kept in candidate
