@@ -62,7 +62,7 @@ fn main() -> Result<()> {
             }
         }
     }
-    let record = curator.record();
+    let record = curator.record("the run's model");
     println!(
         "{} candidates with a request and an answer, {degenerate} without (cut off or empty)",
         candidates.len() - degenerate

@@ -232,7 +232,8 @@ pub struct RunArgs {
 pub struct CurationArgs {
     /// Turn one curation filter on or off (repeatable, later ones win): tooShort, instructionEcho,
     /// assistantVoice, notARequest, answerInRequest, refusal, repetition, otherLanguage, seedCopy,
-    /// exactDuplicate, nearDuplicate, or `all`.
+    /// judge (off unless turned on here or in the recipe: a local judge model grades each row),
+    /// exactDuplicate, nearDuplicate, or `all` (`all=on` leaves the judge as it is).
     #[arg(long = "filter", value_name = "NAME=on|off", value_parser = settings::parse_filter_flag)]
     pub filters: Vec<FilterFlag>,
     /// Jaccard index of word 3-gram sets at or above which two requests are near duplicates

@@ -6,8 +6,10 @@
 //! Curator::new(&settings, &seed_rows, &excluded_rows)      once per run
 //! curator.check_request(seed_row, &request)?               as soon as a request (or follow-up) exists
 //! curator.check_answer(seed_row, &request, &answer)?       on each answer
+//! curator.check_judged(verdict)?                           on the judge's verdict on a finished row (judge on)
 //! curator.accept(seed_row, &turns)?                        on the finished row, in candidate order
-//! curator.record()                                         → CurationRecord, the manifest's `curation`
+//! across_seed_rows(&rows, gates)                           over the whole run's rows, once they are made
+//! curator.record(model)                                    → CurationRecord, the manifest's `curation`
 //! ```
 //!
 //! The settings come from [`settle`] (the recipe's `curation`, `synth run`'s flags, and the
@@ -32,8 +34,16 @@
 //! | `otherLanguage` | request | another script than the seed request (Latin, Cyrillic, Han, …), or another language when whatlang is sure of both |
 //! | `seedCopy` | request | word-3-gram Jaccard with its own seed request ≥ the near-duplicate threshold, or the same words |
 //! | `excluded` | request | the same words as, or Jaccard ≥ the threshold with, a user message of an excluded dataset (decontamination: `--exclude`) |
-//! | `exactDuplicate` | row | user turns with the same words as a seed row's or an accepted row's |
-//! | `nearDuplicate` | row | user turns with Jaccard ≥ the threshold with a seed row's or an accepted row's (MinHash LSH finds candidates, the exact index decides; see [`dedup`]) |
+//! | `judge` | row | off unless set (recipe `curation.judge`, `--filter judge=on`): a local judge model, given the rubric with the row's conversation (`{prompt}`) and last answer (`{output}`), replies No (`synth eval`'s verdict parsing) |
+//! | `judgeUnparseable` | row | runs with `judge`: the judge's reply has no verdict that can be read; never guessed, so the row is dropped |
+//! | `exactDuplicate` | row | user turns with the same words as a seed row's or an earlier row's |
+//! | `nearDuplicate` | row | user turns with Jaccard ≥ the threshold with a seed row's or an earlier row's (MinHash LSH finds candidates, the exact index decides; see [`dedup`]) |
+//!
+//! The duplicate gates compare a row with the seed rows and its own seed row's earlier rows as
+//! it is made (a dropped row is replaced by the seed row's next variant), and with other seed
+//! rows' rows once the run's rows are all made ([`across_seed_rows`], no replacement): a shard
+//! has only its seed rows' rows, and its merge makes the second check, so a sharded run drops
+//! exactly the rows a single process drops.
 //!
 //! Rows are compared by their user turns only: a request defines an example, and two rows with
 //! the same request are duplicates for training whatever their answers say.
@@ -48,8 +58,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result};
 
 use self::dedup::{jaccard, normalized, shingles, NearIndex, NUM_PERM, SHINGLE_WORDS};
-pub use self::settings::{CurationFlags, CurationSettings, Gate};
-use crate::store::artifacts::{CheckedCounts, CurationRecord, FailureModesManifest, FilterThresholds, MinHashRecord};
+pub use self::settings::{CurationFlags, CurationSettings, Gate, JudgeSettings};
+use crate::store::artifacts::{
+    CheckedCounts, CurationRecord, FailureModesManifest, FilterThresholds, JudgeRecord, MinHashRecord,
+};
 use crate::store::{Manifest, Row, Store, KIND_FAILURE_MODES};
 
 /// An answer this similar to its request (word-3-gram Jaccard) repeats it.
@@ -84,6 +96,7 @@ struct Counts {
     requests: AtomicUsize,
     answers: AtomicUsize,
     rows: AtomicUsize,
+    judged: AtomicUsize,
     dropped: [AtomicUsize; Gate::ALL.len()],
 }
 
@@ -217,6 +230,22 @@ impl Curator {
         self.counts.tally(&self.counts.rows, outcome)
     }
 
+    /// The judge gate's settings, when it runs.
+    pub fn judge(&self) -> Option<&JudgeSettings> {
+        self.settings.judge()
+    }
+
+    /// The judge's verdict on a finished row: `Some(pass)`, or `None` when its reply had no
+    /// verdict that could be read, which drops the row too (never guessed).
+    pub fn check_judged(&self, verdict: Option<bool>) -> Result<(), Gate> {
+        let outcome = match verdict {
+            Some(true) => Ok(()),
+            Some(false) => Err(Gate::Judge),
+            None => Err(Gate::JudgeUnparseable),
+        };
+        self.counts.tally(&self.counts.judged, outcome)
+    }
+
     /// The duplicate gates as [`across_seed_rows`] takes them.
     pub fn row_gates(&self) -> RowGates {
         RowGates {
@@ -238,8 +267,9 @@ impl Curator {
         self.seeds.get(row).unwrap_or(&NONE)
     }
 
-    /// What the manifest records: settings, thresholds, checks and drops by gate.
-    pub fn record(&self) -> CurationRecord {
+    /// What the manifest records: settings, thresholds, checks and drops by gate;
+    /// `synthesis_model` names the judge when it is the recipe's own model.
+    pub fn record(&self, synthesis_model: &str) -> CurationRecord {
         let (bands, rows_per_band) = self.kept.bands();
         let mut dropped_by = BTreeMap::new();
         for (gate, count) in Gate::ALL.iter().zip(&self.counts.dropped) {
@@ -270,8 +300,15 @@ impl Curator {
                 requests: self.counts.requests.load(Ordering::Relaxed),
                 answers: self.counts.answers.load(Ordering::Relaxed),
                 rows: self.counts.rows.load(Ordering::Relaxed),
+                judged: self.counts.judged.load(Ordering::Relaxed),
             },
             dropped_by,
+            judge: self.settings.judge().map(|j| JudgeRecord {
+                model: j.model.clone().unwrap_or_else(|| synthesis_model.to_string()),
+                prompt_template: j.template.clone(),
+                max_new_tokens: j.max_new_tokens,
+                unparseable: "dropped (a verdict is never guessed)".into(),
+            }),
         }
     }
 }

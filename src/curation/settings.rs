@@ -27,6 +27,10 @@ pub enum Gate {
     Refusal,
     /// A repetition loop, or an answer that repeats its request.
     Repetition,
+    /// The judge model failed the finished row.
+    Judge,
+    /// The judge's reply had no verdict that could be read: dropped, never guessed.
+    JudgeUnparseable,
     /// The row's user turns equal (normalized) those of a seed row or an accepted row.
     ExactDuplicate,
     /// The row's user turns near-duplicate those of a seed row or an accepted row.
@@ -35,7 +39,7 @@ pub enum Gate {
 
 impl Gate {
     /// Every gate, in the order a candidate meets them.
-    pub const ALL: [Gate; 12] = [
+    pub const ALL: [Gate; 14] = [
         Gate::TooShort,
         Gate::InstructionEcho,
         Gate::AssistantVoice,
@@ -46,6 +50,8 @@ impl Gate {
         Gate::OtherLanguage,
         Gate::SeedCopy,
         Gate::Excluded,
+        Gate::Judge,
+        Gate::JudgeUnparseable,
         Gate::ExactDuplicate,
         Gate::NearDuplicate,
     ];
@@ -62,6 +68,8 @@ impl Gate {
             Gate::Excluded => "excluded",
             Gate::Refusal => "refusal",
             Gate::Repetition => "repetition",
+            Gate::Judge => "judge",
+            Gate::JudgeUnparseable => "judgeUnparseable",
             Gate::ExactDuplicate => "exactDuplicate",
             Gate::NearDuplicate => "nearDuplicate",
         }
@@ -71,9 +79,10 @@ impl Gate {
         Gate::ALL.into_iter().find(|g| g.key() == key)
     }
 
-    /// Gates a recipe or flag may turn off; `excluded` runs exactly when datasets are excluded.
+    /// Gates a recipe or flag may turn off; `excluded` runs exactly when datasets are excluded,
+    /// `judgeUnparseable` exactly when the judge does.
     pub fn switchable(self) -> bool {
-        self != Gate::Excluded
+        !matches!(self, Gate::Excluded | Gate::JudgeUnparseable)
     }
 
     /// The keys of the switchable gates, for messages.
@@ -92,19 +101,51 @@ impl std::fmt::Display for Gate {
 /// are near duplicates; also the bar for `seedCopy` and `excluded`.
 pub const DEFAULT_NEAR_DUPLICATE_THRESHOLD: f64 = 0.7;
 
+/// The judge gate's rubric unless the recipe gives its own `promptTemplate`. Short, and asking
+/// for the verdict word first: small judges (SmolLM2-135M) give readable verdicts to this far
+/// more often than to a longer rubric (3 of 4 quickstart rows against 0 of 4, measured).
+pub const DEFAULT_RUBRIC: &str = "Request: {prompt}\n\nAnswer: {output}\n\n\
+Is this answer a correct and helpful reply to the request? Reply with Yes or No first, then give one reason.";
+
+/// The judge's reply is greedy and at most this many tokens unless the recipe says otherwise.
+pub const DEFAULT_JUDGE_MAX_NEW_TOKENS: usize = 96;
+
+/// The judge gate: which model grades the finished rows, with what rubric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeSettings {
+    /// A registry model name; `None`: the recipe's own model.
+    pub model: Option<String>,
+    /// Checked by [`crate::recipe::judge_template::check_template`].
+    pub template: String,
+    pub max_new_tokens: usize,
+}
+
+impl Default for JudgeSettings {
+    fn default() -> Self {
+        Self { model: None, template: DEFAULT_RUBRIC.to_string(), max_new_tokens: DEFAULT_JUDGE_MAX_NEW_TOKENS }
+    }
+}
+
 /// What the recipe and flags settled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CurationSettings {
-    /// Gates turned off; every other runs.
+    /// Gates turned off; every other runs (the judge only when it is set).
     pub off: BTreeSet<Gate>,
     pub near_duplicate_threshold: f64,
     /// Datasets whose user messages no new request may near-duplicate, in the order given.
     pub exclude: Vec<String>,
+    /// The judge gate, off unless the recipe's `curation.judge` or `--filter judge=on` sets it.
+    pub judge: Option<JudgeSettings>,
 }
 
 impl Default for CurationSettings {
     fn default() -> Self {
-        Self { off: BTreeSet::new(), near_duplicate_threshold: DEFAULT_NEAR_DUPLICATE_THRESHOLD, exclude: Vec::new() }
+        Self {
+            off: BTreeSet::new(),
+            near_duplicate_threshold: DEFAULT_NEAR_DUPLICATE_THRESHOLD,
+            exclude: Vec::new(),
+            judge: None,
+        }
     }
 }
 
@@ -121,13 +162,26 @@ pub struct CurationFlags {
 
 impl CurationSettings {
     pub fn is_on(&self, gate: Gate) -> bool {
-        !self.off.contains(&gate) && (gate != Gate::Excluded || !self.exclude.is_empty())
+        match gate {
+            Gate::Excluded => !self.exclude.is_empty(),
+            Gate::Judge | Gate::JudgeUnparseable => self.judge.is_some() && !self.off.contains(&Gate::Judge),
+            _ => !self.off.contains(&gate),
+        }
     }
 
-    /// These settings with the flags applied: flags win, excluded datasets add up (each once).
+    /// The judge, when its gate runs.
+    pub fn judge(&self) -> Option<&JudgeSettings> {
+        self.judge.as_ref().filter(|_| self.is_on(Gate::Judge))
+    }
+
+    /// These settings with the flags applied: flags win, excluded datasets add up (each once);
+    /// `judge=on` without a judge in the recipe sets the default one.
     pub fn with_flags(mut self, flags: &CurationFlags) -> Self {
         for &(gate, on) in &flags.filters {
             if on {
+                if gate == Gate::Judge {
+                    self.judge.get_or_insert_with(JudgeSettings::default);
+                }
                 self.off.remove(&gate);
             } else {
                 self.off.insert(gate);
@@ -166,7 +220,9 @@ pub fn parse_filter_flag(text: &str) -> Result<FilterFlag, String> {
         return Err(format!("expected NAME=on or NAME=off, where NAME is `all` or one of {}", names()));
     };
     let gates: Vec<Gate> = match name {
-        "all" => Gate::ALL.into_iter().filter(|g| g.switchable()).collect(),
+        // `all=on` leaves the judge as it is: it costs a generation per row, so only its own
+        // name (or the recipe) turns it on.
+        "all" => Gate::ALL.into_iter().filter(|g| g.switchable() && (*g != Gate::Judge || state == "off")).collect(),
         _ => vec![Gate::from_key(name)
             .filter(|g| g.switchable())
             .ok_or_else(|| format!("`{name}` is not a filter; filters: all, {}", names()))?],
@@ -194,10 +250,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_round_trip_and_only_excluded_is_not_switchable() {
+    fn keys_round_trip_and_only_excluded_and_judge_unparseable_are_not_switchable() {
         for gate in Gate::ALL {
             assert_eq!(Gate::from_key(gate.key()), Some(gate));
-            assert_eq!(gate.switchable(), gate != Gate::Excluded);
+            assert_eq!(gate.switchable(), !matches!(gate, Gate::Excluded | Gate::JudgeUnparseable));
         }
         assert_eq!(Gate::from_key("InstructionEcho"), None);
     }
@@ -208,6 +264,7 @@ mod tests {
             off: [Gate::Refusal].into(),
             near_duplicate_threshold: 0.6,
             exclude: vec!["eval_a".into()],
+            judge: None,
         };
         let flags = CurationFlags {
             filters: vec![(Gate::Refusal, true), (Gate::Repetition, false), (Gate::TooShort, false)],
@@ -222,11 +279,33 @@ mod tests {
     }
 
     #[test]
+    fn the_judge_runs_only_when_set_and_not_turned_off() {
+        let default = CurationSettings::default();
+        assert!(!default.is_on(Gate::Judge) && !default.is_on(Gate::JudgeUnparseable) && default.judge().is_none());
+        let on = |filters| default.clone().with_flags(&CurationFlags { filters, ..CurationFlags::default() });
+        let judged = on(vec![(Gate::Judge, true)]);
+        assert_eq!(judged.judge(), Some(&JudgeSettings::default()));
+        assert!(judged.is_on(Gate::JudgeUnparseable));
+        let recipe = CurationSettings {
+            judge: Some(JudgeSettings { max_new_tokens: 7, ..JudgeSettings::default() }),
+            ..default
+        };
+        let off = recipe
+            .clone()
+            .with_flags(&CurationFlags { filters: vec![(Gate::Judge, false)], ..CurationFlags::default() });
+        assert!(off.judge().is_none() && !off.is_on(Gate::JudgeUnparseable));
+        let again = off.with_flags(&CurationFlags { filters: vec![(Gate::Judge, true)], ..CurationFlags::default() });
+        assert_eq!(again.judge().map(|j| j.max_new_tokens), Some(7), "the recipe's judge is kept");
+    }
+
+    #[test]
     fn flag_parsers_name_the_rule() {
         assert_eq!(parse_filter_flag("seedCopy=off"), Ok(FilterFlag(vec![(Gate::SeedCopy, false)])));
         assert_eq!(parse_filter_flag("nearDuplicate=on"), Ok(FilterFlag(vec![(Gate::NearDuplicate, true)])));
         let all = parse_filter_flag("all=off").unwrap().0;
-        assert!(all.len() == 11 && all.iter().all(|&(g, on)| g.switchable() && !on), "{all:?}");
+        assert!(all.len() == 12 && all.iter().all(|&(g, on)| g.switchable() && !on), "{all:?}");
+        let all = parse_filter_flag("all=on").unwrap().0;
+        assert!(all.len() == 11 && all.iter().all(|&(g, on)| g != Gate::Judge && on), "{all:?}");
         assert!(parse_filter_flag("seedcopy=off")
             .unwrap_err()
             .contains("instructionEcho, assistantVoice, notARequest, answerInRequest"));

@@ -73,7 +73,7 @@ fn rows_are_deduplicated_against_seeds_and_earlier_rows_of_their_seed_row_in_cal
         curator.accept(0, &turns("How do I keep my sourdough starter alive while I am away on holiday?")),
         Ok(())
     );
-    let record = curator.record();
+    let record = curator.record("m");
     assert_eq!(record.checked.rows, 7);
     assert_eq!(record.dropped_by, BTreeMap::from([("exactDuplicate".into(), 3), ("nearDuplicate".into(), 1)]));
 }
@@ -130,7 +130,7 @@ fn excluded_datasets_decontaminate_requests() {
     assert_eq!(curator.check_request(2, "What is the capital of Austria?"), Ok(()), "a near miss");
     let without = Curator::new(&CurationSettings::default(), &seeds, &[]);
     assert_eq!(without.check_request(2, "what is the capital of Australia"), Ok(()));
-    let record = curator.record();
+    let record = curator.record("m");
     assert_eq!((record.exclude.clone(), record.excluded_messages), (vec!["eval_set".to_string()], 2));
     assert_eq!(record.checked.requests, 3);
     assert_eq!(record.dropped_by.get("excluded"), Some(&2));
@@ -139,10 +139,17 @@ fn excluded_datasets_decontaminate_requests() {
 #[test]
 fn the_record_lists_every_gate_in_order_with_its_state() {
     let settings = CurationSettings { off: [Gate::Refusal].into(), ..CurationSettings::default() };
-    let record = Curator::new(&settings, &seeds(), &[]).record();
+    let record = Curator::new(&settings.clone(), &seeds(), &[]).record("m");
     let keys: Vec<&str> = record.gates.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, Gate::ALL.map(Gate::key));
-    assert!(record.gates.iter().all(|(k, on)| *on == (k != "refusal" && k != "excluded")));
+    let off_by_default = ["refusal", "excluded", "judge", "judgeUnparseable"];
+    assert!(record.gates.iter().all(|(k, on)| *on != off_by_default.contains(&k.as_str())));
+    assert!(record.judge.is_none() && serde_json::to_value(&record).unwrap().get("judge").is_none());
+    let judged = CurationSettings { judge: Some(JudgeSettings::default()), ..settings };
+    let record = Curator::new(&judged, &seeds(), &[]).record("m");
+    assert!(record.gates.iter().any(|(k, on)| k == "judgeUnparseable" && *on));
+    let judge = serde_json::to_value(&record).unwrap()["judge"].clone();
+    assert_eq!((judge["model"].as_str(), judge["maxNewTokens"].as_u64()), (Some("m"), Some(96)), "{judge}");
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["gates"]["refusal"], false);
     assert_eq!(json["minHash"]["permutations"], 128);

@@ -132,6 +132,15 @@ pub type Limiter<'a> = Option<(&'a mut TokenBucket, &'a dyn Clock)>;
 pub trait Work {
     /// The next request to start, if one is ready now.
     fn next_request(&mut self) -> Result<Option<Request>>;
+    /// The next request for an engine of lane `lane`, when engines run different models (lane
+    /// 0: the run's model, others: helpers such as a judge model). Work with one lane has only
+    /// lane 0.
+    fn next_request_in(&mut self, lane: usize) -> Result<Option<Request>> {
+        match lane {
+            0 => self.next_request(),
+            _ => Ok(None),
+        }
+    }
     /// A request finished (in finishing order).
     fn done(&mut self, completion: Completion) -> Result<()>;
     /// Nothing more is wanted: rows still running are abandoned.

@@ -23,8 +23,8 @@ struct Shared<'w> {
     failed: bool,
 }
 
-/// One engine's handle on the shared work.
-struct Share<'s, 'w>(&'s Mutex<Shared<'w>>);
+/// One engine's handle on the shared work, and the lane it serves.
+struct Share<'s, 'w>(&'s Mutex<Shared<'w>>, usize);
 
 impl<'s, 'w> Share<'s, 'w> {
     fn lock(&self) -> std::sync::MutexGuard<'s, Shared<'w>> {
@@ -38,7 +38,7 @@ impl Work for Share<'_, '_> {
         if shared.failed {
             return Ok(None);
         }
-        let next = shared.work.next_request();
+        let next = shared.work.next_request_in(self.1);
         match &next {
             Ok(Some(_)) => shared.running += 1,
             Ok(None) => {}
@@ -67,12 +67,15 @@ impl Work for Share<'_, '_> {
     }
 }
 
-/// Runs `work` on `options.engines` engines per device, `models` holding the model loaded on
-/// each device. `--max-batch` and the KV-cache budget are per device (each GPU has its own
-/// memory), split among that device's engines; the CPU threads and `requestsPerMinute` are
-/// split among all the engines.
+/// Runs `work` on `options.engines` engines per device, `models` holding the run's model
+/// loaded on each device (lane 0), plus one engine for `judge`, a separate judge model (lane
+/// 1), when there is one. `--max-batch` and the KV-cache budget are per device (each GPU has its
+/// own memory), split among that device's engines (and halved with a judge engine); the CPU
+/// threads and `requestsPerMinute` are split among the run's engines, and the judge engine,
+/// idle until rows are finished, may use every thread.
 pub fn drive_engines(
     models: &[LoadedModel],
+    judge: Option<&LoadedModel>,
     options: &EngineOptions,
     rate: Option<f64>,
     admission: Option<&(dyn Admission + Sync)>,
@@ -81,34 +84,76 @@ pub fn drive_engines(
 ) -> Result<()> {
     let per_device = options.engines.max(1);
     let n = models.len() * per_device;
-    let threads = (rayon::current_num_threads() / n).max(1);
-    let shared = Mutex::new(Shared { work, running: 0, failed: false });
-    let config = SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: models[0].text.stop_ids.clone() };
-    let one = |i: usize| -> Result<()> {
-        let model = &models[i / per_device];
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-        pool.install(|| {
-            let batch = options.max_batch.div_ceil(per_device);
-            let mut engine = Engine::new(model.decoder.clone(), batch, max_len, options.kv_cache_bytes / per_device)?;
-            let mut cap = rate.map(|per_minute| RateCap::per_minute(per_minute / n as f64));
-            let limiter = cap.as_mut().map(|c| (&mut c.bucket, c.clock.as_ref() as &dyn Clock));
-            let admission: &dyn Admission = match admission {
-                Some(a) => a,
-                None => &AlwaysAdmit,
-            };
-            let ran = scheduler::run(&mut engine, &config, &mut Share(&shared), limiter, admission).map(|_| ());
-            if ran.is_err() {
-                Share(&shared).lock().failed = true;
-            }
-            ran
+    let all_threads = rayon::current_num_threads();
+    let kv_bytes = if judge.is_some() { options.kv_cache_bytes / 2 } else { options.kv_cache_bytes };
+    let mut engines: Vec<EngineSpec> = (0..n)
+        .map(|i| EngineSpec {
+            model: &models[i / per_device],
+            lane: 0,
+            threads: (all_threads / n).max(1),
+            batch: options.max_batch.div_ceil(per_device),
+            kv_bytes: kv_bytes / per_device,
+            rate: rate.map(|per_minute| per_minute / n as f64),
         })
-    };
+        .collect();
+    if let Some(judge) = judge {
+        let (batch, threads) = (options.max_batch, all_threads);
+        engines.push(EngineSpec { model: judge, lane: 1, threads, batch, kv_bytes, rate: None });
+    }
+    let shared = Mutex::new(Shared { work, running: 0, failed: false });
     let results: Vec<Result<()>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n).map(|i| scope.spawn(move || one(i))).collect();
+        let handles: Vec<_> = engines
+            .iter()
+            .map(|spec| {
+                let shared = &shared;
+                scope.spawn(move || spec.run(options, admission, max_len, shared))
+            })
+            .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("an engine thread panicked"))))
             .collect()
     });
     results.into_iter().collect()
+}
+
+/// One engine of [`drive_engines`].
+struct EngineSpec<'m> {
+    model: &'m LoadedModel,
+    lane: usize,
+    threads: usize,
+    batch: usize,
+    kv_bytes: usize,
+    /// Requests per minute for this engine.
+    rate: Option<f64>,
+}
+
+impl EngineSpec<'_> {
+    /// Runs this engine in a thread pool of its own until the shared work is done (or failed).
+    fn run(
+        &self,
+        options: &EngineOptions,
+        admission: Option<&(dyn Admission + Sync)>,
+        max_len: usize,
+        shared: &Mutex<Shared<'_>>,
+    ) -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(self.threads).build()?;
+        pool.install(|| {
+            let config =
+                SchedulerConfig { prefill_chunk: options.prefill_chunk, stop_tokens: self.model.text.stop_ids.clone() };
+            let mut engine = Engine::new(self.model.decoder.clone(), self.batch, max_len, self.kv_bytes)?;
+            let mut cap = self.rate.map(RateCap::per_minute);
+            let limiter = cap.as_mut().map(|c| (&mut c.bucket, c.clock.as_ref() as &dyn Clock));
+            let admission: &dyn Admission = match admission {
+                Some(a) => a,
+                None => &AlwaysAdmit,
+            };
+            let ran =
+                scheduler::run(&mut engine, &config, &mut Share(shared, self.lane), limiter, admission).map(|_| ());
+            if ran.is_err() {
+                Share(shared, self.lane).lock().failed = true;
+            }
+            ran
+        })
+    }
 }

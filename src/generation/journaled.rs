@@ -51,16 +51,28 @@ pub struct JournaledGenerator<'a> {
     /// The model loaded once per device (`--device cuda:all`), the first also encoding and
     /// decoding text (every copy has the same tokenizer).
     models: &'a [LoadedModel],
+    /// A judge model other than the run's, with an engine of its own.
+    judge: Option<&'a LoadedModel>,
     settings: GeneratorSettings<'a>,
     journal: Journal,
     counts: GenerationCounts,
 }
 
-/// A generation a [`Flow`] asks for: its stage and candidate, and the first attempt's job.
+/// A generation a [`Flow`] asks for: its stage and candidate, the first attempt's job, and
+/// which model runs it.
 pub struct Ask {
     pub stage: u8,
     pub candidate: Candidate,
     pub job: Job,
+    pub role: Role,
+}
+
+/// Which model runs a generation: the run's own, or the judge model (which is the run's own
+/// unless the generator was given a separate one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Run,
+    Judge,
 }
 
 /// What a run makes of its generations, one at a time: which to start next, whether each is
@@ -88,7 +100,14 @@ impl<'a> JournaledGenerator<'a> {
     /// A generator over `models`, one per device, at least one.
     pub fn new(models: &'a [LoadedModel], journal: Journal, settings: GeneratorSettings<'a>) -> Self {
         assert!(!models.is_empty(), "a generator needs a model");
-        Self { models, settings, journal, counts: GenerationCounts::default() }
+        Self { models, judge: None, settings, journal, counts: GenerationCounts::default() }
+    }
+
+    /// Runs the flow's [`Role::Judge`] generations on `judge`, a model other than the run's
+    /// (loaded once, on the first device, with an engine of its own); `None`: on the run's.
+    pub fn with_judge(mut self, judge: Option<&'a LoadedModel>) -> Self {
+        self.judge = judge;
+        self
     }
 
     pub fn retries(&self) -> u32 {
@@ -116,7 +135,8 @@ impl<'a> JournaledGenerator<'a> {
             admission: self.settings.stop.map(|s| s as &(dyn Admission + Sync)),
         };
         let mut stream = Stream {
-            model: &self.models[0],
+            models: [&self.models[0], self.judge.unwrap_or(&self.models[0])],
+            separate_judge: self.judge.is_some(),
             options: &self.settings.engine,
             retries: self.settings.retries,
             journal: &mut self.journal,
@@ -124,13 +144,14 @@ impl<'a> JournaledGenerator<'a> {
             flow,
             progress: &mut progress,
             again: VecDeque::new(),
+            waiting: VecDeque::new(),
             running: HashMap::new(),
             next_id: 0,
             synced: Instant::now(),
         };
-        let ran = match (self.models, self.settings.engine.engines) {
-            ([model], 1) => drive_work(model, drive, max_len, notifier, &mut stream).map(|_| ()),
-            _ => drive_engines(self.models, drive.engine, rate, drive.admission, max_len, &mut stream),
+        let ran = match (self.models, self.settings.engine.engines, self.judge) {
+            ([model], 1, None) => drive_work(model, drive, max_len, notifier, &mut stream).map(|_| ()),
+            _ => drive_engines(self.models, self.judge, drive.engine, rate, drive.admission, max_len, &mut stream),
         };
         let complete = stream.flow.complete();
         progress.finish();
@@ -167,7 +188,10 @@ impl<'a> JournaledGenerator<'a> {
 /// A flow as the engine's [`Work`]: asks become requests unless the journal holds them, and
 /// finished requests are journaled, checked, retried or handed back to the flow.
 struct Stream<'s, F: Flow> {
-    model: &'s LoadedModel,
+    /// The model of each [`Role`]: the run's, and the judge's.
+    models: [&'s LoadedModel; 2],
+    /// Judge generations go to lane 1 (their own engine); else every generation is lane 0's.
+    separate_judge: bool,
     options: &'s EngineOptions,
     retries: u32,
     journal: &'s mut Journal,
@@ -176,6 +200,8 @@ struct Stream<'s, F: Flow> {
     progress: &'s mut Progress,
     /// Rejected generations to try again, with their next attempt number.
     again: VecDeque<(Ask, u32)>,
+    /// Generations the flow handed over while another lane's engine asked.
+    waiting: VecDeque<Ask>,
     /// Requests in the engine, by id.
     running: HashMap<usize, (Ask, u32)>,
     next_id: usize,
@@ -183,11 +209,15 @@ struct Stream<'s, F: Flow> {
 }
 
 impl<F: Flow> Work for Stream<'_, F> {
-    /// Retries first, then what the flow has ready; a generation the journal holds is replayed
-    /// on the spot.
     fn next_request(&mut self) -> Result<Option<Request>> {
+        self.next_request_in(0)
+    }
+
+    /// Retries first, then what the flow has ready, for the engine of `lane`; a generation the
+    /// journal holds is replayed on the spot.
+    fn next_request_in(&mut self, lane: usize) -> Result<Option<Request>> {
         loop {
-            let Some((ask, attempt)) = self.again.pop_front().or_else(|| self.flow.next().map(|ask| (ask, 0))) else {
+            let Some((ask, attempt)) = self.next_in(lane) else {
                 return Ok(None);
             };
             let key = Key { stage: ask.stage, candidate: ask.candidate, attempt };
@@ -195,7 +225,8 @@ impl<F: Flow> Work for Stream<'_, F> {
                 self.settle(ask, attempt, &generated);
                 continue;
             }
-            let request = encode(self.model, &with_attempt_seed(&ask.job, attempt), self.options, self.next_id)?;
+            let model = self.models[ask.role as usize];
+            let request = encode(model, &with_attempt_seed(&ask.job, attempt), self.options, self.next_id)?;
             self.running.insert(self.next_id, (ask, attempt));
             self.next_id += 1;
             return Ok(Some(request));
@@ -205,7 +236,7 @@ impl<F: Flow> Work for Stream<'_, F> {
     fn done(&mut self, completion: Completion) -> Result<()> {
         let (ask, attempt) =
             self.running.remove(&completion.id).ok_or_else(|| anyhow::anyhow!("a completion nobody asked for"))?;
-        let generated = decode(self.model, &completion)?;
+        let generated = decode(self.models[ask.role as usize], &completion)?;
         self.journal.record(Key { stage: ask.stage, candidate: ask.candidate, attempt }, &generated)?;
         if self.synced.elapsed() >= SYNC_EVERY {
             self.journal.sync()?;
@@ -223,6 +254,32 @@ impl<F: Flow> Work for Stream<'_, F> {
 }
 
 impl<F: Flow> Stream<'_, F> {
+    /// The lane an ask's engine serves.
+    fn lane(&self, ask: &Ask) -> usize {
+        match ask.role {
+            Role::Judge if self.separate_judge => 1,
+            _ => 0,
+        }
+    }
+
+    /// The next generation for `lane`: a retry, one set aside while another lane asked, or the
+    /// flow's next (setting aside those for other lanes).
+    fn next_in(&mut self, lane: usize) -> Option<(Ask, u32)> {
+        if let Some(at) = self.again.iter().position(|(ask, _)| self.lane(ask) == lane) {
+            return self.again.remove(at);
+        }
+        if let Some(at) = self.waiting.iter().position(|ask| self.lane(ask) == lane) {
+            return self.waiting.remove(at).map(|ask| (ask, 0));
+        }
+        while let Some(ask) = self.flow.next() {
+            if self.lane(&ask) == lane {
+                return Some((ask, 0));
+            }
+            self.waiting.push_back(ask);
+        }
+        None
+    }
+
     /// Counts a finished attempt, then retries it or hands its outcome to the flow.
     fn settle(&mut self, ask: Ask, attempt: u32, generated: &Generated) {
         self.counts.prompt_tokens += generated.prompt_tokens;

@@ -12,4 +12,4 @@ pub mod journaled;
 
 pub use batch::{check_context, generate, mix_seed, BatchContext, EngineOptions, Generated, Job, RateCap};
 pub use journal::Candidate;
-pub use journaled::{Ask, Flow, GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection};
+pub use journaled::{Ask, Flow, GenerationCounts, GeneratorSettings, JournaledGenerator, Rejection, Role};

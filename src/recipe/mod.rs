@@ -31,6 +31,10 @@
 //! | `…curation.filters` | every filter on | object, filter name → `true`/`false`: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate` |
 //! | `…curation.nearDuplicateThreshold` | `0.7` | more than 0, at most 1: the Jaccard index of word 3-gram sets at which two requests are near duplicates |
 //! | `…curation.exclude` | none | array of dataset ids: no new request may near-duplicate a user message of these (decontamination; `--exclude` adds to it) |
+//! | `…curation.judge` | off | object: a local judge model grades each finished row, and a row it fails (or whose reply has no readable verdict) is dropped and regenerated; `{}` turns it on with the defaults; `--filter judge=on\|off` |
+//! | `…curation.judge.modelName` | the recipe's model | a registry model name; loaded once |
+//! | `…curation.judge.promptTemplate` | a rubric (see [`crate::curation::settings::DEFAULT_RUBRIC`]) | `{prompt}` (the row's conversation up to its last answer), `{output}` (that answer, required), `{reference}` (the seed row's answer) |
+//! | `…curation.judge.maxNewTokens` | `96` | 1 to 4096: the judge's reply is greedy and at most this long |
 //! | `…datasetDistribution.train`, `validation`, `test` | `0.0` when the key is missing | 0 to 1, the three summing to 1 (±1e-6) |
 //!
 //! A field set to `null` counts as left out (so its default applies), except for required fields.
@@ -38,6 +42,7 @@
 //! to write `512`. The extensions are not part of Oumi's schema; recipes that use them are not
 //! portable to Oumi.
 
+pub mod judge_template;
 pub(crate) mod raw;
 mod settings;
 pub(crate) mod validate;

@@ -67,6 +67,16 @@ pub(crate) struct RawCuration {
     pub filters: Option<Obj<std::collections::BTreeMap<String, Flag>>>,
     pub near_duplicate_threshold: Option<Number>,
     pub exclude: Option<Vec<Text>>,
+    pub judge: Option<Obj<RawJudgeGate>>,
+}
+
+/// `…curation.judge` (synth extension).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawJudgeGate {
+    pub model_name: Option<Text>,
+    pub prompt_template: Option<Text>,
+    pub max_new_tokens: Option<Count>,
 }
 
 #[derive(Deserialize)]

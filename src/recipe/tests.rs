@@ -411,7 +411,7 @@ fn curation_rules() {
     assert!(typo.contains("did you mean `refusal`?"), "{typo}");
     assert_error(
         &with(p, json!({"filters": {"excluded": false}})),
-        &format!("{p}.filters.excluded: `excluded` is not a filter, filters: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `exactDuplicate`, `nearDuplicate`"),
+        &format!("{p}.filters.excluded: `excluded` is not a filter, filters: `tooShort`, `instructionEcho`, `assistantVoice`, `notARequest`, `answerInRequest`, `refusal`, `repetition`, `otherLanguage`, `seedCopy`, `judge`, `exactDuplicate`, `nearDuplicate`"),
     );
     let wrong_type = error(&with(p, json!({"filters": {"refusal": "off"}})));
     assert!(wrong_type.contains(&format!("{p}.filters.refusal: expected `true` or `false`, found string `off`")));
@@ -426,4 +426,37 @@ fn curation_rules() {
     assert!(error(&with(p, json!({"exclude": ["ok", "../up"]})))
         .contains(&format!("{p}.exclude[1]: `../up` is not a valid dataset id")));
     assert!(error(&with(p, json!({"threshold": 0.5}))).contains(&format!("{p}.threshold: unknown field")));
+}
+
+#[test]
+fn judge_gate_rules() {
+    use crate::curation::settings::{JudgeSettings, DEFAULT_RUBRIC};
+    let p = "synthesisConfig.synthesisConfig.curation";
+    let judge = |value: serde_json::Value| parse(&with(p, value)).unwrap().synthesis.curation.judge;
+    assert_eq!(judge(json!({})), None, "off unless asked for");
+    assert_eq!(judge(json!({"judge": {}})), Some(JudgeSettings::default()));
+    assert_eq!(judge(json!({"filters": {"judge": true}})), Some(JudgeSettings::default()));
+    let set = judge(
+        json!({"judge": {"modelName": "Qwen3-0.6B", "promptTemplate": "Q: {prompt} A: {output}", "maxNewTokens": 8}}),
+    );
+    assert_eq!(
+        set,
+        Some(JudgeSettings {
+            model: Some("Qwen3-0.6B".into()),
+            template: "Q: {prompt} A: {output}".into(),
+            max_new_tokens: 8
+        })
+    );
+    assert!(DEFAULT_RUBRIC.contains("{output}") && DEFAULT_RUBRIC.contains("{prompt}"));
+    let off = parse(&with(p, json!({"judge": {}, "filters": {"judge": false}}))).unwrap().synthesis.curation;
+    assert!(off.judge().is_none(), "a judge turned off does not run");
+    assert!(error(&with(p, json!({"judge": {"promptTemplate": "Grade {prompt}"}})))
+        .contains(&format!("{p}.judge.promptTemplate: \"Grade {{prompt}}\" must contain `{{output}}`")));
+    assert!(error(&with(p, json!({"judge": {"promptTemplate": "{answer} {output}"}})))
+        .contains("has an unknown placeholder `{answer}`"));
+    assert!(error(&with(p, json!({"judge": {"maxNewTokens": 0}})))
+        .contains(&format!("{p}.judge.maxNewTokens: `0` must be between 1 and 4096")));
+    assert!(error(&with(p, json!({"judge": {"modelName": " "}})))
+        .contains(&format!("{p}.judge.modelName: `\" \"` must not be empty")));
+    assert!(error(&with(p, json!({"judge": {"model": "x"}}))).contains(&format!("{p}.judge.model: unknown field")));
 }

@@ -1,8 +1,11 @@
 //! Stage two: value rules and defaults, from the raw shapes to a [`Recipe`].
 
-use super::raw::{closest, show_text, Count, Failure, Flag, Number, RawCuration, RawDistribution, RawRecipe};
+use super::judge_template::check_template;
+use super::raw::{
+    closest, show_text, Count, Failure, Flag, Number, Obj, RawCuration, RawDistribution, RawJudgeGate, RawRecipe, Text,
+};
 use super::settings::*;
-use crate::curation::settings::{valid_threshold, Gate};
+use crate::curation::settings::{valid_threshold, Gate, JudgeSettings};
 use crate::store::id::validate_dataset_id;
 
 const MODEL: &str = "modelIdentifier";
@@ -178,6 +181,9 @@ fn curation(raw: Option<RawCuration>) -> Result<CurationSettings, Failure> {
     for (name, Flag(on)) in raw.filters.map(|f| f.0).unwrap_or_default() {
         let gate = filter(&name)?;
         if on {
+            if gate == Gate::Judge {
+                settings.judge.get_or_insert_with(JudgeSettings::default);
+            }
             settings.off.remove(&gate);
         } else {
             settings.off.insert(gate);
@@ -203,7 +209,49 @@ fn curation(raw: Option<RawCuration>) -> Result<CurationSettings, Failure> {
         }
         settings.exclude_too(&[id.0]);
     }
+    if let Some(Obj(judge)) = raw.judge {
+        settings.judge = Some(judge_gate(judge)?);
+    }
     Ok(settings)
+}
+
+/// The most tokens a judge reply may take.
+const MAX_JUDGE_TOKENS: usize = 4096;
+
+/// `curation.judge`: every field optional (`{}` is the default judge).
+fn judge_gate(raw: RawJudgeGate) -> Result<JudgeSettings, Failure> {
+    let at = format!("{CURATION}.judge");
+    let mut judge = JudgeSettings::default();
+    if let Some(Text(name)) = raw.model_name {
+        if name.trim().is_empty() {
+            return Err(Failure {
+                path: format!("{at}.modelName"),
+                message: format!("`{}` must not be empty", show_text(&name)),
+                hint: Some(
+                    "name a registry model, or leave `modelName` out to judge with the recipe's own model".into(),
+                ),
+            });
+        }
+        judge.model = Some(name);
+    }
+    if let Some(Text(template)) = raw.prompt_template {
+        if let Err(rule) = check_template(&template) {
+            return Err(fail(format!("{at}.promptTemplate"), format!("{} {rule}", super::raw::show_str(&template))));
+        }
+        judge.template = template;
+    }
+    if let Some(Count(n)) = raw.max_new_tokens {
+        judge.max_new_tokens = match usize::try_from(n) {
+            Ok(n @ 1..=MAX_JUDGE_TOKENS) => n,
+            _ => {
+                return Err(fail(
+                    format!("{at}.maxNewTokens"),
+                    format!("`{n}` must be between 1 and {MAX_JUDGE_TOKENS}"),
+                ))
+            }
+        };
+    }
+    Ok(judge)
 }
 
 /// The switchable gate named `name` under `curation.filters`.

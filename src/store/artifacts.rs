@@ -191,6 +191,21 @@ pub struct CurationRecord {
     pub checked: CheckedCounts,
     /// Candidates dropped, by gate key.
     pub dropped_by: BTreeMap<String, usize>,
+    /// The judge gate, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeRecord>,
+}
+
+/// The judge gate's settings (the manifest's `curation.judge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeRecord {
+    /// The registry name of the judge model.
+    pub model: String,
+    pub prompt_template: String,
+    pub max_new_tokens: usize,
+    /// What a reply without a readable verdict does to its row.
+    pub unparseable: String,
 }
 
 /// The MinHash LSH that finds near-duplicate candidates (decisions use the exact Jaccard index).
@@ -221,6 +236,9 @@ pub struct CheckedCounts {
     pub requests: usize,
     pub answers: usize,
     pub rows: usize,
+    /// Finished rows the judge graded.
+    #[serde(default)]
+    pub judged: usize,
 }
 
 /// How rows were split (the manifest's `splitGroups` record): grouped by seed row so that rows made

@@ -21,11 +21,14 @@ use super::general::MAX_TURNS;
 use super::pipeline::{check, DropReason, Pipeline, Stage};
 use super::shard::Shard;
 use crate::curation::{self, Curator, Gate, RowGates};
-use crate::engine::SamplingParams;
-use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator};
+use crate::engine::{FinishReason, SamplingParams};
+use crate::evaluation::evaluators::Verdict;
+use crate::evaluation::judge;
+use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator, Role};
+use crate::recipe::judge_template::render_template;
 use crate::recipe::InferenceSettings;
 use crate::store::artifacts::RowProvenance;
-use crate::store::Row;
+use crate::store::{Message, Row};
 
 /// What a run asks for: how many rows, from how many candidates at most, and which seed rows
 /// this process makes them for.
@@ -58,6 +61,9 @@ pub struct Made {
     pub candidates: usize,
     pub requests: Vec<(usize, String)>,
 }
+
+/// The judge's generation of a finished row, after every turn's stages (1, 2, ... 2 × turns).
+pub const JUDGE_STAGE: u8 = u8::MAX;
 
 /// The seed that candidate's generations are sampled from (stage `s` uses `mix_seed(it, s)`).
 /// Variant 0 keeps the derivation runs without variants always had.
@@ -235,7 +241,7 @@ impl<'p> Rows<'p> {
     fn ask(&mut self, index: usize, stage: u8, messages: Vec<crate::store::Message>) {
         let candidate = self.candidate(index);
         let job = Job { messages, params: self.params(candidate, stage) };
-        self.ready.insert(index, Ask { stage, candidate, job });
+        self.ready.insert(index, Ask { stage, candidate, job, role: Role::Run });
     }
 
     /// Starts the lowest startable candidate: its stage-1 generation is ready, or it is
@@ -282,11 +288,43 @@ impl<'p> Rows<'p> {
         }
         open.turns.push((std::mem::take(&mut open.user), text));
         if open.turns.len() > self.pipeline.follow_ups(row) || open.turns.len() >= MAX_TURNS {
-            return self.finish(index, Ok(open.turns));
+            return self.judge_or_finish(index, open);
         }
         let messages = self.pipeline.follow_up(row, &open.turns);
         self.open.insert(index, open);
         self.ask(index, stage + 1, messages)
+    }
+
+    /// A finished row goes to the judge when its gate runs (greedy, its own seed), else it is
+    /// resolved.
+    fn judge_or_finish(&mut self, index: usize, open: Open) {
+        let Some(judge) = self.curator.judge() else { return self.finish(index, Ok(open.turns)) };
+        let candidate = self.candidate(index);
+        let prompt = judge_prompt(&judge.template, &self.pipeline.reference(candidate.row), &open.turns);
+        let params = SamplingParams {
+            temperature: 0.0,
+            top_p: 1.0,
+            top_k: 0,
+            max_new_tokens: judge.max_new_tokens,
+            seed: mix_seed(candidate_seed(self.inference.seed, candidate), u64::from(JUDGE_STAGE)),
+        };
+        let job = Job { messages: vec![Message::new("user", prompt)], params };
+        self.open.insert(index, open);
+        self.ready.insert(index, Ask { stage: JUDGE_STAGE, candidate, job, role: Role::Judge });
+    }
+
+    /// The judge's reply on a finished row: its verdict keeps or drops the row.
+    fn judged(&mut self, index: usize, reply: &str) {
+        let turns = self.open.get(&index).map(|o| o.turns.clone()).unwrap_or_default();
+        let verdict = match judge::parse(reply).verdict {
+            Verdict::Pass => Some(true),
+            Verdict::Fail => Some(false),
+            Verdict::Unparseable | Verdict::Skipped => None,
+        };
+        match self.curator.check_judged(verdict) {
+            Ok(()) => self.finish(index, Ok(turns)),
+            Err(gate) => self.finish(index, Err(DropReason::Curation(gate))),
+        }
     }
 
     /// A candidate is resolved: its chain may want another variant, and the committed prefix
@@ -349,6 +387,25 @@ impl<'p> Rows<'p> {
     }
 }
 
+/// The judge's prompt: the rubric with the conversation up to the last answer as `{prompt}`
+/// (the request alone for a single-turn row), that answer as `{output}`, and the seed row's
+/// answer as `{reference}`.
+fn judge_prompt(template: &str, reference: &str, turns: &[(String, String)]) -> String {
+    let Some(((last_user, last_answer), earlier)) = turns.split_last() else {
+        return render_template(template, "", reference, "");
+    };
+    let prompt = match earlier {
+        [] => last_user.clone(),
+        _ => {
+            let mut lines: Vec<String> =
+                earlier.iter().flat_map(|(u, a)| [format!("User: {u}"), format!("Assistant: {a}")]).collect();
+            lines.push(format!("User: {last_user}"));
+            lines.join("\n\n")
+        }
+    };
+    render_template(template, &prompt, reference, last_answer)
+}
+
 /// Item `k`'s share when `total` is dealt round-robin over `ways`.
 fn share(total: usize, ways: usize, k: usize) -> usize {
     total / ways + usize::from(k < total % ways)
@@ -368,14 +425,20 @@ impl Flow for Rows<'_> {
         }
     }
 
-    /// The first stage and every follow-up make a user turn; the even stages answer one.
+    /// The first stage and every follow-up make a user turn; the even stages answer one. A
+    /// judge's reply is read whatever it is (a cut-off reply may still hold its verdict).
     fn check(&self, stage: u8, generated: &Generated) -> Result<String, DropReason> {
-        check(generated, if stage % 2 == 1 { Stage::Request } else { Stage::Answer })
+        match stage {
+            JUDGE_STAGE if generated.finish == FinishReason::PromptTooLong => Err(DropReason::PromptTooLong),
+            JUDGE_STAGE => Ok(generated.text.clone()),
+            _ => check(generated, if stage % 2 == 1 { Stage::Request } else { Stage::Answer }),
+        }
     }
 
     fn resolved(&mut self, stage: u8, candidate: Candidate, outcome: Result<String, DropReason>) {
         let index = self.index(candidate);
         match outcome {
+            Ok(text) if stage == JUDGE_STAGE => self.judged(index, &text),
             Ok(text) => self.advance(index, stage, text),
             Err(reason) => self.finish(index, Err(reason)),
         }
@@ -405,9 +468,7 @@ mod tests {
         assert_eq!(seeds.len(), 16);
     }
 
-    use crate::curation::{CurationSettings, Gate};
-    use crate::engine::FinishReason;
-    use crate::store::Message;
+    use crate::curation::{CurationSettings, Gate, JudgeSettings};
     use crate::synthesis::general::General;
 
     /// Drives the flow as an engine with `slots` slots would, finishing running generations in
@@ -421,9 +482,30 @@ mod tests {
         order: u64,
         fails: impl Fn(Candidate, u8) -> bool,
     ) -> (Vec<Row>, Vec<DropReason>, usize, bool) {
-        // Only the duplicate gates: the fake texts are not meant to pass the quality filters.
-        let off = Gate::ALL.into_iter().filter(|g| !matches!(g, Gate::ExactDuplicate | Gate::NearDuplicate));
-        let settings = CurationSettings { off: off.collect(), ..CurationSettings::default() };
+        stream_judged(seeds, volume, slots, order, fails, None)
+    }
+
+    /// The judge's reply to a candidate's row, given its prompt.
+    type Verdicts = dyn Fn(Candidate, &str) -> String;
+
+    /// [`stream`], with the judge gate on when `judge` gives the judge's reply to each row.
+    fn stream_judged(
+        seeds: &[Row],
+        volume: Volume,
+        slots: usize,
+        order: u64,
+        fails: impl Fn(Candidate, u8) -> bool,
+        judge: Option<&Verdicts>,
+    ) -> (Vec<Row>, Vec<DropReason>, usize, bool) {
+        // Only the duplicate gates (and the judge): the fake texts are not meant to pass the
+        // quality filters.
+        let on = |g: &Gate| matches!(g, Gate::ExactDuplicate | Gate::NearDuplicate | Gate::Judge);
+        let judge_settings = judge.map(|_| JudgeSettings::default());
+        let settings = CurationSettings {
+            off: Gate::ALL.into_iter().filter(|g| !on(g)).collect(),
+            judge: judge_settings,
+            ..CurationSettings::default()
+        };
         let mut curator = Curator::new(&settings, seeds, &[]);
         let general = General { seeds, diversity: true };
         let inference = InferenceSettings {
@@ -452,6 +534,10 @@ mod tests {
             let ask = running.swap_remove((mix_seed(order, step) % running.len() as u64) as usize);
             let c = ask.candidate;
             let text = match (fails(c, ask.stage), c.row == 0 && c.variant == 1) {
+                _ if ask.stage == JUDGE_STAGE => {
+                    assert_eq!(ask.role, Role::Judge);
+                    judge.expect("judged only when on")(c, &ask.job.messages[0].content)
+                }
                 (true, _) => String::new(),
                 // Seed row 0's variant 1 asks what its variant 0 asked: an exact duplicate.
                 (false, true) if ask.stage == 1 => "stage 1 of seed row 0 variant 0 at last".to_string(),
@@ -497,6 +583,50 @@ mod tests {
             .collect();
         assert_eq!(variants_of_0, [0, 2, 3]);
         assert_eq!(candidates, want.len() + drops.len());
+    }
+
+    #[test]
+    fn the_judge_grades_each_finished_row_and_a_failed_or_unreadable_one_is_replaced() {
+        let seeds = seeds(3);
+        let volume = Volume { num_samples: Some(6), max_candidates: 18, shard: None };
+        // Seed row 1's variant 0 fails the judge; seed row 2's variant 1 gets no verdict; seed
+        // row 0's variant 1 passes it but duplicates its variant 0.
+        let verdict = |c: Candidate, prompt: &str| -> String {
+            let answer = format!("Answer: stage 2 of seed row {} variant {} at last", c.row, c.variant);
+            assert!(prompt.contains(&answer) && prompt.contains("Reply with Yes or No first"), "{prompt}");
+            match (c.row, c.variant) {
+                (1, 0) => "No. The answer does not address the request.".into(),
+                (2, 1) => "Hmm, hard to say.".into(),
+                _ => "Yes, it is a clear request with a fitting answer.".into(),
+            }
+        };
+        let (want, drops, candidates, _) = stream_judged(&seeds, volume, 1, 0, |_, _| false, Some(&verdict));
+        assert_eq!(
+            drops,
+            [Gate::Judge, Gate::ExactDuplicate, Gate::JudgeUnparseable].map(DropReason::Curation),
+            "dropped in candidate order"
+        );
+        assert_eq!((want.len(), candidates), (6, 9));
+        let made_from = |row: u64| {
+            let of_row = want.iter().filter(|r| r.metadata.as_ref().unwrap()["seedRow"] == row);
+            of_row.map(|r| r.metadata.as_ref().unwrap()["variant"].as_u64().unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!((made_from(0), made_from(1), made_from(2)), (vec![0, 2], vec![1, 2], vec![0, 2]));
+        for (slots, order) in [(3, 1), (16, 2)] {
+            let (rows, other_drops, _, _) = stream_judged(&seeds, volume, slots, order, |_, _| false, Some(&verdict));
+            assert_eq!((rows, other_drops), (want.clone(), drops.clone()), "slots {slots}");
+        }
+    }
+
+    #[test]
+    fn the_judge_sees_the_conversation_up_to_its_last_answer() {
+        let turns = |n: usize| (0..n).map(|i| (format!("ask {i}"), format!("reply {i}"))).collect::<Vec<_>>();
+        let template = "P[{prompt}] R[{reference}] O[{output}]";
+        assert_eq!(judge_prompt(template, "seed reply", &turns(1)), "P[ask 0] R[seed reply] O[reply 0]");
+        assert_eq!(
+            judge_prompt(template, "", &turns(2)),
+            "P[User: ask 0\n\nAssistant: reply 0\n\nUser: ask 1] R[] O[reply 1]"
+        );
     }
 
     #[test]

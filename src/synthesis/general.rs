@@ -74,6 +74,11 @@ impl Pipeline for General<'_> {
         messages
     }
 
+    fn reference(&self, row: usize) -> String {
+        let messages = &self.seeds[row].messages;
+        messages.iter().find(|m| m.role == "assistant").map_or_else(String::new, |m| m.content.clone())
+    }
+
     fn follow_ups(&self, row: usize) -> usize {
         seed_follow_ups(&self.seeds[row]).len()
     }

@@ -32,6 +32,10 @@ pub trait Pipeline: Sync {
     }
     /// The new dataset row; `provenance` is the metadata every row carries.
     fn row(&self, row: usize, turns: Vec<(String, String)>, provenance: RowProvenance) -> Row;
+    /// What the judge's `{reference}` shows for seed row `row`: its first answer, if any.
+    fn reference(&self, _row: usize) -> String {
+        String::new()
+    }
     /// For synthesis aimed at failure modes: what the manifest records of it, given the rows made.
     fn targeted(&self, _rows: &[Row]) -> Option<TargetedRecord> {
         None

@@ -17,7 +17,7 @@ use super::general::General;
 use super::pipeline::{drop_counts, Pipeline};
 use super::shard::Shard;
 use super::targeted::FailureModes;
-use crate::curation::{self, CurationFlags, Curator};
+use crate::curation::{self, CurationFlags, Curator, JudgeSettings};
 use crate::device::{self, DeviceChoice};
 use crate::error::SynthError;
 use crate::generation::journal::{self, Journal};
@@ -123,7 +123,10 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     if journal.replayed() > 0 && options.progress != ProgressMode::Quiet {
         eprintln!("resuming `{output_id}`: {} generations done by an earlier run are kept", journal.replayed());
     }
-    let mut generator = JournaledGenerator::new(&models, journal, generator_settings(&recipe.inference, options));
+    let run_model = (recipe.model.model_name.as_str(), options.model_path.as_deref());
+    let judge = load_judge(&registry, curator.judge(), run_model, store, device)?;
+    let mut generator = JournaledGenerator::new(&models, journal, generator_settings(&recipe.inference, options))
+        .with_judge(judge.as_ref());
     let origin = Origin { model: &model_record.name, seed_dataset: &seeds.id, seed_rows: seeds.rows.len() };
     let made = make_rows(&mut generator, pipeline.as_ref(), &mut curator, &recipe.inference, &origin, volume)?;
     let retries = generator.retries();
@@ -146,7 +149,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
         fingerprint,
     };
     let mut details = manifest_details(run, pipeline.as_ref(), &made);
-    details.curation = Some(curator.record());
+    details.curation = Some(curator.record(&details.model.name));
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
     let report_volume = volume.num_samples.map(|_| (made.asked, made.candidates, drop_counts(&made.drops)));
     let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, details)?;
@@ -223,6 +226,26 @@ fn load_on_each(
         .iter()
         .map(|device| LoadedModel::load(registry, model_name, options.model_path.as_deref(), store.root(), device))
         .collect()
+}
+
+/// The judge gate's model when it names one other than the recipe's `modelName` (loaded once,
+/// on the first device); `None` when the run's own loaded model judges: the same name, or
+/// (without `--model-path`) another name of the same registry entry.
+fn load_judge(
+    registry: &Registry,
+    judge: Option<&JudgeSettings>,
+    (run_model, model_path): (&str, Option<&Path>),
+    store: &Store,
+    device: &Device,
+) -> Result<Option<LoadedModel>> {
+    let Some(name) = judge.and_then(|j| j.model.as_deref()) else { return Ok(None) };
+    let same_entry = |a: &str, b: &str| registry.find(a).zip(registry.find(b)).is_some_and(|(a, b)| a.name == b.name);
+    if name.eq_ignore_ascii_case(run_model) || (model_path.is_none() && same_entry(name, run_model)) {
+        return Ok(None);
+    }
+    let judge = LoadedModel::load(registry, name, None, store.root(), device)
+        .with_context(|| format!("loading the judge model `{name}`"))?;
+    Ok(Some(judge))
 }
 
 fn choose_pipeline(seeds: &Seeds, diversity: bool) -> Result<Box<dyn Pipeline + '_>> {
