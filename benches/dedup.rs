@@ -107,7 +107,7 @@ fn main() -> Result<()> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let record = curator.record();
+    let record = curator.record("none");
     println!(
         "synth dedup: {rows} rows, threshold {threshold}, {} bands x {} rows",
         record.min_hash.bands, record.min_hash.rows_per_band
