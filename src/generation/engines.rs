@@ -60,10 +60,11 @@ impl Work for Share<'_, '_> {
         shared.failed || shared.work.complete()
     }
 
-    /// Another engine's rows may still make new requests ready.
+    /// Another engine's rows may still make new requests ready: some are running, or wait
+    /// for another lane's engine.
     fn more_may_come(&self) -> bool {
         let shared = self.lock();
-        !shared.failed && shared.running > 0
+        !shared.failed && (shared.running > 0 || shared.work.more_may_come())
     }
 }
 

@@ -251,6 +251,12 @@ impl<F: Flow> Work for Stream<'_, F> {
     fn complete(&self) -> bool {
         self.flow.complete()
     }
+
+    /// Generations set aside for another lane's engine: what it makes of them may make more
+    /// ready for this one.
+    fn more_may_come(&self) -> bool {
+        !self.waiting.is_empty()
+    }
 }
 
 impl<F: Flow> Stream<'_, F> {
