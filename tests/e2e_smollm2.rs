@@ -45,8 +45,9 @@ fn quickstart_recipe_makes_a_split_dataset_and_the_same_seed_gives_the_same_byte
     // The curation gates ran: what they dropped is counted by gate, in the run's drops too.
     let curation = &manifest["curation"];
     let gates = curation["gates"].as_object().unwrap();
-    // `excluded` runs only when datasets are excluded.
-    assert!(gates.iter().all(|(gate, on)| on == (gate != "excluded")), "every gate is on by default: {curation}");
+    // `excluded` runs only when datasets are excluded, the judge only when asked for.
+    let off = ["excluded", "judge", "judgeUnparseable"];
+    assert!(gates.iter().all(|(gate, on)| on != off.contains(&gate.as_str())), "the other gates are on: {curation}");
     let gate_drops: u64 = curation["droppedBy"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     let by_gate: u64 = manifest["counts"]["droppedBy"]
         .as_object()
@@ -60,7 +61,27 @@ fn quickstart_recipe_makes_a_split_dataset_and_the_same_seed_gives_the_same_byte
     assert_eq!(manifest["model"]["files"][0]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["tokens"]["generated"].as_u64().unwrap() > 0);
 
-    for file in ["train.jsonl", "validation.jsonl", "test.jsonl"] {
+    // Every dropped candidate is kept beside the splits, with its reason and its text.
+    assert_eq!(manifest["droppedFile"], "dropped.jsonl");
+    let kept = String::from_utf8(read(&home, "first", "dropped.jsonl")).unwrap();
+    let mut by_reason = serde_json::Map::new();
+    for line in kept.lines() {
+        let candidate: Value = serde_json::from_str(line).unwrap();
+        let reason = candidate["reason"].as_str().unwrap().to_string();
+        assert!(candidate["seedRow"].as_u64().unwrap() < 16, "{line}");
+        if gates.contains_key(&reason) {
+            assert!(
+                !candidate["messages"].as_array().unwrap().is_empty(),
+                "a gate drop keeps the text that failed: {line}"
+            );
+        }
+        let n = by_reason.get(&reason).and_then(Value::as_u64).unwrap_or(0);
+        by_reason.insert(reason, (n + 1).into());
+    }
+    assert_eq!(kept.lines().count(), dropped);
+    assert_eq!(Value::Object(by_reason), manifest["counts"]["droppedBy"], "{kept}");
+
+    for file in ["train.jsonl", "validation.jsonl", "test.jsonl", "dropped.jsonl"] {
         assert_eq!(
             read(&home, "first", file),
             read(&home, "second", file),

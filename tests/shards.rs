@@ -57,6 +57,8 @@ fn three_shards_merge_into_the_bytes_of_one_process() {
         merged_rows += merged.iter().filter(|&&b| b == b'\n').count();
     }
     assert_eq!(merged_rows, shard_rows);
+    let dropped = |id: &str| std::fs::read(home.path().join("datasets").join(id).join("dropped.jsonl")).ok();
+    assert_eq!(dropped("big"), dropped("whole"), "dropped.jsonl");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(home.path().join("datasets/big/manifest.json")).unwrap()).unwrap();
     let whole: Value =
@@ -143,6 +145,10 @@ fn a_duplicate_across_shards_is_dropped_alike_sharded_or_not() {
         assert_eq!(merged, split(&home, "whole", name), "{name}.jsonl differs from the single process's");
         seed_rows.extend(seed_rows_of(&merged));
     }
+    let dropped = split(&home, "whole", "dropped");
+    assert_eq!(split(&home, "big", "dropped"), dropped, "the merge keeps the dropped candidates of one process");
+    let last: Value = serde_json::from_str(String::from_utf8(dropped).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!((&last["seedRow"], &last["reason"]), (&json!(3), &json!("exactDuplicate")), "{last}");
     assert!(seed_rows.contains(&0) && !seed_rows.contains(&3), "seed row 3's row repeats seed row 0's: {seed_rows:?}");
     for id in ["whole", "big"] {
         let manifest: Value = serde_json::from_slice(

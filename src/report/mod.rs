@@ -21,6 +21,10 @@ pub use eval::write_eval_report;
 pub use stats::{explore, DatasetStats, Explored};
 pub use table::stats_table;
 
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::store::artifacts::{DroppedCandidate, DROPPED_FILE};
 use crate::store::{atomic, Store};
 use html::{bars, columns, esc, grid, histogram, key_values, section, BrowserData};
 
@@ -40,7 +44,10 @@ pub fn write_dataset_report(store: &Store, id: &str, output: Option<&Path>) -> R
 /// The report page of an explored dataset.
 pub fn dataset_page(explored: &Explored) -> Result<String> {
     let s = &explored.stats;
-    let sections = [summary_section(s), length_section(s), diversity_section(s), quality_section(s)];
+    let mut sections = vec![summary_section(s), length_section(s), diversity_section(s), quality_section(s)];
+    if !explored.dropped.is_empty() {
+        sections.push(dropped_section(&explored.dropped));
+    }
     let flags: Vec<&str> = s.flags.keys().map(String::as_str).collect();
     let clusters = s.diversity.clusters.iter().map(Vec::len).collect();
     let data = BrowserData::new(&explored.groups, &explored.rows, &explored.seeds, flags, clusters);
@@ -139,4 +146,75 @@ fn quality_section(s: &DatasetStats) -> String {
         body.push_str(&bars("rows per flag", &items, "bar flag"));
     }
     section("quality", "Quality flags", &body)
+}
+
+/// Examples shown per drop reason.
+const DROPPED_EXAMPLES: usize = 3;
+/// Characters of a dropped candidate's text shown.
+const DROPPED_TEXT_CHARS: usize = 600;
+
+/// The candidates the run dropped, by reason: how many, and the first few of each with the
+/// text that failed (the last message) and, for the judge, its reply.
+fn dropped_section(dropped: &[DroppedCandidate]) -> String {
+    let mut by_reason: BTreeMap<&str, Vec<&DroppedCandidate>> = BTreeMap::new();
+    for d in dropped {
+        by_reason.entry(d.reason.as_str()).or_default().push(d);
+    }
+    let clip = |t: &str| -> String {
+        let mut text: String = t.chars().take(DROPPED_TEXT_CHARS).collect();
+        if t.chars().count() > DROPPED_TEXT_CHARS {
+            text.push('…');
+        }
+        text
+    };
+    let mut body = format!(
+        "<p class=\"muted\">{} candidates were dropped; the first {DROPPED_EXAMPLES} of each reason are shown with \
+         the text that failed (the last message of the candidate so far). All are in the dataset's <code>{}</code>.</p>",
+        dropped.len(),
+        DROPPED_FILE
+    );
+    for (reason, items) in &by_reason {
+        let _ = write!(body, "<h3>{} <span class=\"muted\">({})</span></h3><ol>", esc(reason), items.len());
+        for d in items.iter().take(DROPPED_EXAMPLES) {
+            let last = d
+                .messages
+                .last()
+                .map_or_else(|| "(no text)".to_string(), |m| format!("{}: {}", m.role, clip(&m.content)));
+            let _ = write!(body, "<li>seed row {}, variant {}: <pre>{}</pre>", d.seed_row, d.variant, esc(&last));
+            if let Some(reply) = &d.judge_reply {
+                let _ = write!(body, "judge: <pre>{}</pre>", esc(&clip(reply)));
+            }
+            body.push_str("</li>");
+        }
+        body.push_str("</ol>");
+    }
+    section("dropped", "Dropped candidates", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Message;
+
+    #[test]
+    fn dropped_candidates_are_shown_by_reason_and_escaped() {
+        let candidate = |reason: &str, text: &str, judge: Option<&str>| DroppedCandidate {
+            seed_row: 2,
+            variant: 1,
+            reason: reason.into(),
+            messages: vec![Message::new("user", "q"), Message::new("assistant", text)],
+            judge_reply: judge.map(String::from),
+        };
+        let dropped = [
+            candidate("judge", "<script>alert(1)</script>", Some("No </textarea>")),
+            candidate("repetition", "again again", None),
+            candidate("judge", "fine", Some("No.")),
+        ];
+        let html = dropped_section(&dropped);
+        assert!(html.contains("3 candidates were dropped"));
+        assert!(html.contains("judge <span class=\"muted\">(2)</span>") && html.contains("repetition <span"));
+        assert!(html.contains("assistant: &lt;script&gt;alert(1)&lt;/script&gt;") && !html.contains("<script>"));
+        assert!(html.contains("judge: <pre>No &lt;/textarea&gt;</pre>"));
+        assert!(html.contains("seed row 2, variant 1"));
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::flags::{heuristic_flags, RowText};
 use super::lengths::Measure;
 use super::near_dupes;
-use crate::store::artifacts::{round3, ModelFileRecord, SynthesisManifest};
+use crate::store::artifacts::{round3, DroppedCandidate, ModelFileRecord, SynthesisManifest};
 use crate::store::{Message, Row, Store};
 use crate::synthesis::diversity::distinct;
 
@@ -123,6 +123,8 @@ pub struct Explored {
     pub rows: Vec<ReportRow>,
     /// The seed rows the dataset's rows were made from, by index.
     pub seeds: BTreeMap<usize, Vec<Message>>,
+    /// The candidates the run dropped, when it kept them (`dropped.jsonl`).
+    pub dropped: Vec<DroppedCandidate>,
 }
 
 /// Reads dataset `id` and works out its figures.
@@ -143,6 +145,7 @@ pub fn explore(store: &Store, id: &str) -> Result<Explored> {
     explored.stats.kind = manifest.kind.clone();
     explored.stats.created_at = manifest.created_at.clone();
     explored.stats.curation = manifest.extra.get("curation").cloned();
+    explored.dropped = store.load_dropped(id)?;
     if let Some(run) = &run {
         explored.stats.funnel = funnel(run);
         explored.stats.run = Some(run_summary(run));
@@ -203,7 +206,7 @@ pub fn assemble(measure: &Measure, groups: &[String], rows: Vec<(usize, usize, R
         flags: flag_counts(&report_rows),
     };
     let seeds = seed_of.iter().flatten().filter_map(|&s| Some((s, seeds.get(s)?.messages.clone()))).collect();
-    Explored { stats, groups: groups.to_vec(), rows: report_rows, seeds }
+    Explored { stats, groups: groups.to_vec(), rows: report_rows, seeds, dropped: Vec::new() }
 }
 
 fn first<'a>(row: &'a Row, role: &str) -> &'a str {

@@ -84,6 +84,29 @@ pub struct SynthesisManifest {
     /// Present on a shard of a run (`--shard I/N`), which `synth datasets merge` publishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardRecord>,
+    /// The file beside the splits that keeps the dropped candidates ([`DROPPED_FILE`]), when
+    /// the run dropped any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_file: Option<String>,
+}
+
+/// A dataset's dropped candidates, one JSON object per line, in candidate order: written by
+/// `synth run` and `synth datasets merge`, read by `synth datasets report`.
+pub const DROPPED_FILE: &str = "dropped.jsonl";
+
+/// A candidate a run dropped: where it came from, why, and what it had when it was dropped
+/// (the conversation so far, the generation that failed last).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DroppedCandidate {
+    pub seed_row: usize,
+    pub variant: u32,
+    /// A drop reason key, as in the manifest's `counts.droppedBy`.
+    pub reason: String,
+    pub messages: Vec<Message>,
+    /// The judge's reply, for a row the judge gate dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_reply: Option<String>,
 }
 
 /// Which shard of which work a shard dataset is.

@@ -143,6 +143,28 @@ impl Store {
         Ok(rows)
     }
 
+    /// The candidates a run dropped ([`super::artifacts::DROPPED_FILE`]), in candidate order;
+    /// none when the dataset has no such file.
+    pub fn load_dropped(&self, id: &str) -> Result<Vec<super::artifacts::DroppedCandidate>> {
+        let path = self.dataset_dir(id)?.join(super::artifacts::DROPPED_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(i, line)| {
+                serde_json::from_str(line).map_err(|e| {
+                    SynthError::invalid(format!("{}:{}: not a dropped candidate: {e}", path.display(), i + 1))
+                        .hint("the file is written by `synth run`; delete it to go without the dropped candidates")
+                        .into()
+                })
+            })
+            .collect()
+    }
+
     /// The rows of one split, at most `limit` of them.
     pub fn read_split(&self, id: &str, split: &str, limit: Option<usize>) -> Result<Vec<Row>> {
         let manifest = self.manifest(id)?;

@@ -55,6 +55,24 @@ impl PendingDataset {
         Ok(bytes)
     }
 
+    /// Writes a file of JSON lines beside the splits (such as [`super::artifacts::DROPPED_FILE`]);
+    /// returns the bytes written.
+    pub fn write_lines<T: serde::Serialize>(&mut self, file: &str, items: &[T]) -> Result<usize> {
+        if SPLITS.iter().any(|s| split_file(s) == file) || file == MANIFEST_FILE {
+            return Err(SynthError::failed(format!("`{file}` is a split or the manifest, not a side file")).into());
+        }
+        self.staging.write(file, |out| {
+            let mut bytes = 0;
+            for item in items {
+                let mut line = serde_json::to_vec(item)?;
+                line.push(b'\n');
+                out.write_all(&line)?;
+                bytes += line.len();
+            }
+            Ok(bytes)
+        })
+    }
+
     /// Writes `manifest.json`. The manifest must describe exactly the splits written so far.
     pub fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
         if manifest.id != self.id {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 
 use super::general::MAX_TURNS;
-use super::pipeline::{check, DropReason, Pipeline, Stage};
+use super::pipeline::{check, dropped_row, DropReason, Pipeline, Stage};
 use super::shard::Shard;
 use crate::curation::{self, Curator, Gate, RowGates};
 use crate::engine::{FinishReason, SamplingParams};
@@ -27,7 +27,7 @@ use crate::evaluation::judge;
 use crate::generation::{mix_seed, Ask, Candidate, Flow, Generated, Job, JournaledGenerator, Role};
 use crate::recipe::judge_template::render_template;
 use crate::recipe::InferenceSettings;
-use crate::store::artifacts::RowProvenance;
+use crate::store::artifacts::{DroppedCandidate, RowProvenance};
 use crate::store::{Message, Row};
 
 /// What a run asks for: how many rows, from how many candidates at most, and which seed rows
@@ -60,6 +60,8 @@ pub struct Made {
     pub drops: Vec<DropReason>,
     pub candidates: usize,
     pub requests: Vec<(usize, String)>,
+    /// Every dropped candidate with its text, in candidate order (the dataset's dropped file).
+    pub dropped: Vec<DroppedCandidate>,
 }
 
 /// The judge's generation of a finished row, after every turn's stages (1, 2, ... 2 × turns).
@@ -92,6 +94,7 @@ pub fn make_rows(
     rows.made.asked = asked;
     generator.run(&mut rows, asked, FIRST_SLOT_PROMPT + inference.max_new_tokens)?;
     let mut made = rows.made;
+    made.dropped.sort_by_key(|c| (c.variant, c.seed_row));
     if volume.shard.is_none() {
         for gate in made.drop_across_seed_rows(curator.row_gates()) {
             curator.count_dropped(gate);
@@ -105,6 +108,11 @@ impl Made {
     /// the merge instead: see [`curation::across_seed_rows`]); returns the gates that dropped them.
     pub fn drop_across_seed_rows(&mut self, gates: RowGates) -> Vec<Gate> {
         let verdicts = curation::across_seed_rows(&self.rows, gates);
+        for (row, gate) in self.rows.iter().zip(&verdicts) {
+            if let Some(gate) = gate {
+                self.dropped.push(dropped_row(row, DropReason::Curation(*gate)));
+            }
+        }
         let dropped: Vec<Gate> = verdicts.iter().flatten().copied().collect();
         let mut keep = verdicts.iter().map(Option::is_none);
         let mut keep_request = keep.clone();
@@ -113,6 +121,13 @@ impl Made {
         self.drops.extend(dropped.iter().map(|&gate| DropReason::Curation(gate)));
         dropped
     }
+}
+
+/// A candidate's turns as messages, then the generation that failed (if any).
+fn conversation(turns: &[(String, String)], last: Option<Message>) -> Vec<Message> {
+    let pairs =
+        turns.iter().flat_map(|(u, a)| [Message::new("user", u.as_str()), Message::new("assistant", a.as_str())]);
+    pairs.chain(last).collect()
 }
 
 /// One seed row's candidates: how many rows it must make and may try, and where it stands.
@@ -169,6 +184,8 @@ struct Rows<'p> {
     ready: BTreeMap<usize, Ask>,
     open: BTreeMap<usize, Open>,
     resolved: BTreeMap<usize, Outcome>,
+    /// What each dropped candidate had, until its drop is committed.
+    dropped: BTreeMap<usize, DroppedCandidate>,
     /// The next candidate index to commit, and the first past every chain's budget.
     frontier: usize,
     end: usize,
@@ -184,14 +201,31 @@ impl<'p> Rows<'p> {
         volume: Volume,
     ) -> Self {
         let n = origin.seed_rows;
-        let mut made = Made { asked: 0, rows: Vec::new(), drops: Vec::new(), candidates: 0, requests: Vec::new() };
+        let mut made = Made {
+            asked: 0,
+            rows: Vec::new(),
+            drops: Vec::new(),
+            candidates: 0,
+            requests: Vec::new(),
+            dropped: Vec::new(),
+        };
         let ours = |row: usize| volume.shard.is_none_or(|s| s.holds(row));
         let mut usable = Vec::new();
         for row in 0..n {
             let first = Candidate { variant: 0, row };
             match pipeline.request(first, candidate_seed(inference.seed, first)) {
                 Ok(_) => usable.push(row),
-                Err(reason) if ours(row) => made.drops.push(reason),
+                Err(reason) if ours(row) => {
+                    made.drops.push(reason);
+                    let bare = DroppedCandidate {
+                        seed_row: row,
+                        variant: 0,
+                        reason: reason.key().into(),
+                        messages: vec![],
+                        judge_reply: None,
+                    };
+                    made.dropped.push(bare);
+                }
                 Err(_) => {}
             }
         }
@@ -219,6 +253,7 @@ impl<'p> Rows<'p> {
             ready: BTreeMap::new(),
             open: BTreeMap::new(),
             resolved: BTreeMap::new(),
+            dropped: BTreeMap::new(),
             frontier: 0,
             end,
             made,
@@ -278,7 +313,12 @@ impl<'p> Rows<'p> {
             _ => self.curator.check_answer(row, &open.user, &text),
         };
         if let Err(gate) = gate {
-            return self.finish(index, Err(DropReason::Curation(gate)));
+            let mut messages = conversation(&open.turns, None);
+            if stage.is_multiple_of(2) {
+                messages.push(Message::new("user", open.user.as_str()));
+            }
+            messages.push(Message::new(if stage % 2 == 1 { "user" } else { "assistant" }, text));
+            return self.drop_candidate(index, DropReason::Curation(gate), messages, None);
         }
         if stage % 2 == 1 {
             open.user = text;
@@ -323,8 +363,31 @@ impl<'p> Rows<'p> {
         };
         match self.curator.check_judged(verdict) {
             Ok(()) => self.finish(index, Ok(turns)),
-            Err(gate) => self.finish(index, Err(DropReason::Curation(gate))),
+            Err(gate) => {
+                let messages = conversation(&turns, None);
+                self.drop_candidate(index, DropReason::Curation(gate), messages, Some(reply.to_string()))
+            }
         }
+    }
+
+    /// A candidate is dropped: what it had is kept for the dataset's dropped file.
+    fn drop_candidate(
+        &mut self,
+        index: usize,
+        reason: DropReason,
+        messages: Vec<Message>,
+        judge_reply: Option<String>,
+    ) {
+        let candidate = self.candidate(index);
+        let detail = DroppedCandidate {
+            seed_row: candidate.row,
+            variant: candidate.variant,
+            reason: reason.key().to_string(),
+            messages,
+            judge_reply,
+        };
+        self.dropped.insert(index, detail);
+        self.finish(index, Err(reason));
     }
 
     /// A candidate is resolved: its chain may want another variant, and the committed prefix
@@ -351,9 +414,26 @@ impl<'p> Rows<'p> {
             }
             let Some(outcome) = self.resolved.remove(&self.frontier) else { break };
             self.made.candidates += 1;
-            match outcome.and_then(|turns| self.dedup(candidate, turns)) {
-                Ok(turns) => self.keep(candidate, turns),
-                Err(reason) => self.made.drops.push(reason),
+            let dropped = match outcome {
+                Ok(turns) => match self.dedup(candidate, &turns) {
+                    Ok(()) => {
+                        self.keep(candidate, turns);
+                        None
+                    }
+                    Err(reason) => Some((reason, conversation(&turns, None))),
+                },
+                Err(reason) => Some((reason, Vec::new())),
+            };
+            if let Some((reason, messages)) = dropped {
+                let detail = self.dropped.remove(&self.frontier).unwrap_or(DroppedCandidate {
+                    seed_row: candidate.row,
+                    variant: candidate.variant,
+                    reason: reason.key().to_string(),
+                    messages,
+                    judge_reply: None,
+                });
+                self.made.drops.push(reason);
+                self.made.dropped.push(detail);
             }
             self.frontier += 1;
         }
@@ -361,13 +441,13 @@ impl<'p> Rows<'p> {
 
     /// A row that duplicates a seed row or a kept row is dropped, and its seed row tries
     /// another variant.
-    fn dedup(&mut self, candidate: Candidate, turns: Vec<(String, String)>) -> Outcome {
-        if let Err(gate) = self.curator.accept(candidate.row, &turns) {
+    fn dedup(&mut self, candidate: Candidate, turns: &[(String, String)]) -> Result<(), DropReason> {
+        if let Err(gate) = self.curator.accept(candidate.row, turns) {
             self.chains[candidate.row].succeeded -= 1;
             self.restartable(candidate.row);
             return Err(DropReason::Curation(gate));
         }
-        Ok(turns)
+        Ok(())
     }
 
     fn keep(&mut self, candidate: Candidate, turns: Vec<(String, String)>) {
@@ -440,7 +520,14 @@ impl Flow for Rows<'_> {
         match outcome {
             Ok(text) if stage == JUDGE_STAGE => self.judged(index, &text),
             Ok(text) => self.advance(index, stage, text),
-            Err(reason) => self.finish(index, Err(reason)),
+            Err(reason) => {
+                let open = self.open.get(&index);
+                let mut messages = conversation(open.map_or(&[][..], |o| &o.turns), None);
+                if let Some(user) = open.map(|o| &o.user).filter(|u| stage.is_multiple_of(2) && !u.is_empty()) {
+                    messages.push(Message::new("user", user.as_str()));
+                }
+                self.drop_candidate(index, reason, messages, None)
+            }
         }
     }
 

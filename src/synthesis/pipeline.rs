@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::curation::Gate;
 use crate::engine::FinishReason;
 use crate::generation::{Candidate, Generated, Rejection};
-use crate::store::artifacts::{RowProvenance, TargetedRecord};
+use crate::store::artifacts::{DroppedCandidate, RowProvenance, TargetedRecord};
 use crate::store::{Message, Row};
 
 /// The turns of a conversation made so far: (user message, assistant answer) pairs.
@@ -140,6 +140,19 @@ pub fn seed_parts(seed: &Row) -> (Option<&str>, Option<&str>) {
     let user =
         seed.messages.iter().find(|m| m.role == "user" && !m.content.trim().is_empty()).map(|m| m.content.as_str());
     (system, user)
+}
+
+/// A made row dropped once every row is made (a duplicate of another seed row's row), as the
+/// dataset's dropped file keeps it.
+pub fn dropped_row(row: &Row, reason: DropReason) -> DroppedCandidate {
+    let field = |name: &str| row.metadata.as_ref().and_then(|m| m.get(name)).and_then(serde_json::Value::as_u64);
+    DroppedCandidate {
+        seed_row: field("seedRow").unwrap_or(0) as usize,
+        variant: field("variant").unwrap_or(0) as u32,
+        reason: reason.key().to_string(),
+        messages: row.messages.clone(),
+        judge_reply: None,
+    }
 }
 
 /// Counts of dropped rows by reason, as the manifest shows them.

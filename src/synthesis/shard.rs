@@ -16,12 +16,12 @@ use std::str::FromStr;
 use anyhow::Result;
 
 use super::diversity;
-use super::pipeline::{seed_parts, DropReason};
+use super::pipeline::{dropped_row, seed_parts, DropReason};
 use crate::curation::{self, Gate, RowGates};
 use crate::error::SynthError;
 use crate::output::Destination;
 use crate::recipe::Recipe;
-use crate::store::artifacts::{round3, SynthesisManifest, TargetedModeRecord};
+use crate::store::artifacts::{round3, DroppedCandidate, SynthesisManifest, TargetedModeRecord};
 use crate::store::{Row, Store, KIND_SHARD, KIND_SYNTHESIZED};
 
 /// Shard `index` of `count` (0-based), from `I/N`.
@@ -80,11 +80,16 @@ pub fn merge(store: &Store, base: &str, count: usize, overwrite: bool) -> Result
     }
     rows.sort_by_key(|(index, _)| *index);
     let mut rows: Vec<Row> = rows.into_iter().map(|(_, row)| row).collect();
-    let dropped = drop_across_seed_rows(&shards[0].1, &mut rows);
+    let mut candidates = Vec::new();
+    for (id, _) in &shards {
+        candidates.extend(store.load_dropped(id)?);
+    }
+    candidates.sort_by_key(|c| (c.variant, c.seed_row));
+    let dropped = drop_across_seed_rows(&shards[0].1, &mut rows, &mut candidates);
     let details = merged_manifest(&shards, &rows, &dropped);
     let recipe = Recipe::from_json_str(&details.recipe.to_string(), &details.recipe_file)?;
     let destination = Destination { store, id: base, kind: KIND_SYNTHESIZED, overwrite };
-    let (path, splits) = destination.publish_run(rows, &recipe, details)?;
+    let (path, splits) = destination.publish_run(rows, &candidates, &recipe, details)?;
     Ok(Merged { path, splits })
 }
 
@@ -166,9 +171,18 @@ fn candidate_index(row: &Row, rows_used: usize, id: &str) -> Result<usize> {
 /// The rows, in candidate order, that repeat an earlier row of another seed row: what a single
 /// process drops once its rows are made (see [`curation::across_seed_rows`]); a shard, which
 /// has only its own seed rows, leaves them to the merge.
-fn drop_across_seed_rows(run: &SynthesisManifest, rows: &mut Vec<Row>) -> Vec<Gate> {
+fn drop_across_seed_rows(
+    run: &SynthesisManifest,
+    rows: &mut Vec<Row>,
+    dropped: &mut Vec<DroppedCandidate>,
+) -> Vec<Gate> {
     let Some(record) = &run.curation else { return Vec::new() };
     let verdicts = curation::across_seed_rows(rows, RowGates::of_record(record));
+    for (row, gate) in rows.iter().zip(&verdicts) {
+        if let Some(gate) = gate {
+            dropped.push(dropped_row(row, DropReason::Curation(*gate)));
+        }
+    }
     let mut keep = verdicts.iter().map(Option::is_none);
     rows.retain(|_| keep.next().unwrap_or(true));
     verdicts.into_iter().flatten().collect()

@@ -152,7 +152,7 @@ pub fn synthesize(recipe_path: &Path, store: &Store, options: &RunOptions) -> Re
     details.curation = Some(curator.record(&details.model.name));
     let (dropped, seed_rows, generated_tokens) = (made.drops.len(), seeds.rows.len(), counts.fresh_generated_tokens);
     let report_volume = volume.num_samples.map(|_| (made.asked, made.candidates, drop_counts(&made.drops)));
-    let (path, splits) = publish(store, &output_id, options, &recipe, made.rows, details)?;
+    let (path, splits) = publish(store, &output_id, options, &recipe, made, details)?;
     journal.remove();
     Ok(RunReport {
         id: output_id,
@@ -180,23 +180,23 @@ fn check_made(made: &Made, volume: Volume) -> Result<()> {
 }
 
 /// A whole run's rows are split (see [`Destination::publish_run`]); a shard's are kept in candidate
-/// order, all in `train`, for `synth datasets merge`.
+/// order, all in `train`, for `synth datasets merge`. The dropped candidates go beside them.
 fn publish(
     store: &Store,
     id: &str,
     options: &RunOptions,
     recipe: &Recipe,
-    rows: Vec<Row>,
+    made: Made,
     details: SynthesisManifest,
 ) -> Result<(PathBuf, [usize; 3])> {
     let kind = if options.shard.is_some() { KIND_SHARD } else { KIND_SYNTHESIZED };
     let destination = Destination { store, id, kind, overwrite: options.overwrite };
     if options.shard.is_none() {
-        return destination.publish_run(rows, recipe, details);
+        return destination.publish_run(made.rows, &made.dropped, recipe, details);
     }
-    let count = rows.len();
-    let path =
-        destination.publish_splits(&[("train", rows), ("validation", Vec::new()), ("test", Vec::new())], &details)?;
+    let count = made.rows.len();
+    let splits = [("train", made.rows), ("validation", Vec::new()), ("test", Vec::new())];
+    let path = destination.publish_with_dropped(&splits, &made.dropped, details)?;
     Ok((path, [count, 0, 0]))
 }
 
@@ -408,5 +408,6 @@ fn manifest_details(run: RunFacts, pipeline: &dyn Pipeline, made: &Made) -> Synt
         curation: None,
         split_groups: None,
         shard: run.volume.shard.map(|s| ShardRecord { index: s.index, count: s.count, fingerprint: run.fingerprint }),
+        dropped_file: None,
     }
 }
