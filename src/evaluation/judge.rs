@@ -6,7 +6,8 @@
 //! 2. a labelled line: `Verdict: PASS`, `**Final verdict** - incorrect`, `Judgement = yes`;
 //! 3. a bold verdict on its own: `**Correct**`, `**FAIL.**`;
 //! 4. a reply that starts with one: `Yes, ...`, `Incorrect. ...`, `PASS`;
-//! 5. a first sentence that states one: `The student answer is incorrect.`, `... is not correct`
+//! 5. a first sentence that states one: `The student answer is incorrect.`, `... is not correct`,
+//!    `This answer is not a correct and helpful reply`
 //!    (every such statement in it must agree).
 //!
 //! A labelled verdict that names both outcomes (`Verdict: PASS or FAIL`, the template echoed
@@ -170,7 +171,7 @@ fn leading_verdict(text: &str) -> Rule {
 fn sentence_verdict(text: &str) -> Rule {
     static STATED: OnceLock<Regex> = OnceLock::new();
     let re = STATED.get_or_init(|| {
-        Regex::new(r"(?i)\b(?:is|was|are|seems)\s+(not\s+)?(?:entirely\s+|completely\s+|fully\s+|indeed\s+|totally\s+)?(correct|incorrect|right|wrong|accurate|inaccurate)\b")
+        Regex::new(r"(?i)\b(?:is|was|are|seems)\s+(not\s+)?(?:an?\s+)?(?:entirely\s+|completely\s+|fully\s+|indeed\s+|totally\s+)?(correct|incorrect|right|wrong|accurate|inaccurate)\b")
             .expect("the statement pattern is valid")
     });
     let first = text.split_inclusive(['.', '!', '?', '\n']).next().unwrap_or(text);
@@ -253,6 +254,10 @@ mod tests {
         assert_eq!(verdict("The student answer is incorrect."), Verdict::Fail);
         assert_eq!(verdict("The student's answer is not entirely accurate. It says 5."), Verdict::Fail);
         assert_eq!(verdict("The answer to the question is 81, which is correct."), Verdict::Pass);
+        // SmolLM2-135M judging synthesized rows with synth's rubric says it this way.
+        assert_eq!(verdict("This answer is not a correct and helpful reply to the request."), Verdict::Fail);
+        assert_eq!(verdict("This is a correct and helpful reply."), Verdict::Pass);
+        assert_eq!(verdict("It is an incorrect answer."), Verdict::Fail);
     }
 
     #[test]
