@@ -6,9 +6,6 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
 use common::{stderr, Home};
 use serde_json::Value;
 use synth::curation::dedup::{jaccard, shingles};
@@ -33,10 +30,6 @@ fn requests(home: &Home, id: &str) -> Vec<String> {
     out
 }
 
-fn lines(path: &std::path::Path) -> usize {
-    std::fs::read(path).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
-}
-
 #[test]
 fn an_excluded_runs_requests_are_not_made_again() {
     let home = Home::with_quickstart_seed();
@@ -52,16 +45,8 @@ fn an_excluded_runs_requests_are_not_made_again() {
         [&base[..], &more, &["--output-id", id]].concat()
     };
     let journal = home.path().join("datasets/.run-one/journal.jsonl");
-    let mut child = home.command(&excluding("one", "1")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() && lines(&journal) <= 6 {
-        assert!(Instant::now() < deadline, "no progress in 5 minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let killed = child.try_wait().unwrap().is_none();
+    let killed = home.run_killed_after(&excluding("one", "1"), &journal, 6);
     eprintln!("run `one` killed partway: {killed}");
-    child.kill().unwrap();
-    child.wait().unwrap();
     if killed {
         let out = home.synth(&excluding("one", "1"));
         assert!(out.status.success(), "{}", stderr(&out));

@@ -5,8 +5,6 @@
 mod common;
 
 use common::{stderr, Home};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -159,16 +157,8 @@ fn the_same_rows_at_max_batch_1_killed_and_resumed_and_at_16() {
     let journal = home.path().join("datasets/.run-one/journal.jsonl");
     let one = args("one", "1");
     let one: Vec<&str> = one.iter().map(String::as_str).collect();
-    let mut child = home.command(&one).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().unwrap().is_none() && lines(&journal) <= 16 {
-        assert!(Instant::now() < deadline, "no progress in 5 minutes");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let killed = child.try_wait().unwrap().is_none();
+    let killed = home.run_killed_after(&one, &journal, 16);
     eprintln!("run `one` killed partway: {killed}");
-    child.kill().unwrap();
-    child.wait().unwrap();
     if killed {
         let text = std::fs::read_to_string(&journal).unwrap();
         assert!(text.contains(r#""variant":1"#), "later variants are journaled with their variant: {text}");
@@ -182,10 +172,6 @@ fn the_same_rows_at_max_batch_1_killed_and_resumed_and_at_16() {
         assert_eq!(read(&home, "one", file), read(&home, "sixteen", file), "{file}");
     }
     assert!(!rows(&home, "one").is_empty());
-}
-
-fn lines(path: &std::path::Path) -> usize {
-    std::fs::read(path).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Result;
 
 use super::general::MAX_TURNS;
-use super::pipeline::{check, dropped_row, DropReason, Pipeline, Stage};
+use super::pipeline::{check, dropped, dropped_row, DropReason, Pipeline, Stage};
 use super::shard::Shard;
 use crate::curation::{self, Curator, Gate, RowGates};
 use crate::engine::{FinishReason, SamplingParams};
@@ -217,14 +217,7 @@ impl<'p> Rows<'p> {
                 Ok(_) => usable.push(row),
                 Err(reason) if ours(row) => {
                     made.drops.push(reason);
-                    let bare = DroppedCandidate {
-                        seed_row: row,
-                        variant: 0,
-                        reason: reason.key().into(),
-                        messages: vec![],
-                        judge_reply: None,
-                    };
-                    made.dropped.push(bare);
+                    made.dropped.push(dropped(first, reason, Vec::new()));
                 }
                 Err(_) => {}
             }
@@ -379,13 +372,7 @@ impl<'p> Rows<'p> {
         judge_reply: Option<String>,
     ) {
         let candidate = self.candidate(index);
-        let detail = DroppedCandidate {
-            seed_row: candidate.row,
-            variant: candidate.variant,
-            reason: reason.key().to_string(),
-            messages,
-            judge_reply,
-        };
+        let detail = DroppedCandidate { judge_reply, ..dropped(candidate, reason, messages) };
         self.dropped.insert(index, detail);
         self.finish(index, Err(reason));
     }
@@ -414,7 +401,7 @@ impl<'p> Rows<'p> {
             }
             let Some(outcome) = self.resolved.remove(&self.frontier) else { break };
             self.made.candidates += 1;
-            let dropped = match outcome {
+            let failed = match outcome {
                 Ok(turns) => match self.dedup(candidate, &turns) {
                     Ok(()) => {
                         self.keep(candidate, turns);
@@ -424,14 +411,9 @@ impl<'p> Rows<'p> {
                 },
                 Err(reason) => Some((reason, Vec::new())),
             };
-            if let Some((reason, messages)) = dropped {
-                let detail = self.dropped.remove(&self.frontier).unwrap_or(DroppedCandidate {
-                    seed_row: candidate.row,
-                    variant: candidate.variant,
-                    reason: reason.key().to_string(),
-                    messages,
-                    judge_reply: None,
-                });
+            if let Some((reason, messages)) = failed {
+                let detail =
+                    self.dropped.remove(&self.frontier).unwrap_or_else(|| dropped(candidate, reason, messages));
                 self.made.drops.push(reason);
                 self.made.dropped.push(detail);
             }

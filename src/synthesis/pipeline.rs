@@ -146,13 +146,15 @@ pub fn seed_parts(seed: &Row) -> (Option<&str>, Option<&str>) {
 /// dataset's dropped file keeps it.
 pub fn dropped_row(row: &Row, reason: DropReason) -> DroppedCandidate {
     let field = |name: &str| row.metadata.as_ref().and_then(|m| m.get(name)).and_then(serde_json::Value::as_u64);
-    DroppedCandidate {
-        seed_row: field("seedRow").unwrap_or(0) as usize,
-        variant: field("variant").unwrap_or(0) as u32,
-        reason: reason.key().to_string(),
-        messages: row.messages.clone(),
-        judge_reply: None,
-    }
+    let candidate =
+        Candidate { row: field("seedRow").unwrap_or(0) as usize, variant: field("variant").unwrap_or(0) as u32 };
+    dropped(candidate, reason, row.messages.clone())
+}
+
+/// What the dataset's dropped file keeps of a dropped candidate (no judge reply).
+pub fn dropped(candidate: Candidate, reason: DropReason, messages: Vec<Message>) -> DroppedCandidate {
+    let reason = reason.key().to_string();
+    DroppedCandidate { seed_row: candidate.row, variant: candidate.variant, reason, messages, judge_reply: None }
 }
 
 /// Counts of dropped rows by reason, as the manifest shows them.

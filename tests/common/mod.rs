@@ -84,6 +84,23 @@ pub struct Home {
 }
 
 impl Home {
+    /// Runs `synth args` and SIGKILLs it once `journal` holds more than `lines` lines (it must
+    /// get there within 5 minutes); returns whether it was still running, i.e. killed partway.
+    pub fn run_killed_after(&self, args: &[&str], journal: &std::path::Path, lines: usize) -> bool {
+        let count = || std::fs::read(journal).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+        let quiet = std::process::Stdio::null;
+        let mut child = self.command(args).stdout(quiet()).stderr(quiet()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        while child.try_wait().unwrap().is_none() && count() <= lines {
+            assert!(std::time::Instant::now() < deadline, "no progress in 5 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let killed = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed
+    }
+
     pub fn new() -> Home {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("models")).unwrap();
