@@ -1,21 +1,25 @@
 //! Batched CPU matmul kernels for the GGUF block types users download: the K-quants (Q4_K, Q5_K,
 //! Q6_K) and the types llama.cpp writes where a K-quant does not fit (Q4_0, Q5_0, Q5_1, Q8_0).
 //!
-//! candle 0.11 dots each (row, column) pair on its own for most of these, so a batch of rows
-//! costs as much per row as one row. Here every weight is unpacked at load into 32-element
-//! sub-blocks `value = d · q + m` (`d` per 16 elements for Q6_K's scales) and tiled as in
-//! `quant.rs`: 8 columns interleaved so one 256-bit register holds 4 elements of each column,
-//! one load of a tile serving [`super::quant`]'s 4 activation rows.
+//! candle 0.11 dots each (row, column) pair on its own for most of these (it repacks only Q4_K,
+//! Q6_K and Q8_0, and only on x86), so a batch of rows costs as much per row as one row. Here
+//! every weight is unpacked at load into 32-element sub-blocks `value = d · q + m` (`d` per 16
+//! elements for Q6_K's scales) and tiled as in `quant.rs`: 8 columns interleaved so one 256-bit
+//! register holds 4 elements of each column, one load of a tile serving [`super::quant`]'s 4
+//! activation rows.
 //!
 //! Not bit-identical to candle (unlike `quant.rs`): activations are quantized per 32 elements
 //! with an f32 scale (candle uses one scale per 256 for K-quants, an f16 one per 32 otherwise),
 //! and sub-block scales are applied in f32 per sub-block. The integer dots are exact, so the
 //! result differs from the dequantized f32 matmul only by the activations' rounding (half a
-//! step, `amax / 254`, per element) and f32 summation; the tests bound exactly that.
+//! step, `amax / 254`, per element) and f32 summation; the tests bound exactly that. Every
+//! kernel (scalar, AVX2, VNNI) does the same float operations in the same order, so a row's
+//! result has the same bits on any x86 CPU and in any batch.
 //!
 //! Two tile kinds: [`NibX8`] keeps 4-bit weights (Q4_0, Q4_K) as nibbles, [`ByteX8`] keeps the
-//! 5-, 6- and 8-bit ones as signed bytes, so Q5/Q6 weights take 1.375 bytes per element in
-//! memory (their files 0.69–0.82).
+//! 5-, 6- and 8-bit ones as signed bytes. The scales stay as compact as in the file
+//! ([`Scales`]: f16, or 6/8-bit codes with an f32 factor per 256 elements), so a tile element
+//! takes 0.59 bytes for Q4_K (file: 0.56), 0.63 for Q4_0 (0.56), 1.06–1.13 for Q5/Q6/Q8 (0.69–1.06).
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -55,23 +59,56 @@ pub enum Isa {
 #[repr(C)]
 pub struct NibX8 {
     qs: [[u8; 32]; 4],
-    d: [f32; COLS],
-    m: [f32; COLS],
 }
 
 /// One sub-block of 8 columns of byte weights. `qs[g][4 c + i]` is column `c`'s element
-/// `4 g + i`; `d[h]` scales elements `16 h..16 h + 16`.
+/// `4 g + i`.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct ByteX8 {
     qs: [[i8; 32]; 8],
+}
+
+/// The f32 scales of one sub-block of 8 columns, as the kernels take them: `d[h]` scales
+/// elements `16 h..16 h + 16`, `m` is the offset.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Scale8 {
     d: [[f32; COLS]; 2],
     m: [f32; COLS],
 }
 
+/// A layer's sub-block scales as stored: as compact as the file's (a decode step streams every
+/// weight once, so its speed is the bytes it reads); the kernels turn them into f32 per
+/// sub-block as they go (see [`Source`]).
+/// Sub-block `b` of tile `t` is at `[t * blocks + b]`.
+enum Scales {
+    /// The file's own f16 `d` per sub-block (Q4_0, Q5_0, Q5_1, Q8_0), with the offset `m`.
+    Half { d: Vec<[f16; COLS]>, m: Offset },
+    /// K-quants: 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) codes per sub-block and an f32 factor per
+    /// super-block of 8 sub-blocks (`sup[t * blocks / 8 + b / 8]`). Q4_K/Q5_K: `d = sup[0] · codes[0]`,
+    /// `m = −(sup[1] · codes[1])`; Q6_K (`halves`): `d[h] = sup[0] · codes[h]`, `m = 0`. The
+    /// products are the ones ggml's dequantization computes, so the values are the same bits.
+    Coded { codes: Vec<[[i8; COLS]; 2]>, sup: Vec<[[f32; COLS]; 2]>, halves: bool },
+}
+
+/// The offset of a [`Scales::Half`] type.
+enum Offset {
+    Zero,
+    /// Q4_0: `m = −8 d`.
+    MinusEightD,
+    /// Q5_1's f16 `m`.
+    Half(Vec<[f16; COLS]>),
+}
+
 /// Weight tiles of one layer: tile `t`, sub-block `b` at `[t * (k / 32) + b]`; the last tile is
 /// padded with zero columns.
-pub enum KTiles {
+pub struct KTiles {
+    weights: Weights,
+    scales: Scales,
+}
+
+enum Weights {
     Nib(Vec<NibX8>),
     /// `wide`: weights up to ±127 (Q8_0), whose byte products must be widened one by one.
     Byte {
@@ -89,37 +126,214 @@ impl KTiles {
             return None;
         }
         let blocks = k / QK;
-        let subs = |col: usize| decode(dtype, &data[col * k / elems * bytes..(col + 1) * k / elems * bytes]);
-        Some(match dtype {
+        let row = |col: usize| &data[col * k / elems * bytes..(col + 1) * k / elems * bytes];
+        let weights = match dtype {
             GgmlDType::Q4_0 | GgmlDType::Q4K => {
-                let zero = NibX8 { qs: [[0; 32]; 4], d: [0.0; COLS], m: [0.0; COLS] };
-                let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+                let mut tiles = vec![NibX8 { qs: [[0; 32]; 4] }; n.div_ceil(COLS) * blocks];
                 for col in 0..n {
-                    for (b, s) in subs(col).iter().enumerate() {
+                    for (b, s) in decode(dtype, row(col)).iter().enumerate() {
                         nib_put(&mut tiles[col / COLS * blocks + b], col % COLS, s);
                     }
                 }
-                Self::Nib(tiles)
+                Weights::Nib(tiles)
             }
             _ => {
-                let zero = ByteX8 { qs: [[0; 32]; 8], d: [[0.0; COLS]; 2], m: [0.0; COLS] };
-                let mut tiles = vec![zero; n.div_ceil(COLS) * blocks];
+                let mut tiles = vec![ByteX8 { qs: [[0; 32]; 8] }; n.div_ceil(COLS) * blocks];
                 for col in 0..n {
-                    for (b, s) in subs(col).iter().enumerate() {
+                    for (b, s) in decode(dtype, row(col)).iter().enumerate() {
                         byte_put(&mut tiles[col / COLS * blocks + b], col % COLS, s);
                     }
                 }
-                Self::Byte { tiles, wide: dtype == GgmlDType::Q8_0 }
+                Weights::Byte { tiles, wide: dtype == GgmlDType::Q8_0 }
             }
-        })
+        };
+        let scales = Scales::pack(dtype, n, blocks, bytes, row);
+        Some(Self { weights, scales })
     }
 
     /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` rows of `a`.
     pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
         let span = t * blocks..(t + 1) * blocks;
+        let sups = t * blocks / 8..(t + 1) * blocks / 8;
+        match (&self.weights, &self.scales) {
+            (Weights::Nib(w), Scales::Half { d, m }) => {
+                nib_tile(&w[span.clone()], HalfSource { d: &d[span.clone()], m: m.at(span) }, a, rows, out, isa)
+            }
+            (Weights::Nib(w), Scales::Coded { codes, sup: s, halves }) => nib_tile(
+                &w[span.clone()],
+                CodedSource { codes: &codes[span], sup: &s[sups.clone()], halves: *halves },
+                a,
+                rows,
+                out,
+                isa,
+            ),
+            (Weights::Byte { tiles, wide }, Scales::Half { d, m }) => byte_tile(
+                &tiles[span.clone()],
+                HalfSource { d: &d[span.clone()], m: m.at(span) },
+                a,
+                rows,
+                out,
+                isa,
+                *wide,
+            ),
+            (Weights::Byte { tiles, wide }, Scales::Coded { codes, sup: s, halves }) => byte_tile(
+                &tiles[span.clone()],
+                CodedSource { codes: &codes[span], sup: &s[sups.clone()], halves: *halves },
+                a,
+                rows,
+                out,
+                isa,
+                *wide,
+            ),
+        }
+    }
+}
+
+impl Scales {
+    /// The scales of `n` rows of `blocks` sub-blocks each; `row(col)` is a column's GGUF bytes.
+    fn pack<'a>(dtype: GgmlDType, n: usize, blocks: usize, bytes: usize, row: impl Fn(usize) -> &'a [u8]) -> Self {
+        let tiles = n.div_ceil(COLS);
+        if let GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K = dtype {
+            let halves = dtype == GgmlDType::Q6K;
+            let mut codes = vec![[[0i8; COLS]; 2]; tiles * blocks];
+            let mut sup = vec![[[0f32; COLS]; 2]; tiles * blocks / 8];
+            for col in 0..n {
+                let (t, c) = (col / COLS, col % COLS);
+                for (s, b) in row(col).chunks_exact(bytes).enumerate() {
+                    let at = t * blocks / 8 + s;
+                    if halves {
+                        sup[at][0][c] = f16_at(b, 208);
+                    } else {
+                        sup[at][0][c] = f16_at(b, 0);
+                        sup[at][1][c] = f16_at(b, 2);
+                    }
+                    for j in 0..8 {
+                        let code = &mut codes[t * blocks + 8 * s + j];
+                        let pair = if halves {
+                            let (sc, base) = (&b[192..208], 8 * (j / 4) + 2 * (j % 4));
+                            (sc[base] as i8, sc[base + 1] as i8)
+                        } else {
+                            let (sc, mn) = scale_min(j, &b[4..16]);
+                            (sc as i8, mn as i8)
+                        };
+                        code[0][c] = pair.0;
+                        code[1][c] = pair.1;
+                    }
+                }
+            }
+            return Self::Coded { codes, sup, halves };
+        }
+        let field = |at: usize| {
+            let mut v = vec![[f16::ZERO; COLS]; tiles * blocks];
+            for col in 0..n {
+                for (b, block) in row(col).chunks_exact(bytes).enumerate() {
+                    v[col / COLS * blocks + b][col % COLS] = f16::from_le_bytes([block[at], block[at + 1]]);
+                }
+            }
+            v
+        };
+        let m = match dtype {
+            GgmlDType::Q4_0 => Offset::MinusEightD,
+            GgmlDType::Q5_1 => Offset::Half(field(2)),
+            _ => Offset::Zero,
+        };
+        Self::Half { d: field(0), m }
+    }
+}
+
+impl Offset {
+    fn at(&self, span: std::ops::Range<usize>) -> OffsetOf<'_> {
         match self {
-            Self::Nib(w) => nib_tile(&w[span], a, rows, out, isa),
-            Self::Byte { tiles, wide } => byte_tile(&tiles[span], a, rows, out, isa, *wide),
+            Offset::Zero => OffsetOf::Zero,
+            Offset::MinusEightD => OffsetOf::MinusEightD,
+            Offset::Half(m) => OffsetOf::Half(&m[span]),
+        }
+    }
+}
+
+/// One tile's sub-block scales, read by the kernels as they go: sub-block `b`'s `d[0]`, `d[1]`
+/// and `m` for 8 columns. Every way gives the f32 values [`decode`] gives.
+trait Source: Copy {
+    fn scalar(&self, b: usize) -> Scale8;
+    /// The same values in 3 registers.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn simd(&self, b: usize) -> [std::arch::x86_64::__m256; 3];
+}
+
+#[derive(Clone, Copy)]
+enum OffsetOf<'a> {
+    Zero,
+    MinusEightD,
+    Half(&'a [[f16; COLS]]),
+}
+
+#[derive(Clone, Copy)]
+struct HalfSource<'a> {
+    d: &'a [[f16; COLS]],
+    m: OffsetOf<'a>,
+}
+
+#[derive(Clone, Copy)]
+struct CodedSource<'a> {
+    codes: &'a [[[i8; COLS]; 2]],
+    sup: &'a [[[f32; COLS]; 2]],
+    halves: bool,
+}
+
+impl Source for HalfSource<'_> {
+    fn scalar(&self, b: usize) -> Scale8 {
+        let d = self.d[b].map(f16::to_f32);
+        let m = match self.m {
+            OffsetOf::Zero => [0.0; COLS],
+            OffsetOf::MinusEightD => d.map(|d| -8.0 * d),
+            OffsetOf::Half(m) => m[b].map(f16::to_f32),
+        };
+        Scale8 { d: [d, d], m }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn simd(&self, b: usize) -> [std::arch::x86_64::__m256; 3] {
+        use std::arch::x86_64::*;
+        let halfs = |h: &[f16; COLS]| _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i));
+        let d = halfs(&self.d[b]);
+        let m = match self.m {
+            OffsetOf::Zero => _mm256_setzero_ps(),
+            OffsetOf::MinusEightD => _mm256_mul_ps(d, _mm256_set1_ps(-8.0)),
+            OffsetOf::Half(m) => halfs(&m[b]),
+        };
+        [d, d, m]
+    }
+}
+
+impl Source for CodedSource<'_> {
+    fn scalar(&self, b: usize) -> Scale8 {
+        let (code, sup) = (&self.codes[b], &self.sup[b / 8]);
+        let scaled = |h: usize, f: usize| -> [f32; COLS] { std::array::from_fn(|c| sup[f][c] * code[h][c] as f32) };
+        if self.halves {
+            Scale8 { d: [scaled(0, 0), scaled(1, 0)], m: [0.0; COLS] }
+        } else {
+            Scale8 { d: [scaled(0, 0); 2], m: scaled(1, 1).map(|m| -m) }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn simd(&self, b: usize) -> [std::arch::x86_64::__m256; 3] {
+        use std::arch::x86_64::*;
+        let (code, sup) = (&self.codes[b], &self.sup[b / 8]);
+        let codes =
+            |c: &[i8; COLS]| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(c.as_ptr() as *const __m128i)));
+        let d = _mm256_loadu_ps(sup[0].as_ptr());
+        let d0 = _mm256_mul_ps(d, codes(&code[0]));
+        if self.halves {
+            [d0, _mm256_mul_ps(d, codes(&code[1])), _mm256_setzero_ps()]
+        } else {
+            let m = _mm256_mul_ps(_mm256_loadu_ps(sup[1].as_ptr()), codes(&code[1]));
+            [d0, d0, _mm256_xor_ps(m, _mm256_set1_ps(-0.0))]
         }
     }
 }
@@ -188,13 +402,12 @@ fn nibbles(qs: &[u8], high: impl Fn(usize) -> i8, d: f32, m: f32) -> Sub {
 }
 
 /// ggml's `get_scale_min_k4`: sub-block `j`'s 6-bit scale and min.
-fn scale_min(j: usize, s: &[u8]) -> (f32, f32) {
-    let (d, m) = if j < 4 {
+fn scale_min(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {
         ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
-    };
-    (d as f32, m as f32)
+    }
 }
 
 fn decode_q4k(b: &[u8]) -> Vec<Sub> {
@@ -204,7 +417,7 @@ fn decode_q4k(b: &[u8]) -> Vec<Sub> {
             let (sc, mn) = scale_min(j, scales);
             let bytes = &qs[32 * (j / 2)..][..32];
             let q = std::array::from_fn(|l| (if j % 2 == 0 { bytes[l] & 0xF } else { bytes[l] >> 4 }) as i8);
-            Sub { q, d: [d * sc; 2], m: -(dmin * mn) }
+            Sub { q, d: [d * sc as f32; 2], m: -(dmin * mn as f32) }
         })
         .collect()
 }
@@ -219,7 +432,7 @@ fn decode_q5k(b: &[u8]) -> Vec<Sub> {
                 let low = if j % 2 == 0 { bytes[l] & 0xF } else { bytes[l] >> 4 };
                 (low + ((qh[l] >> j) & 1) * 16) as i8
             });
-            Sub { q, d: [d * sc; 2], m: -(dmin * mn) }
+            Sub { q, d: [d * sc as f32; 2], m: -(dmin * mn as f32) }
         })
         .collect()
 }
@@ -249,17 +462,12 @@ fn nib_put(tile: &mut NibX8, c: usize, s: &Sub) {
             tile.qs[g][4 * c + i] = (s.q[j] as u8) | ((s.q[16 + j] as u8) << 4);
         }
     }
-    tile.d[c] = s.d[0];
-    tile.m[c] = s.m;
 }
 
 fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub) {
     for g in 0..8 {
         tile.qs[g][4 * c..4 * c + 4].copy_from_slice(&s.q[4 * g..4 * g + 4]);
     }
-    tile.d[0][c] = s.d[0];
-    tile.d[1][c] = s.d[1];
-    tile.m[c] = s.m;
 }
 
 /// Quantizes `xs` (rows whose width is a multiple of 32) to 32-element blocks, each with its own
@@ -278,25 +486,25 @@ pub fn quantize(xs: &[f32]) -> Vec<Act> {
 }
 
 #[inline(never)]
-fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
+fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         Isa::Avx2 => unsafe {
             return match rows {
-                4 => avx2::nib::<4>(w, a, out),
-                3 => avx2::nib::<3>(w, a, out),
-                2 => avx2::nib::<2>(w, a, out),
-                _ => avx2::nib::<1>(w, a, out),
+                4 => avx2::nib::<4, S>(w, s, a, out),
+                3 => avx2::nib::<3, S>(w, s, a, out),
+                2 => avx2::nib::<2, S>(w, s, a, out),
+                _ => avx2::nib::<1, S>(w, s, a, out),
             };
         },
         // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
         Isa::Vnni => unsafe {
             return match rows {
-                4 => avx2::nib_vnni::<4>(w, a, out),
-                3 => avx2::nib_vnni::<3>(w, a, out),
-                2 => avx2::nib_vnni::<2>(w, a, out),
-                _ => avx2::nib_vnni::<1>(w, a, out),
+                4 => avx2::nib_vnni::<4, S>(w, s, a, out),
+                3 => avx2::nib_vnni::<3, S>(w, s, a, out),
+                2 => avx2::nib_vnni::<2, S>(w, s, a, out),
+                _ => avx2::nib_vnni::<1, S>(w, s, a, out),
             };
         },
         Isa::Scalar => {}
@@ -305,34 +513,43 @@ fn nib_tile(w: &[NibX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], 
     let blocks = w.len();
     for (r, out) in out.iter_mut().take(rows).enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
-            *out = w
-                .iter()
-                .zip(&a[r * blocks..(r + 1) * blocks])
-                .map(|(wb, ab)| {
-                    let sumi: i32 = (0..16)
-                        .map(|j| {
-                            let q = wb.qs[j / 4][4 * c + j % 4];
-                            (q & 0xF) as i32 * ab.qs[j] as i32 + (q >> 4) as i32 * ab.qs[16 + j] as i32
-                        })
-                        .sum();
-                    wb.d[c] * ab.d * sumi as f32 + wb.m[c] * ab.ds
-                })
-                .sum();
+            // The SIMD kernels' order: scale terms and offset terms in two sums, added at the end.
+            let (mut scaled, mut offset) = (0f32, 0f32);
+            for (b, (wb, ab)) in w.iter().zip(&a[r * blocks..(r + 1) * blocks]).enumerate() {
+                let sb = s.scalar(b);
+                let sumi: i32 = (0..16)
+                    .map(|j| {
+                        let q = wb.qs[j / 4][4 * c + j % 4];
+                        (q & 0xF) as i32 * ab.qs[j] as i32 + (q >> 4) as i32 * ab.qs[16 + j] as i32
+                    })
+                    .sum();
+                scaled = (sb.d[0][c] * ab.d).mul_add(sumi as f32, scaled);
+                offset = sb.m[c].mul_add(ab.ds, offset);
+            }
+            *out = scaled + offset;
         }
     }
 }
 
 #[inline(never)]
-fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa, wide: bool) {
+fn byte_tile<S: Source>(
+    w: &[ByteX8],
+    s: S,
+    a: &[Act],
+    rows: usize,
+    out: &mut [[f32; COLS]; ROWS],
+    isa: Isa,
+    wide: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Vnni {
         // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL.
         unsafe {
             match rows {
-                4 => avx2::byte_vnni::<4>(w, a, out),
-                3 => avx2::byte_vnni::<3>(w, a, out),
-                2 => avx2::byte_vnni::<2>(w, a, out),
-                _ => avx2::byte_vnni::<1>(w, a, out),
+                4 => avx2::byte_vnni::<4, S>(w, s, a, out),
+                3 => avx2::byte_vnni::<3, S>(w, s, a, out),
+                2 => avx2::byte_vnni::<2, S>(w, s, a, out),
+                _ => avx2::byte_vnni::<1, S>(w, s, a, out),
             }
         }
         return;
@@ -342,14 +559,14 @@ fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS]
         // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         unsafe {
             match (rows, wide) {
-                (4, false) => avx2::byte::<4, false>(w, a, out),
-                (3, false) => avx2::byte::<3, false>(w, a, out),
-                (2, false) => avx2::byte::<2, false>(w, a, out),
-                (_, false) => avx2::byte::<1, false>(w, a, out),
-                (4, true) => avx2::byte::<4, true>(w, a, out),
-                (3, true) => avx2::byte::<3, true>(w, a, out),
-                (2, true) => avx2::byte::<2, true>(w, a, out),
-                (_, true) => avx2::byte::<1, true>(w, a, out),
+                (4, false) => avx2::byte::<4, false, S>(w, s, a, out),
+                (3, false) => avx2::byte::<3, false, S>(w, s, a, out),
+                (2, false) => avx2::byte::<2, false, S>(w, s, a, out),
+                (_, false) => avx2::byte::<1, false, S>(w, s, a, out),
+                (4, true) => avx2::byte::<4, true, S>(w, s, a, out),
+                (3, true) => avx2::byte::<3, true, S>(w, s, a, out),
+                (2, true) => avx2::byte::<2, true, S>(w, s, a, out),
+                (_, true) => avx2::byte::<1, true, S>(w, s, a, out),
             }
         }
         return;
@@ -358,16 +575,18 @@ fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS]
     let blocks = w.len();
     for (r, out) in out.iter_mut().take(rows).enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
-            *out = w
-                .iter()
-                .zip(&a[r * blocks..(r + 1) * blocks])
-                .map(|(wb, ab)| {
-                    let half = |h: usize| -> i32 {
-                        (16 * h..16 * h + 16).map(|j| wb.qs[j / 4][4 * c + j % 4] as i32 * ab.qs[j] as i32).sum()
-                    };
-                    wb.d[0][c] * ab.d * half(0) as f32 + wb.d[1][c] * ab.d * half(1) as f32 + wb.m[c] * ab.ds
-                })
-                .sum();
+            // The SIMD kernels' order: scale terms and offset terms in two sums, added at the end.
+            let (mut scaled, mut offset) = (0f32, 0f32);
+            for (b, (wb, ab)) in w.iter().zip(&a[r * blocks..(r + 1) * blocks]).enumerate() {
+                let sb = s.scalar(b);
+                for h in 0..2 {
+                    let sumi: i32 =
+                        (16 * h..16 * h + 16).map(|j| wb.qs[j / 4][4 * c + j % 4] as i32 * ab.qs[j] as i32).sum();
+                    scaled = (sb.d[h][c] * ab.d).mul_add(sumi as f32, scaled);
+                }
+                offset = sb.m[c].mul_add(ab.ds, offset);
+            }
+            *out = scaled + offset;
         }
     }
 }
@@ -376,7 +595,7 @@ fn byte_tile(w: &[ByteX8], a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Act, ByteX8, NibX8, COLS, ROWS};
+    use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]
@@ -384,13 +603,26 @@ mod avx2 {
         _mm256_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
     }
 
+    /// Ends a tile: each row's scale terms plus its offset terms.
+    #[inline(always)]
+    unsafe fn store<const R: usize>(acc: &[[__m256; 2]; R], out: &mut [[f32; COLS]; ROWS]) {
+        for r in 0..R {
+            _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(acc[r][0], acc[r][1]));
+        }
+    }
+
+    // Every kernel keeps two float sums per row, the sub-blocks' scaled integer dots and their
+    // offsets, so that no chain of dependent additions waits on the other, and adds them at the
+    // end: the same float operations in the same order on every kernel, whatever the row count.
+
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn nib<const R: usize>(w: &[NibX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn nib<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
+            let [d0, _, wm] = s.simd(b);
             // Nibbles (≤ 15) times bytes (|a| ≤ 127): 8 pair sums of ≤ 3810 each fit in i16.
             let mut sumi16 = [_mm256_setzero_si256(); R];
             for g in 0..4 {
@@ -406,33 +638,32 @@ mod avx2 {
                     sumi16[r] = _mm256_add_epi16(sumi16[r], s);
                 }
             }
-            let wd = _mm256_loadu_ps(wb.d.as_ptr());
-            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            let wd = d0;
             for r in 0..R {
                 let ab = &a[r * blocks + b];
                 let sumi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sumi16[r], ones));
-                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
-                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r]);
+                acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r][1]);
             }
         }
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
+        store(&acc, out);
     }
 
     /// Signed weights times signed activations through `maddubs(|w|, a · sign(w))`. Weights of
     /// at most ±32 (Q5, Q6) let 4 pair sums (≤ 4 · 8128) add up in i16; `WIDE` (Q8_0, ±127)
     /// widens every product pair to i32 first.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn byte<const R: usize, const WIDE: bool>(
+    pub(super) unsafe fn byte<const R: usize, const WIDE: bool, S: Source>(
         w: &[ByteX8],
+        s: S,
         a: &[Act],
         out: &mut [[f32; COLS]; ROWS],
     ) {
         let blocks = w.len();
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
+            let [d0, d1, wm] = s.simd(b);
             for h in 0..2 {
                 let mut sum = [_mm256_setzero_si256(); R];
                 for g in 4 * h..4 * h + 4 {
@@ -448,63 +679,74 @@ mod avx2 {
                         };
                     }
                 }
-                let wd = _mm256_loadu_ps(wb.d[h].as_ptr());
+                let wd = if h == 0 { d0 } else { d1 };
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
                     let sumi = if WIDE { sum[r] } else { _mm256_madd_epi16(sum[r], ones) };
-                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r]);
+                    acc[r][0] =
+                        _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
             }
-            let wm = _mm256_loadu_ps(wb.m.as_ptr());
             for r in 0..R {
-                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r]);
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
             }
         }
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
+        store(&acc, out);
     }
 
-    /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32).
+    /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
+    /// several cycles, so each row sums into 4 independent registers, one per group `g`.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn nib_vnni<const R: usize>(w: &[NibX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn nib_vnni<const R: usize, S: Source>(
+        w: &[NibX8],
+        s: S,
+        a: &[Act],
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
-            let mut sumi = [_mm256_setzero_si256(); R];
-            for g in 0..4 {
-                let raw = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+            let [d0, _, wm] = s.simd(b);
+            let mut sumi = [[_mm256_setzero_si256(); 4]; R];
+            for (g, qs) in wb.qs.iter().enumerate() {
+                let raw = _mm256_loadu_si256(qs.as_ptr() as *const __m256i);
                 let lo = _mm256_and_si256(raw, nibble);
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], lo, broadcast4(ab, 4 * g));
-                    sumi[r] = _mm256_dpbusd_epi32(sumi[r], hi, broadcast4(ab, 16 + 4 * g));
+                    sumi[r][g] = _mm256_dpbusd_epi32(sumi[r][g], lo, broadcast4(ab, 4 * g));
+                    sumi[r][g] = _mm256_dpbusd_epi32(sumi[r][g], hi, broadcast4(ab, 16 + 4 * g));
                 }
             }
-            let wd = _mm256_loadu_ps(wb.d.as_ptr());
-            let wm = _mm256_loadu_ps(wb.m.as_ptr());
+            let wd = d0;
             for r in 0..R {
                 let ab = &a[r * blocks + b];
-                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
-                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r]);
+                let q = &sumi[r];
+                let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                acc[r][0] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum), acc[r][0]);
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r][1]);
             }
         }
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
+        store(&acc, out);
     }
 
     /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w
     /// − 128·Σ w, the last term once per weight register (all exact in i32).
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn byte_vnni<const R: usize>(w: &[ByteX8], a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn byte_vnni<const R: usize, S: Source>(
+        w: &[ByteX8],
+        s: S,
+        a: &[Act],
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
         let blocks = w.len();
         let zero = _mm256_setzero_si256();
         let bias = _mm256_set1_epi8(-128);
-        let mut acc = [_mm256_setzero_ps(); R];
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
+            let [d0, d1, wm] = s.simd(b);
             for h in 0..2 {
                 let mut corr = zero;
                 let mut sum = [zero; R];
@@ -517,20 +759,17 @@ mod avx2 {
                         sum[r] = _mm256_dpbusd_epi32(sum[r], y, x);
                     }
                 }
-                let wd = _mm256_loadu_ps(wb.d[h].as_ptr());
+                let wd = if h == 0 { d0 } else { d1 };
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
                     let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], corr));
-                    acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
+                    acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
                 }
             }
-            let wm = _mm256_loadu_ps(wb.m.as_ptr());
             for r in 0..R {
-                acc[r] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r]);
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
             }
         }
-        for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), acc[r]);
-        }
+        store(&acc, out);
     }
 }

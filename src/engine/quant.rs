@@ -786,6 +786,29 @@ mod tests {
     }
 
     #[test]
+    fn kquant_matmuls_give_the_same_bits_on_every_level_and_batch() {
+        // The kernels do the same float operations in the same order (the integer dots are
+        // exact), so a row's result depends neither on the CPU's level nor on its batch.
+        let dev = Device::Cpu;
+        for dtype in K_TYPES {
+            let q = QTensor::quantize(&Tensor::randn(0f32, 1.0, (21, 512), &dev).unwrap(), dtype).unwrap();
+            let packed = PackedLinear::new(&q).unwrap().expect("packable");
+            let x = Tensor::randn(0f32, 1.0, (7, 512), &dev).unwrap();
+            let bits = |t: &Tensor| {
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+            };
+            let all = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
+            for level in levels() {
+                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
+                assert_eq!(bits(&got), bits(&all), "{dtype:?} {level:?}");
+                let one =
+                    PackedLinear::forward_at(&[&packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
+                assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{dtype:?} {level:?} alone");
+            }
+        }
+    }
+
+    #[test]
     fn kquant_matmuls_are_exact_up_to_f32_summation_when_activations_quantize_exactly() {
         // Integer activations with 127 in every 32-block quantize with scale 1 and no rounding,
         // so only f32 summation separates the result from the exact product.
