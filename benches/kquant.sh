@@ -5,7 +5,10 @@
 # prefill of 256 tokens, then 1 and 32 concurrent sequences generating 128 tokens each; every
 # row also reports the process's peak RSS.
 #
-#   benches/kquant.sh [--rows prefill,1,32] [--threads 2] [--files Q4_K_M,Q5_K_M,Q6_K,Q8_0,1b]
+#   benches/kquant.sh [--rows prefill,1,32] [--threads 2] [--files Q4_K_M,Q5_K_M,Q6_K,Q8_0,1b] [--avx2]
+#
+# --avx2: both sides as on a CPU without AVX-512: synth with SYNTH_CPU_KERNELS=avx2, llama.cpp
+# from a second build with GGML_NATIVE off and AVX-512 off (.cache/llamacpp-venv-avx2).
 #
 # The first run builds llama-cpp-python (several minutes; see benches/llamacpp/run.sh) and the
 # model files.
@@ -15,17 +18,24 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 rows="prefill,1,32"
 threads="${BENCH_THREADS:-2}"
 files="Q4_K_M,Q5_K_M,Q6_K,Q8_0,1b"
+avx2=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rows) rows="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --files) files="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --avx2) avx2=1; shift ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "error: unknown argument \`$1\`" >&2; echo >&2; echo "hint: benches/kquant.sh --rows prefill,1,32 --threads 2" >&2; exit 2 ;;
     esac
 done
 
 "$root/scripts/kquant-models.sh"
+if [[ "$avx2" == 1 ]]; then
+    export SYNTH_CPU_KERNELS=avx2
+    export LLAMACPP_VENV="$root/.cache/llamacpp-venv-avx2"
+    export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF"
+fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 (cd "$root" && cargo bench --bench throughput --no-run)
@@ -39,7 +49,7 @@ done
 
 echo
 echo "# side by side (tokens/s; prefill row = prompt tokens/s, others = generated tokens/s, all sequences)"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) | $(nproc) cores | threads $threads | AVX-512 VNNI: $(grep -qw avx512_vnni /proc/cpuinfo && echo yes || echo no)"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) | $(nproc) cores | threads $threads | AVX-512 VNNI: $(grep -qw avx512_vnni /proc/cpuinfo && echo yes || echo no) | run: $([[ "$avx2" == 1 ]] && echo "AVX2 only on both sides" || echo "each side's fastest kernels")"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-8s %-18s %10s %10s %8s   %s\n" file row synth llama.cpp s/llama "peak MiB synth/llama.cpp"
 for f in ${files//,/ }; do

@@ -314,6 +314,16 @@ fn pack_q8_0(data: &[u8], n: usize, k: usize) -> Vec<Q8_0x8> {
 }
 
 impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni => "vnni",
+        }
+    }
+
     /// The same CPU features for kquant.rs's kernels.
     fn isa(self) -> kquant::Isa {
         match self {
@@ -348,9 +358,31 @@ fn avx2() -> bool {
     }
 }
 
+/// The fastest kernels this CPU runs, or slower ones named by `SYNTH_CPU_KERNELS` (`scalar`,
+/// `avx2`): how an AVX-512 machine measures the AVX2 path that CPUs without AVX-512 run.
 fn kernel_level() -> Level {
-    *levels().last().expect("scalar is always there")
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let levels = levels();
+        let fastest = *levels.last().expect("scalar is always there");
+        let Ok(wanted) = std::env::var(CAP_ENV) else {
+            return fastest;
+        };
+        let named = levels.iter().copied().find(|l| l.name() == wanted.trim());
+        named.unwrap_or_else(|| {
+            let names: Vec<&str> = levels.iter().map(|l| l.name()).collect();
+            eprintln!(
+                "warning: {CAP_ENV}=`{wanted}` is not a kernel level this CPU runs ({}); using `{}`",
+                names.join(", "),
+                fastest.name()
+            );
+            fastest
+        })
+    })
 }
+
+/// Caps the CPU kernel level (see [`kernel_level`]).
+const CAP_ENV: &str = "SYNTH_CPU_KERNELS";
 
 /// The kernels this CPU can run, slowest first.
 fn levels() -> Vec<Level> {
