@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::quantized::{gguf_file, GgmlDType, QMatMul};
 use candle_core::{Device, Module, Tensor};
-use synth::engine::quant::PackedLinear;
+use synth::engine::quant::{exact_capable, PackedLinear};
 
 #[test]
 fn packed_matmuls_are_bit_identical_to_candle_on_every_smollm2_weight() {
@@ -20,7 +20,10 @@ fn packed_matmuls_are_bit_identical_to_candle_on_every_smollm2_weight() {
         let Ok((n, k)) = w.shape().dims2() else { continue };
         let dtype = w.dtype();
         q4_1_count += usize::from(dtype == GgmlDType::Q4_1);
-        let Some(packed) = PackedLinear::new(&w).unwrap() else {
+        // The bundled file is one whose every matrix can give candle's bits, so the loader
+        // asks for exact kernels throughout (`Gguf::exact_kernels`).
+        assert!(exact_capable(dtype, k), "`{name}` ({dtype:?}, k = {k}) has no exact kernel");
+        let Some(packed) = PackedLinear::new(&w, true).unwrap() else {
             assert_ne!(dtype, GgmlDType::Q4_1, "`{name}`: every Q4_1 weight must be packed");
             continue;
         };

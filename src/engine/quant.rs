@@ -89,11 +89,11 @@ impl std::fmt::Debug for PackedLinear {
 }
 
 impl PackedLinear {
-    /// Repacks `w` (`[n, k]`) on CPU: bit for bit candle's result, faster, for Q4_1 always and
-    /// Q8_0 with AVX2 and FMA (candle's path there) when `k` is not a multiple of 256 (with
-    /// AVX-512 VNNI candle repacks those itself, with other math); kquant.rs's kernels for
-    /// Q4_0, Q5_0, Q5_1, other Q8_0, Q4_K, Q5_K and Q6_K; `None` for any other type.
-    pub fn new(w: &QTensor) -> Result<Option<Self>> {
+    /// Repacks `w` (`[n, k]`) on CPU: bit for bit candle's result, faster, for Q4_1 always and,
+    /// with `exact`, for Q8_0 where [`exact_capable`] says so; kquant.rs's kernels (faster, within
+    /// the activations' rounding) for Q4_0, Q5_0, Q5_1, other Q8_0, Q4_K, Q5_K and Q6_K; `None`
+    /// for any other type.
+    pub fn new(w: &QTensor, exact: bool) -> Result<Option<Self>> {
         if !matches!(w.device(), Device::Cpu) {
             return Ok(None);
         }
@@ -103,7 +103,7 @@ impl PackedLinear {
         }
         let tiles = match w.dtype() {
             GgmlDType::Q4_1 => Tiles::Q4_1(pack_q4_1(&w.data()?, n, k)),
-            GgmlDType::Q8_0 if avx2() && k % 256 != 0 => Tiles::Q8_0(pack_q8_0(&w.data()?, n, k)),
+            GgmlDType::Q8_0 if exact && exact_capable(GgmlDType::Q8_0, k) => Tiles::Q8_0(pack_q8_0(&w.data()?, n, k)),
             dtype => match KTiles::pack(dtype, &w.data()?, n, k) {
                 Some(tiles) => Tiles::K(dtype, tiles),
                 None => return Ok(None),
@@ -379,6 +379,17 @@ fn kernel_level() -> Level {
             fastest
         })
     })
+}
+
+/// Whether a `[_, k]` weight of `dtype` can be multiplied with candle's bits: Q4_1 always, Q8_0
+/// with AVX2 and FMA (candle's path there) when `k` is not a multiple of 256 (with AVX-512 VNNI
+/// candle repacks those itself, with other math), dense weights (candle's own matmul).
+pub fn exact_capable(dtype: GgmlDType, k: usize) -> bool {
+    match dtype {
+        GgmlDType::Q4_1 | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => true,
+        GgmlDType::Q8_0 => avx2() && !k.is_multiple_of(256),
+        _ => false,
+    }
 }
 
 /// Caps the CPU kernel level (see [`kernel_level`]).
@@ -673,7 +684,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
-        let packed = PackedLinear::new(&q).unwrap().expect("packable");
+        let packed = PackedLinear::new(&q, true).unwrap().expect("packable");
         let reference = QMatMul::from_qtensor(q).unwrap();
         for &m in ms {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
@@ -771,7 +782,7 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
-        let packed = PackedLinear::new(&q).unwrap().expect("packable");
+        let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
         assert!(!packed.is_exact(), "{dtype:?} k={k} goes to kquant.rs");
         let wd = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
         for &m in ms {
@@ -810,7 +821,7 @@ mod tests {
             // Odd column counts (a padded last tile), 1..9 rows and none.
             check_k(dtype, 37, 512, &[0, 1, 3, 4, 5, 9]);
             check_k(dtype, 8, 768, &[2]);
-            if !matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8_0) {
+            if !matches!(dtype, GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) {
                 // 32-element types at a row size no multiple of 256 (3 blocks).
                 check_k(dtype, 13, 96, &[1, 6]);
             }
@@ -824,7 +835,7 @@ mod tests {
         let dev = Device::Cpu;
         for dtype in K_TYPES {
             let q = QTensor::quantize(&Tensor::randn(0f32, 1.0, (21, 512), &dev).unwrap(), dtype).unwrap();
-            let packed = PackedLinear::new(&q).unwrap().expect("packable");
+            let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
             let x = Tensor::randn(0f32, 1.0, (7, 512), &dev).unwrap();
             let bits = |t: &Tensor| {
                 t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
@@ -852,7 +863,7 @@ mod tests {
         for dtype in K_TYPES {
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let q = QTensor::quantize(&w, dtype).unwrap();
-            let packed = PackedLinear::new(&q).unwrap().expect("packable");
+            let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
             let wd = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
             for level in levels() {
                 let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();

@@ -26,9 +26,10 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// The fastest bit-identical matmul for `w`: packed where supported, candle's otherwise.
-    pub fn from_qtensor(w: QTensor) -> Result<Self> {
-        Ok(match PackedLinear::new(&w)? {
+    /// The fastest matmul for `w`: packed where supported, candle's otherwise; with `exact`,
+    /// one that gives candle's bits (see [`PackedLinear::new`]).
+    pub fn from_qtensor(w: QTensor, exact: bool) -> Result<Self> {
+        Ok(match PackedLinear::new(&w, exact)? {
             Some(packed) => Self::Packed(Arc::new(packed)),
             None => Self::Candle(QMatMul::from_qtensor(w)?),
         })

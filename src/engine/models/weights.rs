@@ -53,7 +53,16 @@ impl Gguf {
             .map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
     }
     pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
-        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?)?)
+        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?, self.exact_kernels())?)
+    }
+    /// Whether every matrix in the file can go through a matmul that gives candle's bits (see
+    /// [`crate::engine::quant::exact_capable`]): then all of them do, and synth's output is
+    /// candle's; otherwise every layer takes the fastest kernel for its type.
+    pub fn exact_kernels(&self) -> bool {
+        self.content.tensor_infos.values().all(|info| match info.shape.dims() {
+            [_, k] => crate::engine::quant::exact_capable(info.ggml_dtype, *k),
+            _ => true,
+        })
     }
     pub fn dense(&mut self, name: &str) -> Result<Tensor> {
         Ok(self.qtensor(name)?.dequantize(&self.device)?)
@@ -214,8 +223,11 @@ pub(crate) fn gguf_decoder(
     }
     let device = g.device.clone();
     let table = decoder::Embedding::from_qtensor(&embed, &device)?;
-    let lm_head =
-        if g.has_tensor("output.weight") { g.linear("output.weight")? } else { decoder::Linear::from_qtensor(embed)? };
+    let lm_head = if g.has_tensor("output.weight") {
+        g.linear("output.weight")?
+    } else {
+        decoder::Linear::from_qtensor(embed, g.exact_kernels())?
+    };
     let attention_path = decoder::AttentionPath::for_device(&device);
     Ok(Decoder {
         norm: g.norm("output_norm.weight", eps)?,
