@@ -154,37 +154,32 @@ impl KTiles {
     /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` rows of `a`.
     pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
         let span = t * blocks..(t + 1) * blocks;
-        let sups = t * blocks / 8..(t + 1) * blocks / 8;
-        match (&self.weights, &self.scales) {
-            (Weights::Nib(w), Scales::Half { d, m }) => {
-                nib_tile(&w[span.clone()], HalfSource { d: &d[span.clone()], m: m.at(span) }, a, rows, out, isa)
+        match &self.scales {
+            Scales::Half { d, m } => {
+                let source = HalfSource { d: &d[span.clone()], m: m.at(span.clone()) };
+                self.dots(span, source, a, rows, out, isa)
             }
-            (Weights::Nib(w), Scales::Coded { codes, sup: s, halves }) => nib_tile(
-                &w[span.clone()],
-                CodedSource { codes: &codes[span], sup: &s[sups.clone()], halves: *halves },
-                a,
-                rows,
-                out,
-                isa,
-            ),
-            (Weights::Byte { tiles, wide }, Scales::Half { d, m }) => byte_tile(
-                &tiles[span.clone()],
-                HalfSource { d: &d[span.clone()], m: m.at(span) },
-                a,
-                rows,
-                out,
-                isa,
-                *wide,
-            ),
-            (Weights::Byte { tiles, wide }, Scales::Coded { codes, sup: s, halves }) => byte_tile(
-                &tiles[span.clone()],
-                CodedSource { codes: &codes[span], sup: &s[sups.clone()], halves: *halves },
-                a,
-                rows,
-                out,
-                isa,
-                *wide,
-            ),
+            Scales::Coded { codes, sup, halves } => {
+                let sup = &sup[t * blocks / 8..(t + 1) * blocks / 8];
+                let source = CodedSource { codes: &codes[span.clone()], sup, halves: *halves };
+                self.dots(span, source, a, rows, out, isa)
+            }
+        }
+    }
+
+    /// [`Self::tile`] for the sub-blocks `span` with their scales from `s`.
+    fn dots<S: Source>(
+        &self,
+        span: std::ops::Range<usize>,
+        s: S,
+        a: &[Act],
+        rows: usize,
+        out: &mut [[f32; COLS]; ROWS],
+        isa: Isa,
+    ) {
+        match &self.weights {
+            Weights::Nib(w) => nib_tile(&w[span], s, a, rows, out, isa),
+            Weights::Byte { tiles, wide } => byte_tile(&tiles[span], s, a, rows, out, isa, *wide),
         }
     }
 }
