@@ -7,8 +7,7 @@
 //! size (kquant.rs keeps 4-bit weights at 0.59–0.63 bytes each, 5-, 6- and 8-bit ones at
 //! 1.06–1.13, which is 1.55 times a Q5_0 file's 0.69; a tied embedding table is kept both in
 //! its file blocks and as the output's tiles; measured: peak RSS 1.41 times a 1B Q4_K_M file,
-//! KV cache included). The KV
-//! cache comes on top (`--kv-cache-mib`).
+//! KV cache included). The KV cache comes on top (`--kv-cache-mib`).
 
 use std::path::{Path, PathBuf};
 
