@@ -67,13 +67,21 @@ fn the_runs_own_model_judges_in_its_engine() {
 
 #[test]
 fn another_model_judges_in_an_engine_of_its_own() {
-    // The run's model is SmolLM2 requantized to Q8_0 (scripts/kquant-models.sh); the judge is the
-    // registry's SmolLM2 (the Q4_1 file), named by an alias, so another model file.
-    let q8 = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/kquant/SmolLM2-135M-Instruct.Q8_0.gguf");
+    // The run's model is the registry's SmolLM2 (the bundled Q4_1 file, candle's bits, so its
+    // candidates do not move when the K-quant kernels change); the judge is SmolLM2 requantized to
+    // Q8_0 (scripts/kquant-models.sh), a registry entry of the test's own, so another model file.
+    let kquant = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/kquant");
+    let q8 = kquant.join("SmolLM2-135M-Instruct.Q8_0.gguf");
     assert!(q8.exists(), "{} is missing: run scripts/kquant-models.sh --smollm2-only", q8.display());
     let home = Home::with_quickstart_seed();
-    let recipe = recipe(&home, json!({"judge": {"modelName": "smollm2"}}));
-    let manifest = run_twice(&home, &recipe, &["--model-path", q8.to_str().unwrap()]);
-    check_judged(&manifest, "smollm2");
-    assert!(manifest["model"]["source"].as_str().unwrap().ends_with("Q8_0.gguf"), "{}", manifest["model"]);
+    let entry = json!({
+        "name": "SmolLM2-Q8", "hfRepo": "local/smollm2-q8", "architecture": "llama", "format": "gguf",
+        "files": ["SmolLM2-135M-Instruct.Q8_0.gguf"], "localPath": kquant.to_str().unwrap(),
+        "chatTemplate": "gguf", "stopTokens": ["<|im_end|>"], "contextLength": 8192
+    });
+    std::fs::write(home.path().join("models/smollm2-q8.json"), entry.to_string()).unwrap();
+    let recipe = recipe(&home, json!({"judge": {"modelName": "SmolLM2-Q8"}}));
+    let manifest = run_twice(&home, &recipe, &[]);
+    check_judged(&manifest, "SmolLM2-Q8");
+    assert!(manifest["model"]["source"].as_str().unwrap().ends_with("Q4_1.gguf"), "{}", manifest["model"]);
 }
