@@ -25,7 +25,7 @@ while [[ $# -gt 0 ]]; do
         --threads) threads="$2"; shift 2 ;;
         --files) files="$2"; shift 2 ;;
         --avx2) avx2=1; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "error: unknown argument \`$1\`" >&2; echo >&2; echo "hint: benches/kquant.sh --rows prefill,1,32 --threads 2" >&2; exit 2 ;;
     esac
 done
