@@ -21,7 +21,7 @@ fn packed_matmuls_are_bit_identical_to_candle_on_every_smollm2_weight() {
         let dtype = w.dtype();
         q4_1_count += usize::from(dtype == GgmlDType::Q4_1);
         // The bundled file is one whose every matrix can give candle's bits, so the loader
-        // asks for exact kernels throughout (`Gguf::exact_kernels`).
+        // asks for exact kernels throughout (`Gguf::exact`).
         assert!(exact_capable(dtype, k), "`{name}` ({dtype:?}, k = {k}) has no exact kernel");
         let Some(packed) = PackedLinear::new(&w, true).unwrap() else {
             assert_ne!(dtype, GgmlDType::Q4_1, "`{name}`: every Q4_1 weight must be packed");

@@ -205,14 +205,13 @@ impl Scales {
                     for j in 0..8 {
                         let code = &mut codes[t * blocks + 8 * s + j];
                         let pair = if halves {
-                            let (sc, base) = (&b[192..208], 8 * (j / 4) + 2 * (j % 4));
-                            (sc[base] as i8, sc[base + 1] as i8)
+                            q6k_scales(j, b)
                         } else {
                             let (sc, mn) = scale_min(j, &b[4..16]);
-                            (sc as i8, mn as i8)
+                            [sc as i8, mn as i8]
                         };
-                        code[0][c] = pair.0;
-                        code[1][c] = pair.1;
+                        code[0][c] = pair[0];
+                        code[1][c] = pair[1];
                     }
                 }
             }
@@ -432,8 +431,14 @@ fn decode_q5k(b: &[u8]) -> Vec<Sub> {
         .collect()
 }
 
+/// Q6_K sub-block `j`'s two signed scales (one per 16 elements).
+fn q6k_scales(j: usize, b: &[u8]) -> [i8; 2] {
+    let at = 192 + 8 * (j / 4) + 2 * (j % 4);
+    [b[at] as i8, b[at + 1] as i8]
+}
+
 fn decode_q6k(b: &[u8]) -> Vec<Sub> {
-    let (ql, qh, sc, d) = (&b[0..128], &b[128..192], &b[192..208], f16_at(b, 208));
+    let (ql, qh, d) = (&b[0..128], &b[128..192], f16_at(b, 208));
     (0..8)
         .map(|j| {
             // Sub-block j of half `n`: its low nibbles and 2-bit highs, as ggml's q1..q4.
@@ -444,8 +449,7 @@ fn decode_q6k(b: &[u8]) -> Vec<Sub> {
                 let low = if part < 2 { byte & 0xF } else { byte >> 4 };
                 ((low | (((qh[l] >> (2 * part)) & 3) << 4)) as i8) - 32
             });
-            let scale = |h: usize| d * (sc[8 * n + 2 * part + h] as i8) as f32;
-            Sub { q, d: [scale(0), scale(1)], m: 0.0 }
+            Sub { q, d: q6k_scales(j, b).map(|sc| d * sc as f32), m: 0.0 }
         })
         .collect()
 }

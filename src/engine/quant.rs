@@ -828,6 +828,21 @@ mod tests {
         }
     }
 
+    /// `packed`'s result for `x` (7 rows) has the same bits on every kernel level, and row 5
+    /// alone gives the bits it gets in the batch.
+    fn assert_same_bits_on_every_level_and_batch(packed: &PackedLinear, x: &Tensor, what: &str) {
+        let bits = |t: &Tensor| {
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+        };
+        let all = PackedLinear::forward_at(&[packed], x, Level::Scalar).unwrap().pop().unwrap();
+        for level in levels() {
+            let got = PackedLinear::forward_at(&[packed], x, level).unwrap().pop().unwrap();
+            assert_eq!(bits(&got), bits(&all), "{what} {level:?}");
+            let one = PackedLinear::forward_at(&[packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
+            assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{what} {level:?} alone");
+        }
+    }
+
     #[test]
     fn kquant_matmuls_give_the_same_bits_on_every_level_and_batch() {
         // The kernels do the same float operations in the same order (the integer dots are
@@ -837,17 +852,7 @@ mod tests {
             let q = QTensor::quantize(&Tensor::randn(0f32, 1.0, (21, 512), &dev).unwrap(), dtype).unwrap();
             let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
             let x = Tensor::randn(0f32, 1.0, (7, 512), &dev).unwrap();
-            let bits = |t: &Tensor| {
-                t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-            };
-            let all = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
-            for level in levels() {
-                let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
-                assert_eq!(bits(&got), bits(&all), "{dtype:?} {level:?}");
-                let one =
-                    PackedLinear::forward_at(&[&packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
-                assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{dtype:?} {level:?} alone");
-            }
+            assert_same_bits_on_every_level_and_batch(&packed, &x, &format!("{dtype:?}"));
         }
     }
 
@@ -889,17 +894,8 @@ mod tests {
         let wf = w.to_dtype(DType::F32).unwrap().to_vec2::<f32>().unwrap();
         let x = Tensor::randn(0f32, 1.0, (7, k), &dev).unwrap();
         let xs = x.to_vec2::<f32>().unwrap();
-        let bits = |t: &Tensor| {
-            t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-        };
+        assert_same_bits_on_every_level_and_batch(&packed, &x, "bf16");
         let all = PackedLinear::forward_at(&[&packed], &x, Level::Scalar).unwrap().pop().unwrap();
-        for level in levels() {
-            let got = PackedLinear::forward_at(&[&packed], &x, level).unwrap().pop().unwrap();
-            assert_eq!(bits(&got), bits(&all), "{level:?}");
-            // Row 5 alone gives the bits it gets in a batch of 7.
-            let one = PackedLinear::forward_at(&[&packed], &x.narrow(0, 5, 1).unwrap(), level).unwrap().pop().unwrap();
-            assert_eq!(bits(&one), bits(&all.narrow(0, 5, 1).unwrap()), "{level:?}");
-        }
         for (x, got) in xs.iter().zip(all.to_vec2::<f32>().unwrap()) {
             for (w, got) in wf.iter().zip(got) {
                 let exact: f64 = x.iter().zip(w).map(|(&a, &b)| a as f64 * b as f64).sum();

@@ -29,7 +29,7 @@ fn unsupported(message: String) -> anyhow::Error {
 /// `general.architecture`.
 pub fn load_gguf(content: gguf_file::Content, path: &Path, device: &Device) -> Result<Decoder> {
     let file = std::fs::File::open(path).with_context(|| format!("opening `{}`", path.display()))?;
-    let mut gguf = Gguf { content, file, device: device.clone() };
+    let mut gguf = Gguf::new(content, file, device);
     let arch = gguf.string("general.architecture")?;
     match arch.as_str() {
         "llama" => llama::from_gguf(&mut gguf),

@@ -23,9 +23,21 @@ pub struct Gguf {
     pub content: gguf_file::Content,
     pub file: std::fs::File,
     pub device: Device,
+    /// Whether every matrix in the file can go through a matmul that gives candle's bits (see
+    /// [`crate::engine::quant::exact_capable`]): then all of them do, and synth's output is
+    /// candle's; otherwise every layer takes the fastest kernel for its type.
+    pub exact: bool,
 }
 
 impl Gguf {
+    pub fn new(content: gguf_file::Content, file: std::fs::File, device: &Device) -> Self {
+        let exact = content.tensor_infos.values().all(|info| match info.shape.dims() {
+            [_, k] => crate::engine::quant::exact_capable(info.ggml_dtype, *k),
+            _ => true,
+        });
+        Self { content, file, device: device.clone(), exact }
+    }
+
     fn value(&self, key: &str) -> Result<&gguf_file::Value> {
         self.content.metadata.get(key).with_context(|| format!("GGUF metadata key `{key}` is missing"))
     }
@@ -53,16 +65,7 @@ impl Gguf {
             .map_err(|e| anyhow::anyhow!("GGUF tensor `{name}`: {e}"))
     }
     pub fn linear(&mut self, name: &str) -> Result<decoder::Linear> {
-        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?, self.exact_kernels())?)
-    }
-    /// Whether every matrix in the file can go through a matmul that gives candle's bits (see
-    /// [`crate::engine::quant::exact_capable`]): then all of them do, and synth's output is
-    /// candle's; otherwise every layer takes the fastest kernel for its type.
-    pub fn exact_kernels(&self) -> bool {
-        self.content.tensor_infos.values().all(|info| match info.shape.dims() {
-            [_, k] => crate::engine::quant::exact_capable(info.ggml_dtype, *k),
-            _ => true,
-        })
+        Ok(decoder::Linear::from_qtensor(self.qtensor(name)?, self.exact)?)
     }
     pub fn dense(&mut self, name: &str) -> Result<Tensor> {
         Ok(self.qtensor(name)?.dequantize(&self.device)?)
@@ -226,7 +229,7 @@ pub(crate) fn gguf_decoder(
     let lm_head = if g.has_tensor("output.weight") {
         g.linear("output.weight")?
     } else {
-        decoder::Linear::from_qtensor(embed, g.exact_kernels())?
+        decoder::Linear::from_qtensor(embed, g.exact)?
     };
     let attention_path = decoder::AttentionPath::for_device(&device);
     Ok(Decoder {
