@@ -122,6 +122,11 @@ impl KvCache {
         Ok((self.keys[layer].get(slot)?, self.values[layer].get(slot)?))
     }
 
+    /// One layer's keys and values, `[slots, kv_heads, max_len, head_dim]`.
+    pub fn layer(&self, layer: usize) -> (&Tensor, &Tensor) {
+        (&self.keys[layer], &self.values[layer])
+    }
+
     /// Views of slots `first..first + count`, positions `0..len`: keys and values `[count,
     /// kv_heads, len, head_dim]`. Strided (rows of `max_len`), in the layout cuBLAS and
     /// candle's CPU matmul take without a copy.

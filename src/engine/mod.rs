@@ -4,6 +4,7 @@
 //! each step it asks a [`DecoderModel`] for one forward over a mixed batch (prefill chunks and
 //! single decode tokens, each row at its own position) and samples one token per finished row.
 
+pub mod attention;
 pub mod bf16;
 pub mod device_sampler;
 pub mod kquant;

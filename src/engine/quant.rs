@@ -381,6 +381,12 @@ fn kernel_level() -> Level {
     })
 }
 
+/// Whether the CPU kernels run with AVX2 and FMA (the CPU has them and `SYNTH_CPU_KERNELS` does
+/// not say `scalar`): for kernels outside this file that have AVX2 and scalar versions.
+pub fn simd_kernels() -> bool {
+    kernel_level() != Level::Scalar
+}
+
 /// Whether a `[_, k]` weight of `dtype` can be multiplied with candle's bits: Q4_1 always, Q8_0
 /// with AVX2 and FMA (candle's path there) when `k` is not a multiple of 256 (with AVX-512 VNNI
 /// candle repacks those itself, with other math), dense weights (candle's own matmul).

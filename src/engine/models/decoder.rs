@@ -230,16 +230,23 @@ pub enum AttentionPath {
     /// layer at 1 or 256 sequences; prompt pieces run per row. The default on CUDA, where
     /// per-row launches would cost more than the attention itself.
     Batched,
+    /// Every row's tokens in one pass per token and kv head over the cache, on the CPU
+    /// threads at once (see [`crate::engine::attention`]): the CPU path for models whose
+    /// matmuls do not give candle's bits anyway. Needs f32 and a head size that is a
+    /// multiple of 8.
+    Fused,
 }
 
 impl AttentionPath {
     /// Batched on CUDA. Metal keeps the per-row path: its matmul takes the strided cache views
-    /// of the batched path under other conditions than cuBLAS, and no Mac has run it.
-    pub fn for_device(device: &Device) -> Self {
-        if device.is_cuda() {
-            Self::Batched
-        } else {
-            Self::PerRow
+    /// of the batched path under other conditions than cuBLAS, and no Mac has run it. On the
+    /// CPU, per row when the model's matmuls give candle's bits (`exact`: the output stays the
+    /// oracle's), else fused.
+    pub fn for_device(device: &Device, exact: bool, head_dim: usize) -> Self {
+        match device {
+            Device::Cuda(_) => Self::Batched,
+            Device::Cpu if !exact && head_dim.is_multiple_of(8) => Self::Fused,
+            _ => Self::PerRow,
         }
     }
 }
@@ -384,15 +391,22 @@ impl Decoder {
         let cos = self.rope.cos.index_select(&positions, 0)?;
         let sin = self.rope.sin.index_select(&positions, 0)?;
         let single = match self.attention_path {
-            AttentionPath::PerRow => None,
             AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
+            AttentionPath::PerRow | AttentionPath::Fused => None,
+        };
+        // Each token's (slot, position), for the fused path.
+        let rows: Vec<(usize, usize)> = match self.attention_path {
+            AttentionPath::Fused => {
+                batch.iter().flat_map(|s| (s.start..s.start + s.tokens.len()).map(move |p| (s.slot, p))).collect()
+            }
+            AttentionPath::PerRow | AttentionPath::Batched => Vec::new(),
         };
         // Each prompt piece's causal mask, made once per step for every layer.
         let masks = batch
             .iter()
             .map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose())
             .collect::<Result<Vec<_>>>()?;
-        let step = StepContext { batch, single: single.as_ref(), masks: &masks, cos: &cos, sin: &sin };
+        let step = StepContext { batch, single: single.as_ref(), masks: &masks, rows: &rows, cos: &cos, sin: &sin };
 
         let mut x = embedded.to_dtype(self.dtype)?;
         for (index, layer) in self.layers.iter().enumerate() {
@@ -461,6 +475,7 @@ impl Decoder {
             offset += n;
         }
         let out = match single {
+            None if self.attention_path == AttentionPath::Fused => self.attention_fused(layer, &q, step, cache)?,
             None => self.attention_per_row(layer, &q, step, cache, |_| true)?,
             Some(single) => {
                 cache.write_single(
@@ -536,6 +551,33 @@ impl Decoder {
         }
     }
 
+    /// [`AttentionPath::Fused`]: `[tokens, heads * hd]` in step order, from `q` (`[heads,
+    /// tokens, hd]`, after RoPE) and the cache, which already holds the step's keys and values.
+    fn attention_fused(&self, layer: usize, q: &Tensor, step: &StepContext, cache: &KvCache) -> Result<Tensor> {
+        let d = &self.dims;
+        let shape = crate::engine::attention::Shape {
+            heads: d.n_heads,
+            kv_heads: d.n_kv_heads,
+            head_dim: d.head_dim,
+            max_len: cache.max_len(),
+        };
+        let (keys, values) = cache.layer(layer);
+        let simd = crate::engine::quant::simd_kernels();
+        let q = q.contiguous()?;
+        let (q_storage, q_layout) = q.storage_and_layout();
+        let (k_storage, k_layout) = keys.storage_and_layout();
+        let (v_storage, v_layout) = values.storage_and_layout();
+        let out = crate::engine::attention::attend(
+            cpu_f32(&q_storage, q_layout, q.elem_count())?,
+            cpu_f32(&k_storage, k_layout, keys.elem_count())?,
+            cpu_f32(&v_storage, v_layout, values.elem_count())?,
+            step.rows,
+            shape,
+            simd,
+        );
+        Tensor::from_vec(out, (step.rows.len(), d.n_heads * d.head_dim), &Device::Cpu)
+    }
+
     /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
     /// `[tokens, heads * hd]` in step order.
     fn attention_batched(
@@ -575,6 +617,8 @@ struct StepContext<'a> {
     batch: &'a [SeqStep<'a>],
     single: Option<&'a SingleRows>,
     masks: &'a [Option<Tensor>],
+    /// [`AttentionPath::Fused`]: each token's (slot, position).
+    rows: &'a [(usize, usize)],
     cos: &'a Tensor,
     sin: &'a Tensor,
 }
@@ -654,6 +698,17 @@ fn gqa_matmul(lhs: &Tensor, kv: &Tensor, len: usize, group: usize, operand: KvOp
         }
     }
     Tensor::from_vec(dst, (heads, m, n), &Device::Cpu)
+}
+
+/// The `len` elements of a contiguous f32 CPU tensor.
+fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout, len: usize) -> Result<&'a [f32]> {
+    let candle_core::Storage::Cpu(cpu) = storage else {
+        candle_core::bail!("fused attention runs on CPU");
+    };
+    if !layout.is_contiguous() {
+        candle_core::bail!("fused attention takes contiguous tensors");
+    }
+    Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..len])
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.

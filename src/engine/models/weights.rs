@@ -178,7 +178,9 @@ pub(crate) fn hf_decoder(vb: &VarBuilder, shape: HfShape, device: &Device) -> Re
         dense_linear(&vb.pp("lm_head"), dims.vocab, h)?
     };
     let dtype = activation_dtype(device);
-    let attention_path = decoder::AttentionPath::for_device(device);
+    // bf16 weights on the CPU go through bf16.rs's kernel, not candle's matmul.
+    let exact = vb.dtype() != DType::BF16;
+    let attention_path = decoder::AttentionPath::for_device(device, exact, hd);
     Ok(Decoder {
         norm: dense_norm(&m.pp("norm"), h, eps)?,
         embed: decoder::Embedding::Dense(embed),
@@ -231,7 +233,7 @@ pub(crate) fn gguf_decoder(
     } else {
         decoder::Linear::from_qtensor(embed, g.exact)?
     };
-    let attention_path = decoder::AttentionPath::for_device(&device);
+    let attention_path = decoder::AttentionPath::for_device(&device, g.exact, dims.head_dim);
     Ok(Decoder {
         norm: g.norm("output_norm.weight", eps)?,
         embed: table,
