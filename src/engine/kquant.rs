@@ -43,6 +43,14 @@ pub struct Act {
     ds: f32,
 }
 
+impl Act {
+    /// A block of 32 activations rounded to `qs` with scale `d` (see `quant.rs`'s `round_block`).
+    pub fn new(d: f32, qs: [i8; QK]) -> Self {
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        Self { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d, ds: d * sum as f32 }
+    }
+}
+
 /// The kernels a CPU can run (chosen at run time by `quant.rs`'s feature detection).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Isa {
@@ -467,21 +475,6 @@ fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub) {
     for g in 0..8 {
         tile.qs[g][4 * c..4 * c + 4].copy_from_slice(&s.q[4 * g..4 * g + 4]);
     }
-}
-
-/// Quantizes `xs` (rows whose width is a multiple of 32) to 32-element blocks, each with its own
-/// f32 scale `amax / 127` and round-half-away-from-zero (`f32::round`).
-pub fn quantize(xs: &[f32]) -> Vec<Act> {
-    xs.chunks_exact(QK)
-        .map(|x| {
-            let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let qs: [i8; QK] = std::array::from_fn(|i| (x[i] * id).round() as i8);
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            Act { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d, ds: d * sum as f32 }
-        })
-        .collect()
 }
 
 #[inline(never)]

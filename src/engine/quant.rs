@@ -168,7 +168,7 @@ impl PackedLinear {
             let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
             Acts {
                 exact: if layers.iter().any(|l| l.is_exact()) { quantize(xs, level) } else { Vec::new() },
-                k: if layers.iter().any(|l| l.is_k()) { kquant::quantize(xs) } else { Vec::new() },
+                k: if layers.iter().any(|l| l.is_k()) { quantize_k(xs, level) } else { Vec::new() },
                 raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
             }
         };
@@ -240,34 +240,52 @@ fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
     let zero = ActBlock { qs: [0; QK], qu: [0; QK], d: 0.0, s: 0.0 };
     let mut out = vec![zero; xs.len() / QK];
     for (x, b) in xs.chunks_exact(QK).zip(&mut out) {
-        let x: &[f32; QK] = x.try_into().expect("chunks of QK");
-        let amax = match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
-            Level::Avx2 | Level::Vnni => unsafe { avx2::amax(x) },
-            Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
-        };
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Level::Avx2 | Level::Vnni => unsafe { avx2::round_to_i8(x, id, &mut b.qs) },
-            Level::Scalar => {
-                for (q, v) in b.qs.iter_mut().zip(x) {
-                    *q = (v * id).round() as i8;
-                }
-            }
-        }
-        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        let (d, qs) = round_block(x.try_into().expect("chunks of QK"), level);
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
         let d = f16::from_f32(d);
         // candle multiplies the two f16s (half rounds the f32 product back to f16).
         b.s = (f16::from_f32(sum as f32) * d).to_f32();
         b.d = d.to_f32();
-        b.qu = b.qs.map(|q| (q as u8) ^ 0x80);
+        b.qs = qs;
+        b.qu = qs.map(|q| (q as u8) ^ 0x80);
     }
     debug_assert_eq!(out.len() * QK, xs.len());
     out
+}
+
+/// Quantizes `xs` (rows whose width is a multiple of 32) to kquant.rs's blocks.
+fn quantize_k(xs: &[f32], level: Level) -> Vec<kquant::Act> {
+    xs.chunks_exact(QK)
+        .map(|x| {
+            let (d, qs) = round_block(x.try_into().expect("chunks of QK"), level);
+            kquant::Act::new(d, qs)
+        })
+        .collect()
+}
+
+/// The step both activation formats share: scale `d = amax / 127` and `(x / d).round() as i8`
+/// (round half away from zero), the same bits on every level.
+fn round_block(x: &[f32; QK], level: Level) -> (f32, [i8; QK]) {
+    let amax = match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
+        Level::Avx2 | Level::Vnni => unsafe { avx2::amax(x) },
+        Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
+    };
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; QK];
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx2 | Level::Vnni => unsafe { avx2::round_to_i8(x, id, &mut qs) },
+        Level::Scalar => {
+            for (q, v) in qs.iter_mut().zip(x) {
+                *q = (v * id).round() as i8;
+            }
+        }
+    }
+    (d, qs)
 }
 
 fn pack_q4_1(data: &[u8], n: usize, k: usize) -> Vec<Q4_1x8> {

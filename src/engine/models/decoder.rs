@@ -567,10 +567,12 @@ impl Decoder {
         let (q_storage, q_layout) = q.storage_and_layout();
         let (k_storage, k_layout) = keys.storage_and_layout();
         let (v_storage, v_layout) = values.storage_and_layout();
+        let q = cpu_slice::<f32>(&q_storage, q_layout, q.elem_count())?;
+        let n = keys.elem_count();
         let out = crate::engine::attention::attend(
-            cpu_f32(&q_storage, q_layout, q.elem_count())?,
-            cpu_f32(&k_storage, k_layout, keys.elem_count())?,
-            cpu_f32(&v_storage, v_layout, values.elem_count())?,
+            q,
+            cpu_slice(&k_storage, k_layout, n)?,
+            cpu_slice(&v_storage, v_layout, n)?,
             step.rows,
             shape,
             simd,
@@ -700,15 +702,19 @@ fn gqa_matmul(lhs: &Tensor, kv: &Tensor, len: usize, group: usize, operand: KvOp
     Tensor::from_vec(dst, (heads, m, n), &Device::Cpu)
 }
 
-/// The `len` elements of a contiguous f32 CPU tensor.
-fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout, len: usize) -> Result<&'a [f32]> {
+/// The `len` elements of a contiguous CPU tensor.
+fn cpu_slice<'a, T: candle_core::WithDType>(
+    storage: &'a candle_core::Storage,
+    layout: &candle_core::Layout,
+    len: usize,
+) -> Result<&'a [T]> {
     let candle_core::Storage::Cpu(cpu) = storage else {
         candle_core::bail!("fused attention runs on CPU");
     };
     if !layout.is_contiguous() {
         candle_core::bail!("fused attention takes contiguous tensors");
     }
-    Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..len])
+    Ok(&cpu.as_slice::<T>()?[layout.start_offset()..][..len])
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.
