@@ -171,6 +171,32 @@ pub struct Dims {
     pub context_len: usize,
 }
 
+impl Dims {
+    /// The shapes a model file may not break: every count positive, query heads in whole groups
+    /// per kv head.
+    pub fn check(&self) -> Result<()> {
+        let counts = [
+            ("hidden size", self.hidden),
+            ("layers", self.n_layers),
+            ("attention heads", self.n_heads),
+            ("kv heads", self.n_kv_heads),
+            ("head size", self.head_dim),
+            ("vocabulary", self.vocab),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, n)| *n == 0) {
+            candle_core::bail!("the model's {name} is 0");
+        }
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            candle_core::bail!(
+                "the model's {} attention heads do not divide into its {} kv heads",
+                self.n_heads,
+                self.n_kv_heads
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Rotary position tables, `[positions, head_dim / 2]`.
 #[derive(Debug, Clone)]
 pub struct Rope {
@@ -567,12 +593,12 @@ impl Decoder {
         let (q_storage, q_layout) = q.storage_and_layout();
         let (k_storage, k_layout) = keys.storage_and_layout();
         let (v_storage, v_layout) = values.storage_and_layout();
-        let q = cpu_slice::<f32>(&q_storage, q_layout, q.elem_count())?;
+        let q = cpu_f32(&q_storage, q_layout, q.elem_count())?;
         let n = keys.elem_count();
         let out = crate::engine::attention::attend(
             q,
-            cpu_slice(&k_storage, k_layout, n)?,
-            cpu_slice(&v_storage, v_layout, n)?,
+            cpu_f32(&k_storage, k_layout, n)?,
+            cpu_f32(&v_storage, v_layout, n)?,
             step.rows,
             shape,
             simd,
@@ -702,19 +728,15 @@ fn gqa_matmul(lhs: &Tensor, kv: &Tensor, len: usize, group: usize, operand: KvOp
     Tensor::from_vec(dst, (heads, m, n), &Device::Cpu)
 }
 
-/// The `len` elements of a contiguous CPU tensor.
-fn cpu_slice<'a, T: candle_core::WithDType>(
-    storage: &'a candle_core::Storage,
-    layout: &candle_core::Layout,
-    len: usize,
-) -> Result<&'a [T]> {
+/// The `len` elements of a contiguous f32 CPU tensor.
+fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout, len: usize) -> Result<&'a [f32]> {
     let candle_core::Storage::Cpu(cpu) = storage else {
         candle_core::bail!("fused attention runs on CPU");
     };
     if !layout.is_contiguous() {
         candle_core::bail!("fused attention takes contiguous tensors");
     }
-    Ok(&cpu.as_slice::<T>()?[layout.start_offset()..][..len])
+    Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..len])
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.
@@ -737,6 +759,18 @@ fn causal_mask(n: usize, start: usize, device: &Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A model file's head counts are checked before anything divides by them.
+    #[test]
+    fn dims_check_rejects_zero_counts_and_uneven_head_groups() {
+        let dims =
+            Dims { hidden: 576, n_layers: 30, n_heads: 9, n_kv_heads: 3, head_dim: 64, vocab: 10, context_len: 8 };
+        assert!(dims.check().is_ok());
+        let uneven = Dims { n_heads: 10, ..dims.clone() }.check().unwrap_err().to_string();
+        assert!(uneven.contains("10 attention heads do not divide into its 3 kv heads"), "{uneven}");
+        let zero = Dims { n_kv_heads: 0, ..dims }.check().unwrap_err().to_string();
+        assert!(zero.contains("kv heads is 0"), "{zero}");
+    }
 
     /// The in-place grouped-query products against candle's matmul on repeated kv heads.
     #[test]

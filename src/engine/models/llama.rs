@@ -78,7 +78,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
     if cfg.attention_bias || cfg.mlp_bias {
         bail!("Llama checkpoints with attention or MLP biases are not supported");
     }
-    let head_dim = cfg.head_dim.unwrap_or(cfg.hidden_size / cfg.num_attention_heads);
+    let head_dim = cfg.head_dim.unwrap_or(cfg.hidden_size.checked_div(cfg.num_attention_heads).unwrap_or(0));
     let dims = Dims {
         hidden: cfg.hidden_size,
         n_layers: cfg.num_hidden_layers,
@@ -88,6 +88,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
         vocab: cfg.vocab_size,
         context_len: cfg.max_position_embeddings,
     };
+    dims.check()?;
     let mut inv_freq = default_inv_freq(head_dim, cfg.rope_theta);
     match &cfg.rope_scaling {
         Some(s) if s.rope_type == "llama3" => inv_freq = llama3_inv_freq(inv_freq, s),
@@ -114,7 +115,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
 pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
     let n_heads = g.usize("llama.attention.head_count")?;
     let hidden = g.usize("llama.embedding_length")?;
-    let head_dim = g.usize("llama.rope.dimension_count").unwrap_or(hidden / n_heads);
+    let head_dim = g.usize("llama.rope.dimension_count").unwrap_or(hidden.checked_div(n_heads).unwrap_or(0));
     let eps = g.f32("llama.attention.layer_norm_rms_epsilon")? as f64;
     let theta = g.f32("llama.rope.freq_base").unwrap_or(10_000.0);
     let embed_q = g.qtensor("token_embd.weight")?;
@@ -128,6 +129,7 @@ pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
         vocab,
         context_len: g.usize("llama.context_length")?,
     };
+    dims.check()?;
     let mut inv_freq = default_inv_freq(head_dim, theta);
     if g.has_tensor("rope_freqs.weight") {
         let factors = g.dense("rope_freqs.weight")?.to_vec1::<f32>()?;

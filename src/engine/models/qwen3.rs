@@ -52,6 +52,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
         vocab: cfg.vocab_size,
         context_len: cfg.max_position_embeddings,
     };
+    dims.check()?;
     let dtype = activation_dtype(device);
     let rope = Rope::new(&inv_freq(cfg.head_dim, cfg.rope_theta), dims.context_len, false, dtype, device)?;
     let shape = HfShape {
@@ -69,7 +70,7 @@ pub fn from_safetensors(config_json: &str, vb: VarBuilder, device: &Device) -> R
 pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
     let n_heads = g.usize("qwen3.attention.head_count")?;
     let hidden = g.usize("qwen3.embedding_length")?;
-    let head_dim = g.usize("qwen3.attention.key_length").unwrap_or(hidden / n_heads);
+    let head_dim = g.usize("qwen3.attention.key_length").unwrap_or(hidden.checked_div(n_heads).unwrap_or(0));
     let eps = g.f32("qwen3.attention.layer_norm_rms_epsilon")? as f64;
     let theta = g.f32("qwen3.rope.freq_base").unwrap_or(1_000_000.0) as f64;
     let embed_q = g.qtensor("token_embd.weight")?;
@@ -82,6 +83,7 @@ pub fn from_gguf(g: &mut Gguf) -> Result<Decoder> {
         vocab: embed_q.shape().dims()[0],
         context_len: g.usize("qwen3.context_length")?,
     };
+    dims.check()?;
     let rope = Rope::new(&inv_freq(head_dim, theta), dims.context_len, false, DType::F32, &g.device)?;
     gguf_decoder(g, dims, eps, true, embed_q, rope)
 }
