@@ -37,8 +37,9 @@ pub const ROWS: usize = 4;
 #[repr(C)]
 pub struct Act {
     qs: [i8; QK],
-    /// `qs + 128` as unsigned bytes, for `vpdpbusd` against signed weights.
-    qu: [u8; QK],
+    /// `128 Σ qs` over each half of the block: `vpdpbusd` takes the weights as unsigned bytes
+    /// `w + 128`, and `Σ a·(w + 128) − 128 Σ a` is the dot (exact in i32).
+    bias: [i32; 2],
     d: f32,
     ds: f32,
 }
@@ -47,7 +48,8 @@ impl Act {
     /// A block of 32 activations rounded to `qs` with scale `d` (see `quant.rs`'s `round_block`).
     pub fn new(d: f32, qs: [i8; QK]) -> Self {
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-        Self { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d, ds: d * sum as f32 }
+        let half = |h: usize| 128 * qs[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
+        Self { qs, bias: [half(0), half(1)], d, ds: d * sum as f32 }
     }
 }
 
@@ -724,8 +726,9 @@ mod avx2 {
         store(&acc, out);
     }
 
-    /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w
-    /// − 128·Σ w, the last term once per weight register (all exact in i32).
+    /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: the weights, as
+    /// `w + 128`, so each row's activation bytes come in as the instruction's broadcast memory
+    /// operand; `Σ a·(w + 128) − 128·Σ a` (the activations' `bias`) is the dot, exact in i32.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
     pub(super) unsafe fn byte_vnni<const R: usize, S: Source>(
         w: &[ByteX8],
@@ -735,26 +738,22 @@ mod avx2 {
     ) {
         let blocks = w.len();
         let zero = _mm256_setzero_si256();
-        let bias = _mm256_set1_epi8(-128);
+        let flip = _mm256_set1_epi8(-128);
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
             let [d0, d1, wm] = s.simd(b);
             for h in 0..2 {
-                let mut corr = zero;
                 let mut sum = [zero; R];
                 for g in 4 * h..4 * h + 4 {
-                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
-                    corr = _mm256_dpbusd_epi32(corr, bias, x);
+                    let x = _mm256_xor_si256(_mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i), flip);
                     for r in 0..R {
-                        let ab = &a[r * blocks + b];
-                        let y = _mm256_set1_epi32(std::ptr::read_unaligned(ab.qu.as_ptr().add(4 * g) as *const i32));
-                        sum[r] = _mm256_dpbusd_epi32(sum[r], y, x);
+                        sum[r] = _mm256_dpbusd_epi32(sum[r], x, broadcast4(&a[r * blocks + b], 4 * g));
                     }
                 }
                 let wd = if h == 0 { d0 } else { d1 };
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], corr));
+                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], _mm256_set1_epi32(ab.bias[h])));
                     acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
                 }
             }
