@@ -689,7 +689,7 @@ mod avx2 {
     }
 
     /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
-    /// several cycles, so each row sums into 4 independent registers, one per group `g`.
+    /// several cycles, so each row sums into independent registers.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
     pub(super) unsafe fn nib_vnni<const R: usize, S: Source>(
         w: &[NibX8],
@@ -702,6 +702,9 @@ mod avx2 {
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
             let [d0, _, wm] = s.simd(b);
+            // Independent vpdpbusd chains per row: 4 for one row, 2 each for more (as many in
+            // flight, fewer sums to add); integer sums are exact in any grouping.
+            let chains = if R == 1 { 4 } else { 2 };
             let mut sumi = [[_mm256_setzero_si256(); 4]; R];
             for (g, qs) in wb.qs.iter().enumerate() {
                 let raw = _mm256_loadu_si256(qs.as_ptr() as *const __m256i);
@@ -709,15 +712,20 @@ mod avx2 {
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), nibble);
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    sumi[r][g] = _mm256_dpbusd_epi32(sumi[r][g], lo, broadcast4(ab, 4 * g));
-                    sumi[r][g] = _mm256_dpbusd_epi32(sumi[r][g], hi, broadcast4(ab, 16 + 4 * g));
+                    let c = g % chains;
+                    sumi[r][c] = _mm256_dpbusd_epi32(sumi[r][c], lo, broadcast4(ab, 4 * g));
+                    sumi[r][c] = _mm256_dpbusd_epi32(sumi[r][c], hi, broadcast4(ab, 16 + 4 * g));
                 }
             }
             let wd = d0;
             for r in 0..R {
                 let ab = &a[r * blocks + b];
                 let q = &sumi[r];
-                let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+                let sum = if chains == 4 {
+                    _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]))
+                } else {
+                    _mm256_add_epi32(q[0], q[1])
+                };
                 acc[r][0] =
                     _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum), acc[r][0]);
                 acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r][1]);
