@@ -34,6 +34,8 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
         hd.is_multiple_of(LANES) && heads.is_multiple_of(kv_heads) && q.len() == heads * tokens * hd,
         "attention shapes"
     );
+    #[cfg(target_arch = "x86_64")]
+    let simd = simd && avx2::detected();
     let mut out = vec![0f32; tokens * heads * hd];
     // One work item per (token, kv head): its query heads' output columns, contiguous.
     out.par_chunks_mut(group * hd).enumerate().for_each(|(item, out)| {
@@ -49,8 +51,8 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
             hd,
         };
         #[cfg(target_arch = "x86_64")]
-        if simd && avx2::detected() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
+        if simd {
+            // SAFETY: the CPU has AVX2 and FMA (checked before the loop).
             unsafe { avx2::head(&head, out) };
             return;
         }

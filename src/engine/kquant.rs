@@ -47,9 +47,9 @@ pub struct Act {
 impl Act {
     /// A block of 32 activations rounded to `qs` with scale `d` (see `quant.rs`'s `round_block`).
     pub fn new(d: f32, qs: [i8; QK]) -> Self {
-        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-        let half = |h: usize| 128 * qs[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
-        Self { qs, bias: [half(0), half(1)], d, ds: d * sum as f32 }
+        let half = |h: usize| qs[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
+        let (low, high) = (half(0), half(1));
+        Self { qs, bias: [128 * low, 128 * high], d, ds: d * (low + high) as f32 }
     }
 }
 

@@ -167,8 +167,12 @@ impl PackedLinear {
             };
             let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
             Acts {
-                exact: if layers.iter().any(|l| l.is_exact()) { quantize(xs, level) } else { Vec::new() },
-                k: if layers.iter().any(|l| l.is_k()) { quantize_k(xs, level) } else { Vec::new() },
+                exact: if layers.iter().any(|l| l.is_exact()) {
+                    quantize(xs, level, ActBlock::new)
+                } else {
+                    Vec::new()
+                },
+                k: if layers.iter().any(|l| l.is_k()) { quantize(xs, level, kquant::Act::new) } else { Vec::new() },
                 raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
             }
         };
@@ -235,32 +239,27 @@ struct Acts {
     raw: Vec<f32>,
 }
 
-/// Quantizes `xs` (rows whose width is a multiple of 32) to blocks, as candle's `BlockQ8_1::from_float`.
-fn quantize(xs: &[f32], level: Level) -> Vec<ActBlock> {
-    let zero = ActBlock { qs: [0; QK], qu: [0; QK], d: 0.0, s: 0.0 };
-    let mut out = vec![zero; xs.len() / QK];
-    for (x, b) in xs.chunks_exact(QK).zip(&mut out) {
-        let (d, qs) = round_block(x.try_into().expect("chunks of QK"), level);
-        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-        let d = f16::from_f32(d);
-        // candle multiplies the two f16s (half rounds the f32 product back to f16).
-        b.s = (f16::from_f32(sum as f32) * d).to_f32();
-        b.d = d.to_f32();
-        b.qs = qs;
-        b.qu = qs.map(|q| (q as u8) ^ 0x80);
-    }
-    debug_assert_eq!(out.len() * QK, xs.len());
-    out
-}
-
-/// Quantizes `xs` (rows whose width is a multiple of 32) to kquant.rs's blocks.
-fn quantize_k(xs: &[f32], level: Level) -> Vec<kquant::Act> {
+/// Quantizes `xs` (rows whose width is a multiple of 32) block by block: each block rounded by
+/// [`round_block`], then made into `T` (`ActBlock::new` for the exact kernels,
+/// `kquant::Act::new` for kquant.rs's).
+fn quantize<T>(xs: &[f32], level: Level, make: impl Fn(f32, [i8; QK]) -> T) -> Vec<T> {
     xs.chunks_exact(QK)
         .map(|x| {
             let (d, qs) = round_block(x.try_into().expect("chunks of QK"), level);
-            kquant::Act::new(d, qs)
+            make(d, qs)
         })
         .collect()
+}
+
+impl ActBlock {
+    /// A block rounded to `qs` with scale `d`, as candle's `BlockQ8_1::from_float`.
+    fn new(d: f32, qs: [i8; QK]) -> Self {
+        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        let d = f16::from_f32(d);
+        // candle multiplies the two f16s (half rounds the f32 product back to f16).
+        let s = (f16::from_f32(sum as f32) * d).to_f32();
+        Self { qs, qu: qs.map(|q| (q as u8) ^ 0x80), d: d.to_f32(), s }
+    }
 }
 
 /// The step both activation formats share: scale `d = amax / 127` and `(x / d).round() as i8`
@@ -737,8 +736,8 @@ mod tests {
         xs[3] = -0.49999997;
         xs.extend((0..32).map(|i| (i as f32 * 0.37).sin() * 3.0));
         xs.extend([0f32; 32]);
-        let scalar = quantize(&xs, Level::Scalar);
-        let vector = quantize(&xs, *levels().last().unwrap());
+        let scalar = quantize(&xs, Level::Scalar, ActBlock::new);
+        let vector = quantize(&xs, *levels().last().unwrap(), ActBlock::new);
         for (s, v) in scalar.iter().zip(&vector) {
             assert_eq!((s.qs, s.d.to_bits(), s.s.to_bits()), (v.qs, v.d.to_bits(), v.s.to_bits()));
         }
