@@ -17,7 +17,7 @@
 //! result has the same bits on any x86 CPU and in any batch.
 //!
 //! Two tile kinds: [`NibX8`] keeps 4-bit weights (Q4_0, Q4_K) as nibbles, [`ByteX8`] keeps the
-//! 5-, 6- and 8-bit ones as signed bytes. The scales stay as compact as in the file
+//! 5-, 6- and 8-bit ones as bytes ([`ByteCode`]). The scales stay as compact as in the file
 //! ([`Scales`]: f16, or 6/8-bit codes with an f32 factor per 256 elements), so a tile element
 //! takes 0.59 bytes for Q4_K (file: 0.56), 0.63 for Q4_0 (0.56), 1.06–1.13 for Q5/Q6/Q8 (0.69–1.06).
 
@@ -37,9 +37,9 @@ pub const ROWS: usize = 4;
 #[repr(C)]
 pub struct Act {
     qs: [i8; QK],
-    /// `128 Σ qs` over each half of the block: `vpdpbusd` takes the weights as unsigned bytes
-    /// `w + 128`, and `Σ a·(w + 128) − 128 Σ a` is the dot (exact in i32).
-    bias: [i32; 2],
+    /// `Σ qs` over each half of the block: weights stored as unsigned bytes `w + o` (see
+    /// [`ByteCode`]) dot to `Σ a·(w + o) − o Σ a` (exact in i32).
+    sums: [i32; 2],
     d: f32,
     ds: f32,
 }
@@ -49,7 +49,7 @@ impl Act {
     pub fn new(d: f32, qs: [i8; QK]) -> Self {
         let half = |h: usize| qs[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
         let (low, high) = (half(0), half(1));
-        Self { qs, bias: [128 * low, 128 * high], d, ds: d * (low + high) as f32 }
+        Self { qs, sums: [low, high], d, ds: d * (low + high) as f32 }
     }
 }
 
@@ -71,12 +71,58 @@ pub struct NibX8 {
     qs: [[u8; 32]; 4],
 }
 
-/// One sub-block of 8 columns of byte weights. `qs[g][4 c + i]` is column `c`'s element
-/// `4 g + i`.
+/// One sub-block of 8 columns of byte weights, coded as [`ByteCode`] says. `qs[g][4 c + i]` is
+/// column `c`'s element `4 g + i`.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct ByteX8 {
-    qs: [[i8; 32]; 8],
+    qs: [[u8; 32]; 8],
+}
+
+/// How a layer's [`ByteX8`] bytes hold its weights `w`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ByteCode {
+    /// Q8_0: `w` as a signed byte (±127). The AVX2 kernel multiplies `|w|` by `a · sign(w)` and
+    /// widens every product pair to i32; VNNI flips the sign bit, so the byte is `w + 128`.
+    Signed,
+    /// Q5_0, Q5_1, Q5_K, Q6_K: `w + offset`, at most 63, multiplied as unsigned bytes (`maddubs`
+    /// and `vpdpbusd` both take one unsigned operand) with `offset · Σ a` subtracted per half.
+    Unsigned { offset: u8 },
+}
+
+impl ByteCode {
+    fn of(dtype: GgmlDType) -> Self {
+        match dtype {
+            GgmlDType::Q8_0 => ByteCode::Signed,
+            GgmlDType::Q5_0 => ByteCode::Unsigned { offset: 16 },
+            GgmlDType::Q6K => ByteCode::Unsigned { offset: 32 },
+            _ => ByteCode::Unsigned { offset: 0 },
+        }
+    }
+
+    /// The byte that holds `w`.
+    fn byte(self, w: i8) -> u8 {
+        match self {
+            ByteCode::Signed => w as u8,
+            ByteCode::Unsigned { offset } => (w as i32 + offset as i32) as u8,
+        }
+    }
+
+    /// The weight a byte holds.
+    fn weight(self, b: u8) -> i32 {
+        match self {
+            ByteCode::Signed => b as i8 as i32,
+            ByteCode::Unsigned { offset } => b as i32 - offset as i32,
+        }
+    }
+
+    /// What the byte adds to `w` when read as unsigned (Q8_0 after VNNI's sign flip).
+    fn unsigned_offset(self) -> i32 {
+        match self {
+            ByteCode::Signed => 128,
+            ByteCode::Unsigned { offset } => offset as i32,
+        }
+    }
 }
 
 /// The f32 scales of one sub-block of 8 columns, as the kernels take them: `d[h]` scales
@@ -120,11 +166,7 @@ pub struct KTiles {
 
 enum Weights {
     Nib(Vec<NibX8>),
-    /// `wide`: weights up to ±127 (Q8_0), whose byte products must be widened one by one.
-    Byte {
-        tiles: Vec<ByteX8>,
-        wide: bool,
-    },
+    Byte { tiles: Vec<ByteX8>, code: ByteCode },
 }
 
 impl KTiles {
@@ -148,13 +190,15 @@ impl KTiles {
                 Weights::Nib(tiles)
             }
             _ => {
-                let mut tiles = vec![ByteX8 { qs: [[0; 32]; 8] }; n.div_ceil(COLS) * blocks];
+                let code = ByteCode::of(dtype);
+                // Zero columns of the padded tile hold the byte of a zero weight.
+                let mut tiles = vec![ByteX8 { qs: [[code.byte(0); 32]; 8] }; n.div_ceil(COLS) * blocks];
                 for col in 0..n {
                     for (b, s) in decode(dtype, row(col)).iter().enumerate() {
-                        byte_put(&mut tiles[col / COLS * blocks + b], col % COLS, s);
+                        byte_put(&mut tiles[col / COLS * blocks + b], col % COLS, s, code);
                     }
                 }
-                Weights::Byte { tiles, wide: dtype == GgmlDType::Q8_0 }
+                Weights::Byte { tiles, code }
             }
         };
         let scales = Scales::pack(dtype, n, blocks, bytes, row);
@@ -189,7 +233,7 @@ impl KTiles {
     ) {
         match &self.weights {
             Weights::Nib(w) => nib_tile(&w[span], s, a, rows, out, isa),
-            Weights::Byte { tiles, wide } => byte_tile(&tiles[span], s, a, rows, out, isa, *wide),
+            Weights::Byte { tiles, code } => byte_tile(&tiles[span], s, a, rows, out, isa, *code),
         }
     }
 }
@@ -473,9 +517,11 @@ fn nib_put(tile: &mut NibX8, c: usize, s: &Sub) {
     }
 }
 
-fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub) {
+fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub, code: ByteCode) {
     for g in 0..8 {
-        tile.qs[g][4 * c..4 * c + 4].copy_from_slice(&s.q[4 * g..4 * g + 4]);
+        for i in 0..4 {
+            tile.qs[g][4 * c + i] = code.byte(s.q[4 * g + i]);
+        }
     }
 }
 
@@ -533,17 +579,23 @@ fn byte_tile<S: Source>(
     rows: usize,
     out: &mut [[f32; COLS]; ROWS],
     isa: Isa,
-    wide: bool,
+    code: ByteCode,
 ) {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Vnni {
+        let flip = code == ByteCode::Signed;
+        let offset = code.unsigned_offset();
         // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL.
         unsafe {
-            match rows {
-                4 => avx2::byte_vnni::<4, S>(w, s, a, out),
-                3 => avx2::byte_vnni::<3, S>(w, s, a, out),
-                2 => avx2::byte_vnni::<2, S>(w, s, a, out),
-                _ => avx2::byte_vnni::<1, S>(w, s, a, out),
+            match (rows, flip) {
+                (4, false) => avx2::byte_vnni::<4, false, S>(w, s, a, offset, out),
+                (3, false) => avx2::byte_vnni::<3, false, S>(w, s, a, offset, out),
+                (2, false) => avx2::byte_vnni::<2, false, S>(w, s, a, offset, out),
+                (_, false) => avx2::byte_vnni::<1, false, S>(w, s, a, offset, out),
+                (4, true) => avx2::byte_vnni::<4, true, S>(w, s, a, offset, out),
+                (3, true) => avx2::byte_vnni::<3, true, S>(w, s, a, offset, out),
+                (2, true) => avx2::byte_vnni::<2, true, S>(w, s, a, offset, out),
+                (_, true) => avx2::byte_vnni::<1, true, S>(w, s, a, offset, out),
             }
         }
         return;
@@ -552,20 +604,20 @@ fn byte_tile<S: Source>(
     if isa == Isa::Avx2 {
         // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         unsafe {
-            match (rows, wide) {
-                (4, false) => avx2::byte::<4, false, S>(w, s, a, out),
-                (3, false) => avx2::byte::<3, false, S>(w, s, a, out),
-                (2, false) => avx2::byte::<2, false, S>(w, s, a, out),
-                (_, false) => avx2::byte::<1, false, S>(w, s, a, out),
-                (4, true) => avx2::byte::<4, true, S>(w, s, a, out),
-                (3, true) => avx2::byte::<3, true, S>(w, s, a, out),
-                (2, true) => avx2::byte::<2, true, S>(w, s, a, out),
-                (_, true) => avx2::byte::<1, true, S>(w, s, a, out),
+            match (rows, code) {
+                (4, ByteCode::Signed) => avx2::byte_signed::<4, S>(w, s, a, out),
+                (3, ByteCode::Signed) => avx2::byte_signed::<3, S>(w, s, a, out),
+                (2, ByteCode::Signed) => avx2::byte_signed::<2, S>(w, s, a, out),
+                (_, ByteCode::Signed) => avx2::byte_signed::<1, S>(w, s, a, out),
+                (4, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<4, S>(w, s, a, offset as i32, out),
+                (3, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<3, S>(w, s, a, offset as i32, out),
+                (2, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<2, S>(w, s, a, offset as i32, out),
+                (_, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<1, S>(w, s, a, offset as i32, out),
             }
         }
         return;
     }
-    let _ = (isa, wide);
+    let _ = isa;
     let blocks = w.len();
     for (r, out) in out.iter_mut().take(rows).enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
@@ -575,7 +627,7 @@ fn byte_tile<S: Source>(
                 let sb = s.scalar(b);
                 for h in 0..2 {
                     let sumi: i32 =
-                        (16 * h..16 * h + 16).map(|j| wb.qs[j / 4][4 * c + j % 4] as i32 * ab.qs[j] as i32).sum();
+                        (16 * h..16 * h + 16).map(|j| code.weight(wb.qs[j / 4][4 * c + j % 4]) * ab.qs[j] as i32).sum();
                     scaled = (sb.d[h][c] * ab.d).mul_add(sumi as f32, scaled);
                 }
                 offset = sb.m[c].mul_add(ab.ds, offset);
@@ -643,11 +695,10 @@ mod avx2 {
         store(&acc, out);
     }
 
-    /// Signed weights times signed activations through `maddubs(|w|, a · sign(w))`. Weights of
-    /// at most ±32 (Q5, Q6) let 4 pair sums (≤ 4 · 8128) add up in i16; `WIDE` (Q8_0, ±127)
-    /// widens every product pair to i32 first.
+    /// Q8_0's signed weights (±127) times signed activations through `maddubs(|w|, a · sign(w))`,
+    /// every product pair widened to i32 (two would overflow i16).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn byte<const R: usize, const WIDE: bool, S: Source>(
+    pub(super) unsafe fn byte_signed<const R: usize, S: Source>(
         w: &[ByteX8],
         s: S,
         a: &[Act],
@@ -665,18 +716,57 @@ mod avx2 {
                     let ax = _mm256_sign_epi8(x, x);
                     for r in 0..R {
                         let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
-                        let dot = _mm256_maddubs_epi16(ax, y);
-                        sum[r] = if WIDE {
-                            _mm256_add_epi32(sum[r], _mm256_madd_epi16(dot, ones))
-                        } else {
-                            _mm256_add_epi16(sum[r], dot)
-                        };
+                        sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, y), ones));
                     }
                 }
                 let wd = if h == 0 { d0 } else { d1 };
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    let sumi = if WIDE { sum[r] } else { _mm256_madd_epi16(sum[r], ones) };
+                    acc[r][0] =
+                        _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum[r]), acc[r][0]);
+                }
+            }
+            for r in 0..R {
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// Unsigned weight bytes `w + offset` (at most 63) straight into `maddubs` with the signed
+    /// activations; two pair sums (each at most 2 · 63 · 127) add up in i16 before widening.
+    /// `offset · Σ a` per half is taken off in i32, so the dot is exact.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn byte_unsigned<const R: usize, S: Source>(
+        w: &[ByteX8],
+        s: S,
+        a: &[Act],
+        offset: i32,
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
+        let blocks = w.len();
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (b, wb) in w.iter().enumerate() {
+            let [d0, d1, wm] = s.simd(b);
+            for h in 0..2 {
+                let mut sum = [_mm256_setzero_si256(); R];
+                for g in (4 * h..4 * h + 4).step_by(2) {
+                    let x0 = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                    let x1 = _mm256_loadu_si256(wb.qs[g + 1].as_ptr() as *const __m256i);
+                    for r in 0..R {
+                        let ab = &a[r * blocks + b];
+                        let pair = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(x0, broadcast4(ab, 4 * g)),
+                            _mm256_maddubs_epi16(x1, broadcast4(ab, 4 * g + 4)),
+                        );
+                        sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(pair, ones));
+                    }
+                }
+                let wd = if h == 0 { d0 } else { d1 };
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let sumi = _mm256_sub_epi32(sum[r], _mm256_set1_epi32(offset * ab.sums[h]));
                     acc[r][0] =
                         _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r][0]);
                 }
@@ -734,14 +824,16 @@ mod avx2 {
         store(&acc, out);
     }
 
-    /// [`byte`] with `vpdpbusd`, which takes unsigned bytes on one side: the weights, as
-    /// `w + 128`, so each row's activation bytes come in as the instruction's broadcast memory
-    /// operand; `Σ a·(w + 128) − 128·Σ a` (the activations' `bias`) is the dot, exact in i32.
+    /// The byte kernels with `vpdpbusd`, which takes unsigned bytes on one side: the weights, as
+    /// `w + offset` (`FLIP`: Q8_0's signed bytes with the sign bit flipped, `w + 128`), so each
+    /// row's activation bytes come in as the instruction's broadcast memory operand;
+    /// `Σ a·(w + offset) − offset·Σ a` is the dot, exact in i32.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn byte_vnni<const R: usize, S: Source>(
+    pub(super) unsafe fn byte_vnni<const R: usize, const FLIP: bool, S: Source>(
         w: &[ByteX8],
         s: S,
         a: &[Act],
+        offset: i32,
         out: &mut [[f32; COLS]; ROWS],
     ) {
         let blocks = w.len();
@@ -753,7 +845,8 @@ mod avx2 {
             for h in 0..2 {
                 let mut sum = [zero; R];
                 for g in 4 * h..4 * h + 4 {
-                    let x = _mm256_xor_si256(_mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i), flip);
+                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                    let x = if FLIP { _mm256_xor_si256(x, flip) } else { x };
                     for r in 0..R {
                         sum[r] = _mm256_dpbusd_epi32(sum[r], x, broadcast4(&a[r * blocks + b], 4 * g));
                     }
@@ -761,7 +854,7 @@ mod avx2 {
                 let wd = if h == 0 { d0 } else { d1 };
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], _mm256_set1_epi32(ab.bias[h])));
+                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], _mm256_set1_epi32(offset * ab.sums[h])));
                     acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
                 }
             }
