@@ -23,7 +23,7 @@ pub struct Shape {
 
 /// Each token's attention over its slot's cached positions `0..=position`.
 ///
-/// `q`: the step's queries after RoPE, `[heads, tokens, head_dim]`; `keys`, `values`: one
+/// `q`: the step's queries after RoPE, `[tokens, heads, head_dim]`; `keys`, `values`: one
 /// layer's cache, `[slots, kv_heads, max_len, head_dim]`, already holding this step's keys
 /// and values; `rows[t]`: token t's (slot, position). Returns `[tokens, heads * head_dim]`.
 pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], shape: Shape, simd: bool) -> Vec<f32> {
@@ -44,8 +44,7 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
         let cache = ((slot * kv_heads + g) * max_len) * hd;
         let len = position + 1;
         let head = Head {
-            q: &q[(g * group * tokens + t) * hd..],
-            q_stride: tokens * hd,
+            q: &q[(t * heads + g * group) * hd..],
             keys: &keys[cache..cache + len * hd],
             values: &values[cache..cache + len * hd],
             hd,
@@ -64,9 +63,8 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
 
 /// One (token, kv head) item: `group` query heads against `len` cached positions.
 struct Head<'a> {
-    /// Query head j of the group starts at `q[j * q_stride]`.
+    /// The group's query heads, one after another (`hd` apart).
     q: &'a [f32],
-    q_stride: usize,
     keys: &'a [f32],
     values: &'a [f32],
     hd: usize,
@@ -110,6 +108,19 @@ fn exp(x: f32) -> f32 {
     }
     let y = y.mul_add(r * r, r) + 1.0;
     f32::from_bits((y.to_bits() as i32).wrapping_add((n as i32) << 23) as u32)
+}
+
+/// [`exp`] of every element (each at most 0), eight at a time with AVX2 where `simd` and the
+/// CPU has it: the same bits either way.
+pub(crate) fn exp_in_place(xs: &mut [f32], simd: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && avx2::detected() {
+        // SAFETY: AVX2 and FMA were detected.
+        unsafe { avx2::exp_in_place(xs) };
+        return;
+    }
+    let _ = simd;
+    xs.iter_mut().for_each(|x| *x = exp(*x));
 }
 
 const EXP_MIN: f32 = -87.0;
@@ -169,7 +180,7 @@ fn head_with<K: Kernel>(h: &Head, out: &mut [f32]) {
     let scale = 1.0 / (hd as f32).sqrt();
     let mut weights = vec![0f32; len];
     for (j, out) in out.chunks_exact_mut(hd).enumerate() {
-        K::scores(&h.q[j * h.q_stride..][..hd], h.keys, scale, &mut weights);
+        K::scores(&h.q[j * hd..][..hd], h.keys, scale, &mut weights);
         let max = K::max(&weights);
         let sum = K::exp_sum(&mut weights, max);
         K::weighted(&weights, h.values, sum, out);
@@ -339,6 +350,19 @@ mod avx2 {
         }
     }
 
+    /// [`super::exp_in_place`]: whole vectors, then the tail one by one.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_in_place(xs: &mut [f32]) {
+        let mut chunks = xs.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            _mm256_storeu_ps(c.as_mut_ptr(), exp8(_mm256_loadu_ps(c.as_ptr())));
+        }
+        chunks.into_remainder().iter_mut().for_each(|x| *x = super::exp(*x));
+    }
+
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
@@ -374,7 +398,7 @@ mod tests {
         for (t, &(slot, pos)) in rows.iter().enumerate() {
             for h in 0..s.heads {
                 let base = (slot * s.kv_heads + h / group) * s.max_len * hd;
-                let qv = &q[(h * tokens + t) * hd..][..hd];
+                let qv = &q[(t * s.heads + h) * hd..][..hd];
                 let scores: Vec<f64> = (0..=pos)
                     .map(|p| {
                         let k = &keys[base + p * hd..][..hd];
@@ -434,13 +458,10 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             let scalar = attend(&q, &keys, &values, &rows, shape, false);
             assert_eq!(bits(&got), bits(&scalar), "{shape:?}: AVX2 vs scalar bits");
-            // Each token alone: its query columns of `q`, one row.
+            // Each token alone: its row of `q`.
             let width = shape.heads * shape.head_dim;
             for (t, &row) in rows.iter().enumerate() {
-                let q1: Vec<f32> = (0..shape.heads)
-                    .flat_map(|h| q[(h * rows.len() + t) * shape.head_dim..][..shape.head_dim].to_vec())
-                    .collect();
-                let alone = attend(&q1, &keys, &values, &[row], shape, true);
+                let alone = attend(&q[t * width..][..width], &keys, &values, &[row], shape, true);
                 assert_eq!(bits(&alone), bits(&got[t * width..][..width]), "{shape:?}: token {t} alone");
             }
         }

@@ -6,7 +6,7 @@
 //! tensor lets attention read many slots in one batched matmul (see `AttentionPath::Batched`
 //! in the decoder).
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Tensor};
 
 #[derive(Debug)]
 pub struct KvCache {
@@ -101,6 +101,28 @@ impl KvCache {
         Ok(())
     }
 
+    /// Stores each token's keys and values (`[tokens, kv_heads, head_dim]`, f32, CPU) at its
+    /// `(slot, position)` in `rows`: one pass over each of the layer's two tensors, in place.
+    pub fn write_rows(&mut self, layer: usize, rows: &[(usize, usize)], k: &[f32], v: &[f32]) -> Result<()> {
+        let width = self.kv_heads * self.head_dim;
+        if let Some(&(slot, position)) = rows.iter().find(|&&(s, p)| s >= self.slots || p >= self.max_len) {
+            candle_core::bail!("KV cache write outside the cache: slot {slot}, position {position}");
+        }
+        if k.len() != rows.len() * width || v.len() != k.len() {
+            candle_core::bail!("KV cache write of {} keys and {} values for {} tokens", k.len(), v.len(), rows.len());
+        }
+        for (cache, new) in [(&self.keys[layer], k), (&self.values[layer], v)] {
+            cache.inplace_op1(&RowWrite {
+                rows,
+                new,
+                kv_heads: self.kv_heads,
+                max_len: self.max_len,
+                hd: self.head_dim,
+            })?;
+        }
+        Ok(())
+    }
+
     /// The `positions` of [`KvCache::write_single`]: `position[i]` for slot `first + i`, or
     /// `None` for a slot that gets nothing this step.
     pub fn single_positions(&self, position: &[Option<usize>], device: &Device) -> Result<Tensor> {
@@ -133,6 +155,39 @@ impl KvCache {
     pub fn read_slots(&self, layer: usize, first: usize, count: usize, len: usize) -> Result<(Tensor, Tensor)> {
         let view = |t: &Tensor| t.narrow(0, first, count)?.narrow(2, 0, len);
         Ok((view(&self.keys[layer])?, view(&self.values[layer])?))
+    }
+}
+
+/// [`KvCache::write_rows`] on one of a layer's tensors.
+struct RowWrite<'a> {
+    rows: &'a [(usize, usize)],
+    new: &'a [f32],
+    kv_heads: usize,
+    max_len: usize,
+    hd: usize,
+}
+
+impl candle_core::InplaceOp1 for RowWrite<'_> {
+    fn name(&self) -> &'static str {
+        "kv-cache-row-write"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("the CPU's fused step keeps an f32 KV cache");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("the KV cache is not contiguous");
+        };
+        let data = &mut data[start..end];
+        let Self { rows, new, kv_heads, max_len, hd } = *self;
+        for (t, &(slot, position)) in rows.iter().enumerate() {
+            for g in 0..kv_heads {
+                let at = ((slot * kv_heads + g) * max_len + position) * hd;
+                data[at..at + hd].copy_from_slice(&new[(t * kv_heads + g) * hd..][..hd]);
+            }
+        }
+        Ok(())
     }
 }
 

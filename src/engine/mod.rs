@@ -7,6 +7,7 @@
 pub mod attention;
 pub mod bf16;
 pub mod device_sampler;
+pub mod glue;
 pub mod kquant;
 pub mod kv_cache;
 pub mod models;

@@ -157,24 +157,40 @@ impl PackedLinear {
         }
         let m = x.elem_count() / k;
         let out_dims = |n: usize| [&dims[..dims.len() - 1], &[n]].concat();
-        if m == 0 {
-            return layers.iter().map(|l| Tensor::zeros(out_dims(l.n), DType::F32, &Device::Cpu)).collect();
-        }
-        let acts = {
+        let outs = {
             let (storage, layout) = x.storage_and_layout();
             let candle_core::Storage::Cpu(cpu) = &*storage else {
                 candle_core::bail!("packed quantized matmul runs on CPU");
             };
-            let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
-            Acts {
-                exact: if layers.iter().any(|l| l.is_exact()) {
-                    quantize(xs, level, ActBlock::new)
-                } else {
-                    Vec::new()
-                },
-                k: if layers.iter().any(|l| l.is_k()) { quantize(xs, level, kquant::Act::new) } else { Vec::new() },
-                raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
+            Self::forward_rows_at(layers, &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k], level)
+        };
+        outs.into_iter().zip(layers).map(|(out, l)| Tensor::from_vec(out, out_dims(l.n), &Device::Cpu)).collect()
+    }
+
+    /// [`Self::forward_shared`] on plain buffers: `xs` is `[m, k]` row-major (`k` the layers'
+    /// shared input size); returns each layer's `[m, n]`.
+    pub fn forward_rows(layers: &[&Self], xs: &[f32]) -> Result<Vec<Vec<f32>>> {
+        if let Some(k) = layers.first().map(|l| l.k) {
+            if layers.iter().any(|l| l.k != k) || !xs.len().is_multiple_of(k) {
+                candle_core::bail!("packed matmul: {} inputs are not rows of every layer's input size {k}", xs.len());
             }
+        }
+        Ok(Self::forward_rows_at(layers, xs, kernel_level()))
+    }
+
+    /// [`Self::forward_rows`] at `level`; `xs` holds whole rows of the layers' one input size.
+    fn forward_rows_at(layers: &[&Self], xs: &[f32], level: Level) -> Vec<Vec<f32>> {
+        let Some(k) = layers.first().map(|l| l.k) else {
+            return Vec::new();
+        };
+        let m = xs.len() / k;
+        if m == 0 {
+            return layers.iter().map(|_| Vec::new()).collect();
+        }
+        let acts = Acts {
+            exact: if layers.iter().any(|l| l.is_exact()) { quantize(xs, level, ActBlock::new) } else { Vec::new() },
+            k: if layers.iter().any(|l| l.is_k()) { quantize(xs, level, kquant::Act::new) } else { Vec::new() },
+            raw: if layers.iter().any(|l| matches!(l.tiles, Tiles::Bf16(_))) { xs.to_vec() } else { Vec::new() },
         };
         let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
         let jobs: Vec<(&Self, usize)> =
@@ -196,7 +212,7 @@ impl PackedLinear {
             // writes its columns; no two work items share a tile.
             unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
         });
-        outs.into_iter().zip(layers).map(|(out, l)| Tensor::from_vec(out, out_dims(l.n), &Device::Cpu)).collect()
+        outs
     }
 
     /// Computes columns `8 t..8 t + 8` of `out` (`[m, n]`, row-major) for all rows.

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
+use crate::engine::attention;
+use crate::engine::glue;
 use crate::engine::kv_cache::KvCache;
 use crate::engine::quant::PackedLinear;
 
@@ -58,16 +60,36 @@ impl Linear {
     /// `x` through several layers that read it (q, k, v; gate, up): packed layers quantize it
     /// once, in one parallel region.
     pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
-        let packed: Option<Vec<&PackedLinear>> = layers
+        let outs = match Self::all_packed(&layers) {
+            Some(packed) => PackedLinear::forward_shared(&packed, x)?,
+            None => layers.iter().map(|l| l.forward(x)).collect::<Result<Vec<_>>>()?,
+        };
+        Ok(outs.try_into().expect("one output per layer"))
+    }
+
+    /// The layers' packed matmuls, if every one is packed.
+    fn all_packed<'a>(layers: &[&'a Linear]) -> Option<Vec<&'a PackedLinear>> {
+        layers
             .iter()
             .map(|l| match l {
                 Self::Packed(p) => Some(p.as_ref()),
                 Self::Candle(_) => None,
             })
-            .collect();
-        let outs = match packed {
-            Some(packed) => PackedLinear::forward_shared(&packed, x)?,
-            None => layers.iter().map(|l| l.forward(x)).collect::<Result<Vec<_>>>()?,
+            .collect()
+    }
+
+    /// [`Self::forward_shared`] on a plain `[m, k]` f32 buffer on the CPU (the fused step):
+    /// each layer's `[m, n]`.
+    pub fn forward_rows<const N: usize>(layers: [&Linear; N], x: &[f32], m: usize) -> Result<[Vec<f32>; N]> {
+        let outs = match Self::all_packed(&layers) {
+            Some(packed) => PackedLinear::forward_rows(&packed, x)?,
+            None => {
+                let x = Tensor::from_slice(x, (m, x.len() / m.max(1)), &Device::Cpu)?;
+                layers
+                    .iter()
+                    .map(|l| l.forward(&x)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>())
+                    .collect::<Result<Vec<_>>>()?
+            }
         };
         Ok(outs.try_into().expect("one output per layer"))
     }
@@ -413,35 +435,14 @@ impl Decoder {
             positions.extend((s.start..end).map(|p| p as u32));
         }
         let embedded = self.embed.lookup(&ids, &self.device)?;
-        let positions = Tensor::from_vec(positions, total, &self.device)?;
-        let cos = self.rope.cos.index_select(&positions, 0)?;
-        let sin = self.rope.sin.index_select(&positions, 0)?;
-        let single = match self.attention_path {
-            AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
-            AttentionPath::PerRow | AttentionPath::Fused => None,
-        };
-        // Each token's (slot, position), for the fused path.
-        let rows: Vec<(usize, usize)> = match self.attention_path {
+        let x = match self.attention_path {
             AttentionPath::Fused => {
-                batch.iter().flat_map(|s| (s.start..s.start + s.tokens.len()).map(move |p| (s.slot, p))).collect()
+                let rows: Vec<(usize, usize)> =
+                    batch.iter().flat_map(|s| (s.start..s.start + s.tokens.len()).map(move |p| (s.slot, p))).collect();
+                self.layers_fused(&embedded, &rows, cache)?
             }
-            AttentionPath::PerRow | AttentionPath::Batched => Vec::new(),
+            AttentionPath::PerRow | AttentionPath::Batched => self.layers(batch, &embedded, positions, cache)?,
         };
-        // Each prompt piece's causal mask, made once per step for every layer.
-        let masks = batch
-            .iter()
-            .map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose())
-            .collect::<Result<Vec<_>>>()?;
-        let step = StepContext { batch, single: single.as_ref(), masks: &masks, rows: &rows, cos: &cos, sin: &sin };
-
-        let mut x = embedded.to_dtype(self.dtype)?;
-        for (index, layer) in self.layers.iter().enumerate() {
-            let h = layer.attn_norm.forward(&x)?;
-            let h = self.attention(index, &layer.attn, &h, &step, cache)?;
-            x = (x + h)?;
-            let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
-            x = (x + h)?;
-        }
 
         let mut last = Vec::new();
         let mut offset = 0u32;
@@ -458,6 +459,94 @@ impl Decoder {
         let last = Tensor::from_vec(last, n, &self.device)?;
         let x = self.norm.forward(&x.index_select(&last, 0)?)?;
         self.lm_head.forward(&x)?.to_dtype(DType::F32)
+    }
+
+    /// Every layer through candle's tensors (the per-row and batched paths): the last hidden
+    /// states `[tokens, hidden]` of `embedded`, whose token `t` is at `positions[t]`.
+    fn layers(&self, batch: &[SeqStep], embedded: &Tensor, positions: Vec<u32>, cache: &mut KvCache) -> Result<Tensor> {
+        let total = positions.len();
+        let positions = Tensor::from_vec(positions, total, &self.device)?;
+        let cos = self.rope.cos.index_select(&positions, 0)?;
+        let sin = self.rope.sin.index_select(&positions, 0)?;
+        let single = match self.attention_path {
+            AttentionPath::Batched => SingleRows::plan(batch, cache, &self.device)?,
+            AttentionPath::PerRow | AttentionPath::Fused => None,
+        };
+        // Each prompt piece's causal mask, made once per step for every layer.
+        let masks = batch
+            .iter()
+            .map(|s| (s.tokens.len() > 1).then(|| causal_mask(s.tokens.len(), s.start, &self.device)).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let step = StepContext { batch, single: single.as_ref(), masks: &masks, cos: &cos, sin: &sin };
+
+        let mut x = embedded.to_dtype(self.dtype)?;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let h = layer.attn_norm.forward(&x)?;
+            let h = self.attention(index, &layer.attn, &h, &step, cache)?;
+            x = (x + h)?;
+            let h = layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?;
+            x = (x + h)?;
+        }
+        Ok(x)
+    }
+
+    /// [`AttentionPath::Fused`]: every layer on plain f32 buffers, the element-wise work in
+    /// [`glue`] and the attention in [`attention::attend`], with no tensor op between the
+    /// matmuls; `rows[t]`: token t's (slot, position). The last hidden states `[tokens,
+    /// hidden]`.
+    fn layers_fused(&self, embedded: &Tensor, rows: &[(usize, usize)], cache: &mut KvCache) -> Result<Tensor> {
+        let d = &self.dims;
+        let (tokens, hd) = (rows.len(), d.head_dim);
+        let simd = crate::engine::quant::simd_kernels();
+        let positions: Vec<usize> = rows.iter().map(|&(_, p)| p).collect();
+        let (cos, sin) = (self.rope.cos.storage_and_layout(), self.rope.sin.storage_and_layout());
+        let cos = cpu_f32(&cos.0, cos.1, self.rope.cos.elem_count())?;
+        let sin = cpu_f32(&sin.0, sin.1, self.rope.sin.elem_count())?;
+        let mut x = embedded.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut h = vec![0f32; x.len()];
+        // The MLP's output, added to `x` with the next layer's norm.
+        let mut residual: Option<Vec<f32>> = None;
+        for (index, layer) in self.layers.iter().enumerate() {
+            let (attn, mlp) = (&layer.attn, &layer.mlp);
+            let norm = &layer.attn_norm;
+            with_f32(&norm.weight, |w| glue::add_rms_norm(&mut x, residual.as_deref(), w, norm.eps as f32, &mut h))?;
+            let [mut q, mut k, v] = Linear::forward_rows([&attn.q, &attn.k, &attn.v], &h, tokens)?;
+            for (x, norm) in [(&mut q, &attn.q_norm), (&mut k, &attn.k_norm)] {
+                if let Some(norm) = norm {
+                    with_f32(&norm.weight, |w| glue::rms_norm_in_place(x, w, norm.eps as f32))?;
+                }
+                glue::rope(x, hd, &positions, cos, sin, self.rope.interleaved);
+            }
+            cache.write_rows(index, rows, &k, &v)?;
+            let out = {
+                let shape = attention::Shape {
+                    heads: d.n_heads,
+                    kv_heads: d.n_kv_heads,
+                    head_dim: hd,
+                    max_len: cache.max_len(),
+                };
+                let (keys, values) = cache.layer(index);
+                let (k_storage, k_layout) = keys.storage_and_layout();
+                let (v_storage, v_layout) = values.storage_and_layout();
+                let n = keys.elem_count();
+                let (keys, values) = (cpu_f32(&k_storage, k_layout, n)?, cpu_f32(&v_storage, v_layout, n)?);
+                if q.len() != tokens * d.n_heads * hd {
+                    candle_core::bail!("{} query values for {tokens} tokens of {} heads", q.len(), d.n_heads);
+                }
+                attention::attend(&q, keys, values, rows, shape, simd)
+            };
+            let [o] = Linear::forward_rows([&attn.o], &out, tokens)?;
+            let norm = &layer.mlp_norm;
+            with_f32(&norm.weight, |w| glue::add_rms_norm(&mut x, Some(&o), w, norm.eps as f32, &mut h))?;
+            let [mut gate, up] = Linear::forward_rows([&mlp.gate, &mlp.up], &h, tokens)?;
+            glue::silu_mul(&mut gate, &up, simd);
+            let [down] = Linear::forward_rows([&mlp.down], &gate, tokens)?;
+            residual = Some(down);
+        }
+        if let Some(r) = residual {
+            glue::add(&mut x, &r);
+        }
+        Tensor::from_vec(x, (tokens, d.hidden), &Device::Cpu)
     }
 
     /// Self-attention for every row of the batch; `x` is `[tokens, hidden]`.
@@ -501,7 +590,6 @@ impl Decoder {
             offset += n;
         }
         let out = match single {
-            None if self.attention_path == AttentionPath::Fused => self.attention_fused(layer, &q, step, cache)?,
             None => self.attention_per_row(layer, &q, step, cache, |_| true)?,
             Some(single) => {
                 cache.write_single(
@@ -577,35 +665,6 @@ impl Decoder {
         }
     }
 
-    /// [`AttentionPath::Fused`]: `[tokens, heads * hd]` in step order, from `q` (`[heads,
-    /// tokens, hd]`, after RoPE) and the cache, which already holds the step's keys and values.
-    fn attention_fused(&self, layer: usize, q: &Tensor, step: &StepContext, cache: &KvCache) -> Result<Tensor> {
-        let d = &self.dims;
-        let shape = crate::engine::attention::Shape {
-            heads: d.n_heads,
-            kv_heads: d.n_kv_heads,
-            head_dim: d.head_dim,
-            max_len: cache.max_len(),
-        };
-        let (keys, values) = cache.layer(layer);
-        let simd = crate::engine::quant::simd_kernels();
-        let q = q.contiguous()?;
-        let (q_storage, q_layout) = q.storage_and_layout();
-        let (k_storage, k_layout) = keys.storage_and_layout();
-        let (v_storage, v_layout) = values.storage_and_layout();
-        let q = cpu_f32(&q_storage, q_layout, q.elem_count())?;
-        let n = keys.elem_count();
-        let out = crate::engine::attention::attend(
-            q,
-            cpu_f32(&k_storage, k_layout, n)?,
-            cpu_f32(&v_storage, v_layout, n)?,
-            step.rows,
-            shape,
-            simd,
-        );
-        Tensor::from_vec(out, (step.rows.len(), d.n_heads * d.head_dim), &Device::Cpu)
-    }
-
     /// [`AttentionPath::Batched`]: the single-token rows together, prompt pieces per row;
     /// `[tokens, heads * hd]` in step order.
     fn attention_batched(
@@ -645,8 +704,6 @@ struct StepContext<'a> {
     batch: &'a [SeqStep<'a>],
     single: Option<&'a SingleRows>,
     masks: &'a [Option<Tensor>],
-    /// [`AttentionPath::Fused`]: each token's (slot, position).
-    rows: &'a [(usize, usize)],
     cos: &'a Tensor,
     sin: &'a Tensor,
 }
@@ -731,12 +788,18 @@ fn gqa_matmul(lhs: &Tensor, kv: &Tensor, len: usize, group: usize, operand: KvOp
 /// The `len` elements of a contiguous f32 CPU tensor.
 fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout, len: usize) -> Result<&'a [f32]> {
     let candle_core::Storage::Cpu(cpu) = storage else {
-        candle_core::bail!("fused attention runs on CPU");
+        candle_core::bail!("the fused step runs on CPU");
     };
     if !layout.is_contiguous() {
-        candle_core::bail!("fused attention takes contiguous tensors");
+        candle_core::bail!("the fused step takes contiguous tensors");
     }
     Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..len])
+}
+
+/// `f` of a contiguous f32 CPU tensor's elements.
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    Ok(f(cpu_f32(&storage, layout, t.elem_count())?))
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.
