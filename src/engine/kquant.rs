@@ -85,9 +85,20 @@ enum ByteCode {
     /// Q8_0: `w` as a signed byte (±127). The AVX2 kernel multiplies `|w|` by `a · sign(w)` and
     /// widens every product pair to i32; VNNI flips the sign bit, so the byte is `w + 128`.
     Signed,
-    /// Q5_0, Q5_1, Q5_K, Q6_K: `w + offset`, at most 63, multiplied as unsigned bytes (`maddubs`
-    /// and `vpdpbusd` both take one unsigned operand) with `offset · Σ a` subtracted per half.
+    /// Q5_0, Q5_1, Q5_K (`w + offset` at most 31), Q6_K (at most 63): multiplied as unsigned
+    /// bytes (`maddubs` and `vpdpbusd` both take one unsigned operand) with `offset · Σ a`
+    /// subtracted.
     Unsigned { offset: u8 },
+}
+
+/// `maddubs` pair sums (each at most `2 · max · 127`) that add up in i16 before widening: 4 for
+/// bytes up to 31, 2 up to 63.
+fn pairs_in_i16(offset: u8) -> usize {
+    if offset <= 16 {
+        4
+    } else {
+        2
+    }
 }
 
 impl ByteCode {
@@ -303,6 +314,9 @@ impl Offset {
 /// and `m` for 8 columns. Every way gives the f32 values [`decode`] gives.
 trait Source: Copy {
     fn scalar(&self, b: usize) -> Scale8;
+    /// Whether the two halves of a sub-block have scales of their own (Q6_K); otherwise
+    /// `d[0] == d[1]` and a kernel may sum the whole sub-block's dot before scaling it.
+    fn halves(&self) -> bool;
     /// The same values in 3 registers.
     ///
     /// # Safety
@@ -332,6 +346,10 @@ struct CodedSource<'a> {
 }
 
 impl Source for HalfSource<'_> {
+    fn halves(&self) -> bool {
+        false
+    }
+
     fn scalar(&self, b: usize) -> Scale8 {
         let d = self.d[b].map(f16::to_f32);
         let m = match self.m {
@@ -358,6 +376,10 @@ impl Source for HalfSource<'_> {
 }
 
 impl Source for CodedSource<'_> {
+    fn halves(&self) -> bool {
+        self.halves
+    }
+
     fn scalar(&self, b: usize) -> Scale8 {
         let (code, sup) = (&self.codes[b], &self.sup[b / 8]);
         let scaled = |h: usize, f: usize| -> [f32; COLS] { std::array::from_fn(|c| sup[f][c] * code[h][c] as f32) };
@@ -571,6 +593,31 @@ fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f3
     }
 }
 
+/// `$call` with the const `$r` set to `$rows` (1 to [`ROWS`]), so each row count gets its own
+/// kernel.
+macro_rules! by_rows {
+    ($rows:expr, $r:ident => $call:expr) => {
+        match $rows {
+            4 => {
+                const $r: usize = 4;
+                $call
+            }
+            3 => {
+                const $r: usize = 3;
+                $call
+            }
+            2 => {
+                const $r: usize = 2;
+                $call
+            }
+            _ => {
+                const $r: usize = 1;
+                $call
+            }
+        }
+    };
+}
+
 #[inline(never)]
 fn byte_tile<S: Source>(
     w: &[ByteX8],
@@ -582,37 +629,32 @@ fn byte_tile<S: Source>(
     code: ByteCode,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Vnni {
-        let flip = code == ByteCode::Signed;
+    if isa != Isa::Scalar {
+        use avx2::{byte_avx2, byte_vnni, Signed, Unsigned, Vnni};
         let offset = code.unsigned_offset();
-        // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL.
+        let split = s.halves();
+        // SAFETY: Isa::Vnni is only chosen when the CPU has AVX2, FMA, AVX-512 VNNI and VL,
+        // Isa::Avx2 when it has AVX2 and FMA.
         unsafe {
-            match (rows, flip) {
-                (4, false) => avx2::byte_vnni::<4, false, S>(w, s, a, offset, out),
-                (3, false) => avx2::byte_vnni::<3, false, S>(w, s, a, offset, out),
-                (2, false) => avx2::byte_vnni::<2, false, S>(w, s, a, offset, out),
-                (_, false) => avx2::byte_vnni::<1, false, S>(w, s, a, offset, out),
-                (4, true) => avx2::byte_vnni::<4, true, S>(w, s, a, offset, out),
-                (3, true) => avx2::byte_vnni::<3, true, S>(w, s, a, offset, out),
-                (2, true) => avx2::byte_vnni::<2, true, S>(w, s, a, offset, out),
-                (_, true) => avx2::byte_vnni::<1, true, S>(w, s, a, offset, out),
-            }
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx2 {
-        // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
-        unsafe {
-            match (rows, code) {
-                (4, ByteCode::Signed) => avx2::byte_signed::<4, S>(w, s, a, out),
-                (3, ByteCode::Signed) => avx2::byte_signed::<3, S>(w, s, a, out),
-                (2, ByteCode::Signed) => avx2::byte_signed::<2, S>(w, s, a, out),
-                (_, ByteCode::Signed) => avx2::byte_signed::<1, S>(w, s, a, out),
-                (4, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<4, S>(w, s, a, offset as i32, out),
-                (3, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<3, S>(w, s, a, offset as i32, out),
-                (2, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<2, S>(w, s, a, offset as i32, out),
-                (_, ByteCode::Unsigned { offset }) => avx2::byte_unsigned::<1, S>(w, s, a, offset as i32, out),
+            match (isa, code, split) {
+                (Isa::Vnni, ByteCode::Signed, false) => {
+                    by_rows!(rows, R => byte_vnni::<R, false, Vnni<true>, S>(w, s, a, offset, out))
+                }
+                (Isa::Vnni, ByteCode::Signed, true) => {
+                    by_rows!(rows, R => byte_vnni::<R, true, Vnni<true>, S>(w, s, a, offset, out))
+                }
+                (Isa::Vnni, _, false) => {
+                    by_rows!(rows, R => byte_vnni::<R, false, Vnni<false>, S>(w, s, a, offset, out))
+                }
+                (Isa::Vnni, _, true) => by_rows!(rows, R => byte_vnni::<R, true, Vnni<false>, S>(w, s, a, offset, out)),
+                (_, ByteCode::Signed, false) => by_rows!(rows, R => byte_avx2::<R, false, Signed, S>(w, s, a, 0, out)),
+                (_, ByteCode::Signed, true) => by_rows!(rows, R => byte_avx2::<R, true, Signed, S>(w, s, a, 0, out)),
+                (_, ByteCode::Unsigned { offset: o }, _) => match (pairs_in_i16(o), split) {
+                    (4, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<4>, S>(w, s, a, offset, out)),
+                    (4, true) => by_rows!(rows, R => byte_avx2::<R, true, Unsigned<4>, S>(w, s, a, offset, out)),
+                    (_, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<2>, S>(w, s, a, offset, out)),
+                    (_, true) => by_rows!(rows, R => byte_avx2::<R, true, Unsigned<2>, S>(w, s, a, offset, out)),
+                },
             }
         }
         return;
@@ -625,10 +667,15 @@ fn byte_tile<S: Source>(
             let (mut scaled, mut offset) = (0f32, 0f32);
             for (b, (wb, ab)) in w.iter().zip(&a[r * blocks..(r + 1) * blocks]).enumerate() {
                 let sb = s.scalar(b);
-                for h in 0..2 {
-                    let sumi: i32 =
-                        (16 * h..16 * h + 16).map(|j| code.weight(wb.qs[j / 4][4 * c + j % 4]) * ab.qs[j] as i32).sum();
-                    scaled = (sb.d[h][c] * ab.d).mul_add(sumi as f32, scaled);
+                let dot = |j: std::ops::Range<usize>| -> i32 {
+                    j.map(|j| code.weight(wb.qs[j / 4][4 * c + j % 4]) * ab.qs[j] as i32).sum()
+                };
+                if s.halves() {
+                    for h in 0..2 {
+                        scaled = (sb.d[h][c] * ab.d).mul_add(dot(16 * h..16 * h + 16) as f32, scaled);
+                    }
+                } else {
+                    scaled = (sb.d[0][c] * ab.d).mul_add(dot(0..QK) as f32, scaled);
                 }
                 offset = sb.m[c].mul_add(ab.ds, offset);
             }
@@ -695,89 +742,6 @@ mod avx2 {
         store(&acc, out);
     }
 
-    /// Q8_0's signed weights (±127) times signed activations through `maddubs(|w|, a · sign(w))`,
-    /// every product pair widened to i32 (two would overflow i16).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn byte_signed<const R: usize, S: Source>(
-        w: &[ByteX8],
-        s: S,
-        a: &[Act],
-        out: &mut [[f32; COLS]; ROWS],
-    ) {
-        let blocks = w.len();
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for (b, wb) in w.iter().enumerate() {
-            let [d0, d1, wm] = s.simd(b);
-            for h in 0..2 {
-                let mut sum = [_mm256_setzero_si256(); R];
-                for g in 4 * h..4 * h + 4 {
-                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
-                    let ax = _mm256_sign_epi8(x, x);
-                    for r in 0..R {
-                        let y = _mm256_sign_epi8(broadcast4(&a[r * blocks + b], 4 * g), x);
-                        sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, y), ones));
-                    }
-                }
-                let wd = if h == 0 { d0 } else { d1 };
-                for r in 0..R {
-                    let ab = &a[r * blocks + b];
-                    acc[r][0] =
-                        _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum[r]), acc[r][0]);
-                }
-            }
-            for r in 0..R {
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
-            }
-        }
-        store(&acc, out);
-    }
-
-    /// Unsigned weight bytes `w + offset` (at most 63) straight into `maddubs` with the signed
-    /// activations; two pair sums (each at most 2 · 63 · 127) add up in i16 before widening.
-    /// `offset · Σ a` per half is taken off in i32, so the dot is exact.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn byte_unsigned<const R: usize, S: Source>(
-        w: &[ByteX8],
-        s: S,
-        a: &[Act],
-        offset: i32,
-        out: &mut [[f32; COLS]; ROWS],
-    ) {
-        let blocks = w.len();
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for (b, wb) in w.iter().enumerate() {
-            let [d0, d1, wm] = s.simd(b);
-            for h in 0..2 {
-                let mut sum = [_mm256_setzero_si256(); R];
-                for g in (4 * h..4 * h + 4).step_by(2) {
-                    let x0 = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
-                    let x1 = _mm256_loadu_si256(wb.qs[g + 1].as_ptr() as *const __m256i);
-                    for r in 0..R {
-                        let ab = &a[r * blocks + b];
-                        let pair = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(x0, broadcast4(ab, 4 * g)),
-                            _mm256_maddubs_epi16(x1, broadcast4(ab, 4 * g + 4)),
-                        );
-                        sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(pair, ones));
-                    }
-                }
-                let wd = if h == 0 { d0 } else { d1 };
-                for r in 0..R {
-                    let ab = &a[r * blocks + b];
-                    let sumi = _mm256_sub_epi32(sum[r], _mm256_set1_epi32(offset * ab.sums[h]));
-                    acc[r][0] =
-                        _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sumi), acc[r][0]);
-                }
-            }
-            for r in 0..R {
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
-            }
-        }
-        store(&acc, out);
-    }
-
     /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
     /// several cycles, so each row sums into independent registers.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
@@ -824,12 +788,12 @@ mod avx2 {
         store(&acc, out);
     }
 
-    /// The byte kernels with `vpdpbusd`, which takes unsigned bytes on one side: the weights, as
-    /// `w + offset` (`FLIP`: Q8_0's signed bytes with the sign bit flipped, `w + 128`), so each
-    /// row's activation bytes come in as the instruction's broadcast memory operand;
-    /// `Σ a·(w + offset) − offset·Σ a` is the dot, exact in i32.
-    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn byte_vnni<const R: usize, const FLIP: bool, S: Source>(
+    /// The byte kernels, one per instruction set (see [`ByteDot`]). Per sub-block and row: the
+    /// integer dot of each half (Q6_K, `SPLIT`, whose halves have scales of their own) or of
+    /// the whole sub-block, less `offset · Σ a` over the same elements (the bytes hold
+    /// `w + offset`), scaled in f32.
+    #[inline(always)]
+    unsafe fn byte<const R: usize, const SPLIT: bool, D: ByteDot, S: Source>(
         w: &[ByteX8],
         s: S,
         a: &[Act],
@@ -837,31 +801,137 @@ mod avx2 {
         out: &mut [[f32; COLS]; ROWS],
     ) {
         let blocks = w.len();
-        let zero = _mm256_setzero_si256();
-        let flip = _mm256_set1_epi8(-128);
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (b, wb) in w.iter().enumerate() {
             let [d0, d1, wm] = s.simd(b);
-            for h in 0..2 {
-                let mut sum = [zero; R];
-                for g in 4 * h..4 * h + 4 {
-                    let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
-                    let x = if FLIP { _mm256_xor_si256(x, flip) } else { x };
-                    for r in 0..R {
-                        sum[r] = _mm256_dpbusd_epi32(sum[r], x, broadcast4(&a[r * blocks + b], 4 * g));
-                    }
-                }
-                let wd = if h == 0 { d0 } else { d1 };
-                for r in 0..R {
-                    let ab = &a[r * blocks + b];
-                    let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(sum[r], _mm256_set1_epi32(offset * ab.sums[h])));
-                    acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
-                }
+            let rows: [&Act; R] = std::array::from_fn(|r| &a[r * blocks + b]);
+            if SPLIT {
+                let low = D::dots::<R>(wb, &rows, 0..4);
+                scale_rows(&mut acc, low, d0, &rows, |a| offset * a.sums[0]);
+                let high = D::dots::<R>(wb, &rows, 4..8);
+                scale_rows(&mut acc, high, d1, &rows, |a| offset * a.sums[1]);
+            } else {
+                let whole = D::dots::<R>(wb, &rows, 0..8);
+                scale_rows(&mut acc, whole, d0, &rows, |a| offset * (a.sums[0] + a.sums[1]));
             }
             for r in 0..R {
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), acc[r][1]);
+                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(rows[r].ds), acc[r][1]);
             }
         }
         store(&acc, out);
+    }
+
+    /// Each row's scale term: `acc += (d · a.d) · (dot − bias(a))`.
+    #[inline(always)]
+    unsafe fn scale_rows<const R: usize>(
+        acc: &mut [[__m256; 2]; R],
+        dots: [__m256i; R],
+        d: __m256,
+        rows: &[&Act; R],
+        bias: impl Fn(&Act) -> i32,
+    ) {
+        for r in 0..R {
+            let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(dots[r], _mm256_set1_epi32(bias(rows[r]))));
+            acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(rows[r].d)), sumi, acc[r][0]);
+        }
+    }
+
+    /// Each row's integer dot (8 i32 lanes, one per column) over weight groups `gs` (4 elements
+    /// each) of one sub-block. Every way gives the exact sum, so the same bits follow.
+    pub(super) trait ByteDot {
+        /// # Safety
+        /// The CPU must have the instructions the implementation uses.
+        unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R];
+    }
+
+    /// `vpdpbusd` with the weights' bytes as the unsigned side (`FLIP`: Q8_0's signed bytes with
+    /// the sign bit flipped, `w + 128`) and each row's activation bytes as the broadcast operand;
+    /// two chains per row, as it takes several cycles.
+    pub(super) struct Vnni<const FLIP: bool>;
+
+    impl<const FLIP: bool> ByteDot for Vnni<FLIP> {
+        #[inline(always)]
+        unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R] {
+            let flip = _mm256_set1_epi8(-128);
+            let mut sum = [[_mm256_setzero_si256(); 2]; R];
+            for g in gs {
+                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let x = if FLIP { _mm256_xor_si256(x, flip) } else { x };
+                for r in 0..R {
+                    sum[r][g % 2] = _mm256_dpbusd_epi32(sum[r][g % 2], x, broadcast4(rows[r], 4 * g));
+                }
+            }
+            sum.map(|[a, b]| _mm256_add_epi32(a, b))
+        }
+    }
+
+    /// AVX2 on unsigned bytes (`w + offset`): `maddubs` straight on the bytes and the signed
+    /// activations; `PAIRS` of its pair sums (each at most `2 · max · 127`) add up in i16 before
+    /// widening.
+    pub(super) struct Unsigned<const PAIRS: usize>;
+
+    impl<const PAIRS: usize> ByteDot for Unsigned<PAIRS> {
+        #[inline(always)]
+        unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R] {
+            let ones = _mm256_set1_epi16(1);
+            let mut sum = [_mm256_setzero_si256(); R];
+            for g0 in gs.step_by(PAIRS) {
+                let x: [__m256i; PAIRS] =
+                    std::array::from_fn(|i| _mm256_loadu_si256(wb.qs[g0 + i].as_ptr() as *const __m256i));
+                for r in 0..R {
+                    let mut pairs = _mm256_maddubs_epi16(x[0], broadcast4(rows[r], 4 * g0));
+                    for (i, x) in x.iter().enumerate().skip(1) {
+                        pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(*x, broadcast4(rows[r], 4 * (g0 + i))));
+                    }
+                    sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            sum
+        }
+    }
+
+    /// AVX2 on Q8_0's signed bytes (±127): `maddubs(|w|, a · sign(w))`, every pair sum widened
+    /// to i32 (two would overflow i16).
+    pub(super) struct Signed;
+
+    impl ByteDot for Signed {
+        #[inline(always)]
+        unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R] {
+            let ones = _mm256_set1_epi16(1);
+            let mut sum = [_mm256_setzero_si256(); R];
+            for g in gs {
+                let x = _mm256_loadu_si256(wb.qs[g].as_ptr() as *const __m256i);
+                let ax = _mm256_sign_epi8(x, x);
+                for r in 0..R {
+                    let y = _mm256_sign_epi8(broadcast4(rows[r], 4 * g), x);
+                    sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, y), ones));
+                }
+            }
+            sum
+        }
+    }
+
+    /// [`byte`] with AVX2 ([`Unsigned`], [`Signed`]).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn byte_avx2<const R: usize, const SPLIT: bool, D: ByteDot, S: Source>(
+        w: &[ByteX8],
+        s: S,
+        a: &[Act],
+        offset: i32,
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
+        byte::<R, SPLIT, D, S>(w, s, a, offset, out)
+    }
+
+    /// [`byte`] with AVX-512 VNNI ([`Vnni`]).
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn byte_vnni<const R: usize, const SPLIT: bool, D: ByteDot, S: Source>(
+        w: &[ByteX8],
+        s: S,
+        a: &[Act],
+        offset: i32,
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
+        byte::<R, SPLIT, D, S>(w, s, a, offset, out)
     }
 }
