@@ -24,6 +24,31 @@
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
+/// `$call` with the const `$r` set to `$rows` (1 to [`ROWS`]), so each row count gets its own
+/// kernel.
+macro_rules! by_rows {
+    ($rows:expr, $r:ident => $call:expr) => {
+        match $rows {
+            4 => {
+                const $r: usize = 4;
+                $call
+            }
+            3 => {
+                const $r: usize = 3;
+                $call
+            }
+            2 => {
+                const $r: usize = 2;
+                $call
+            }
+            _ => {
+                const $r: usize = 1;
+                $call
+            }
+        }
+    };
+}
+
 /// Elements per sub-block and per activation block.
 pub const QK: usize = 32;
 /// Columns per weight tile: one per 32-bit lane of a 256-bit register.
@@ -61,6 +86,9 @@ pub enum Isa {
     Avx2,
     /// AVX2 plus AVX-512 VNNI on 256-bit registers (`vpdpbusd`).
     Vnni,
+    /// [`Isa::Vnni`], and AVX-512 F and BW: two tiles at once, 16 columns per 512-bit register
+    /// ([`KTiles::tile2`]).
+    Vnni512,
 }
 
 /// One sub-block of 8 columns of 4-bit weights. `qs[g][4 c + i]` is column `c`'s byte `4 g + i`,
@@ -228,6 +256,65 @@ impl KTiles {
                 let sup = &sup[t * blocks / 8..(t + 1) * blocks / 8];
                 let source = CodedSource { codes: &codes[span.clone()], sup, halves: *halves };
                 self.dots(span, source, a, rows, out, isa)
+            }
+        }
+    }
+
+    /// [`Self::tile`] for tiles `t` and `t + 1` at once: with [`Isa::Vnni512`], 16 columns per
+    /// 512-bit register (each lane does what it does in the 256-bit kernels, so the same bits);
+    /// otherwise one tile after the other.
+    pub fn tile2(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[[f32; COLS]; ROWS]; 2], isa: Isa) {
+        #[cfg(target_arch = "x86_64")]
+        if isa == Isa::Vnni512 {
+            let spans = [t * blocks..(t + 1) * blocks, (t + 1) * blocks..(t + 2) * blocks];
+            match &self.scales {
+                Scales::Half { d, m } => {
+                    let sources = spans.clone().map(|span| HalfSource { d: &d[span.clone()], m: m.at(span) });
+                    self.dots2(spans, sources, a, rows, out)
+                }
+                Scales::Coded { codes, sup, halves } => {
+                    let sources = [t, t + 1].map(|t| CodedSource {
+                        codes: &codes[t * blocks..(t + 1) * blocks],
+                        sup: &sup[t * blocks / 8..(t + 1) * blocks / 8],
+                        halves: *halves,
+                    });
+                    self.dots2(spans, sources, a, rows, out)
+                }
+            }
+            return;
+        }
+        let [first, second] = out;
+        self.tile(t, blocks, a, rows, first, isa);
+        self.tile(t + 1, blocks, a, rows, second, isa);
+    }
+
+    /// [`Self::tile2`]'s 512-bit kernels, for the sub-blocks `spans` with their scales.
+    #[cfg(target_arch = "x86_64")]
+    fn dots2<S: Source>(
+        &self,
+        spans: [std::ops::Range<usize>; 2],
+        s: [S; 2],
+        a: &[Act],
+        rows: usize,
+        out: &mut [[[f32; COLS]; ROWS]; 2],
+    ) {
+        // SAFETY: only reached with Isa::Vnni512, chosen when the CPU has AVX2, FMA, F16C and
+        // AVX-512 F, BW, VL and VNNI.
+        unsafe {
+            match &self.weights {
+                Weights::Nib(w) => {
+                    let w = spans.map(|span| &w[span]);
+                    by_rows!(rows, R => avx512::nib::<R, S>(w, s, a, out))
+                }
+                Weights::Byte { tiles, code } => {
+                    let (w, offset) = (spans.map(|span| &tiles[span]), code.unsigned_offset());
+                    match (*code == ByteCode::Signed, s[0].halves()) {
+                        (true, false) => by_rows!(rows, R => avx512::byte::<R, true, false, S>(w, s, a, offset, out)),
+                        (true, true) => by_rows!(rows, R => avx512::byte::<R, true, true, S>(w, s, a, offset, out)),
+                        (false, false) => by_rows!(rows, R => avx512::byte::<R, false, false, S>(w, s, a, offset, out)),
+                        (false, true) => by_rows!(rows, R => avx512::byte::<R, false, true, S>(w, s, a, offset, out)),
+                    }
+                }
             }
         }
     }
@@ -561,7 +648,7 @@ fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f3
             };
         },
         // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Isa::Vnni => unsafe {
+        Isa::Vnni | Isa::Vnni512 => unsafe {
             return match rows {
                 4 => avx2::nib_vnni::<4, S>(w, s, a, out),
                 3 => avx2::nib_vnni::<3, S>(w, s, a, out),
@@ -593,31 +680,6 @@ fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f3
     }
 }
 
-/// `$call` with the const `$r` set to `$rows` (1 to [`ROWS`]), so each row count gets its own
-/// kernel.
-macro_rules! by_rows {
-    ($rows:expr, $r:ident => $call:expr) => {
-        match $rows {
-            4 => {
-                const $r: usize = 4;
-                $call
-            }
-            3 => {
-                const $r: usize = 3;
-                $call
-            }
-            2 => {
-                const $r: usize = 2;
-                $call
-            }
-            _ => {
-                const $r: usize = 1;
-                $call
-            }
-        }
-    };
-}
-
 #[inline(never)]
 fn byte_tile<S: Source>(
     w: &[ByteX8],
@@ -637,16 +699,18 @@ fn byte_tile<S: Source>(
         // Isa::Avx2 when it has AVX2 and FMA.
         unsafe {
             match (isa, code, split) {
-                (Isa::Vnni, ByteCode::Signed, false) => {
+                (Isa::Vnni | Isa::Vnni512, ByteCode::Signed, false) => {
                     by_rows!(rows, R => byte_vnni::<R, false, Vnni<true>, S>(w, s, a, offset, out))
                 }
-                (Isa::Vnni, ByteCode::Signed, true) => {
+                (Isa::Vnni | Isa::Vnni512, ByteCode::Signed, true) => {
                     by_rows!(rows, R => byte_vnni::<R, true, Vnni<true>, S>(w, s, a, offset, out))
                 }
-                (Isa::Vnni, _, false) => {
+                (Isa::Vnni | Isa::Vnni512, _, false) => {
                     by_rows!(rows, R => byte_vnni::<R, false, Vnni<false>, S>(w, s, a, offset, out))
                 }
-                (Isa::Vnni, _, true) => by_rows!(rows, R => byte_vnni::<R, true, Vnni<false>, S>(w, s, a, offset, out)),
+                (Isa::Vnni | Isa::Vnni512, _, true) => {
+                    by_rows!(rows, R => byte_vnni::<R, true, Vnni<false>, S>(w, s, a, offset, out))
+                }
                 (_, ByteCode::Signed, false) => by_rows!(rows, R => byte_avx2::<R, false, Signed, S>(w, s, a, 0, out)),
                 (_, ByteCode::Signed, true) => by_rows!(rows, R => byte_avx2::<R, true, Signed, S>(w, s, a, 0, out)),
                 (_, ByteCode::Unsigned { offset: o }, _) => match (pairs_in_i16(o), split) {
@@ -933,5 +997,147 @@ mod avx2 {
         out: &mut [[f32; COLS]; ROWS],
     ) {
         byte::<R, SPLIT, D, S>(w, s, a, offset, out)
+    }
+}
+
+/// [`KTiles::tile2`]'s kernels: two tiles side by side in 512-bit registers (the first tile's 8
+/// columns in the low half), each lane doing the float operations of `avx2::nib_vnni` and
+/// `avx2::byte` with [`avx2::Vnni`], so the same bits; half the instructions per column.
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
+
+    /// Two tiles' 8-lane values as one 16-lane register.
+    #[inline(always)]
+    unsafe fn join(low: __m256, high: __m256) -> __m512 {
+        _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(low)), _mm256_castps_pd(high), 1))
+    }
+
+    /// The same 32 bytes of both tiles' group.
+    #[inline(always)]
+    unsafe fn load2(low: &[u8; 32], high: &[u8; 32]) -> __m512i {
+        let low = _mm256_loadu_si256(low.as_ptr() as *const __m256i);
+        _mm512_inserti64x4(_mm512_castsi256_si512(low), _mm256_loadu_si256(high.as_ptr() as *const __m256i), 1)
+    }
+
+    /// Both tiles' scales for sub-block `b`: `[d0, d1, m]`.
+    #[inline(always)]
+    unsafe fn scales<S: Source>(s: &[S; 2], b: usize) -> [__m512; 3] {
+        let (low, high) = (s[0].simd(b), s[1].simd(b));
+        [join(low[0], high[0]), join(low[1], high[1]), join(low[2], high[2])]
+    }
+
+    /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
+    #[inline(always)]
+    unsafe fn broadcast4(a: &Act, at: usize) -> __m512i {
+        _mm512_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
+    }
+
+    #[inline(always)]
+    unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: &mut [[[f32; COLS]; ROWS]; 2]) {
+        for r in 0..R {
+            let v = _mm512_add_ps(acc[r][0], acc[r][1]);
+            _mm256_storeu_ps(out[0][r].as_mut_ptr(), _mm512_castps512_ps256(v));
+            _mm256_storeu_ps(out[1][r].as_mut_ptr(), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        }
+    }
+
+    /// Each row's scale term: `acc += (d · a.d) · (dot − bias)`.
+    #[inline(always)]
+    unsafe fn scale_row(acc: &mut __m512, dot: __m512i, d: __m512, a: &Act, bias: i32) {
+        let sumi = _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, _mm512_set1_epi32(bias)));
+        *acc = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a.d)), sumi, *acc);
+    }
+
+    /// `avx2::nib_vnni` on two tiles.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn nib<const R: usize, S: Source>(
+        w: [&[NibX8]; 2],
+        s: [S; 2],
+        a: &[Act],
+        out: &mut [[[f32; COLS]; ROWS]; 2],
+    ) {
+        let blocks = w[0].len();
+        let nibble = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for b in 0..blocks {
+            let [d0, _, wm] = scales(&s, b);
+            let mut sumi = [[_mm512_setzero_si512(); 2]; R];
+            for g in 0..4 {
+                let raw = load2(&w[0][b].qs[g], &w[1][b].qs[g]);
+                let lo = _mm512_and_si512(raw, nibble);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
+                for r in 0..R {
+                    let ab = &a[r * blocks + b];
+                    let c = &mut sumi[r][g % 2];
+                    *c = _mm512_dpbusd_epi32(*c, lo, broadcast4(ab, 4 * g));
+                    *c = _mm512_dpbusd_epi32(*c, hi, broadcast4(ab, 16 + 4 * g));
+                }
+            }
+            for r in 0..R {
+                let ab = &a[r * blocks + b];
+                scale_row(&mut acc[r][0], _mm512_add_epi32(sumi[r][0], sumi[r][1]), d0, ab, 0);
+                acc[r][1] = _mm512_fmadd_ps(wm, _mm512_set1_ps(ab.ds), acc[r][1]);
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// Each row's integer dot over groups `gs` of sub-block `b` of both tiles: `avx2::Vnni`'s.
+    #[inline(always)]
+    unsafe fn dots<const R: usize, const FLIP: bool>(
+        w: [&[ByteX8]; 2],
+        b: usize,
+        rows: &[&Act; R],
+        gs: std::ops::Range<usize>,
+    ) -> [__m512i; R] {
+        let flip = _mm512_set1_epi8(-128);
+        let mut sum = [[_mm512_setzero_si512(); 2]; R];
+        for g in gs {
+            let x = load2(&w[0][b].qs[g], &w[1][b].qs[g]);
+            let x = if FLIP { _mm512_xor_si512(x, flip) } else { x };
+            for r in 0..R {
+                sum[r][g % 2] = _mm512_dpbusd_epi32(sum[r][g % 2], x, broadcast4(rows[r], 4 * g));
+            }
+        }
+        sum.map(|[a, b]| _mm512_add_epi32(a, b))
+    }
+
+    /// `avx2::byte` with `avx2::Vnni<FLIP>` on two tiles.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn byte<const R: usize, const FLIP: bool, const SPLIT: bool, S: Source>(
+        w: [&[ByteX8]; 2],
+        s: [S; 2],
+        a: &[Act],
+        offset: i32,
+        out: &mut [[[f32; COLS]; ROWS]; 2],
+    ) {
+        let blocks = w[0].len();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for b in 0..blocks {
+            let [d0, d1, wm] = scales(&s, b);
+            let rows: [&Act; R] = std::array::from_fn(|r| &a[r * blocks + b]);
+            if SPLIT {
+                let low = dots::<R, FLIP>(w, b, &rows, 0..4);
+                for r in 0..R {
+                    scale_row(&mut acc[r][0], low[r], d0, rows[r], offset * rows[r].sums[0]);
+                }
+                let high = dots::<R, FLIP>(w, b, &rows, 4..8);
+                for r in 0..R {
+                    scale_row(&mut acc[r][0], high[r], d1, rows[r], offset * rows[r].sums[1]);
+                }
+            } else {
+                let whole = dots::<R, FLIP>(w, b, &rows, 0..8);
+                for r in 0..R {
+                    scale_row(&mut acc[r][0], whole[r], d0, rows[r], offset * (rows[r].sums[0] + rows[r].sums[1]));
+                }
+            }
+            for r in 0..R {
+                acc[r][1] = _mm512_fmadd_ps(wm, _mm512_set1_ps(rows[r].ds), acc[r][1]);
+            }
+        }
+        store(&acc, out);
     }
 }

@@ -195,10 +195,10 @@ impl PackedLinear {
         let mut outs: Vec<Vec<f32>> = layers.iter().map(|l| vec![0f32; m * l.n]).collect();
         let jobs: Vec<(&Self, usize)> =
             layers.iter().zip(&mut outs).map(|(l, o)| (*l, o.as_mut_ptr() as usize)).collect();
+        let items = |l: &Self| l.n.div_ceil(COLS * l.tiles_per_item(level));
         let starts: Vec<usize> =
-            layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + l.n.div_ceil(COLS)))).collect();
-        let total =
-            starts.last().expect("at least one layer") + layers.last().expect("at least one layer").n.div_ceil(COLS);
+            layers.iter().scan(0, |acc, l| Some(std::mem::replace(acc, *acc + items(l)))).collect();
+        let total = starts.last().expect("at least one layer") + items(layers.last().expect("at least one layer"));
         // Rayon rather than candle's spinning barrier pool: a work item nobody has stolen yet is
         // run by the caller, so a worker the OS has descheduled (a loaded machine) delays the
         // step by its current item at most, not by a whole time slice per matmul. Decoder::forward
@@ -208,40 +208,53 @@ impl PackedLinear {
         (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
             let j = starts.partition_point(|&s| s <= item) - 1;
             let (layer, out) = jobs[j];
-            // SAFETY: `out` holds m * n floats and only tile `item - starts[j]` of layer j
+            // SAFETY: `out` holds m * n floats and only work item `item - starts[j]` of layer j
             // writes its columns; no two work items share a tile.
             unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
         });
         outs
     }
 
-    /// Computes columns `8 t..8 t + 8` of `out` (`[m, n]`, row-major) for all rows.
+    /// Tiles per work item: kquant.rs's take two at a time with 512-bit kernels.
+    fn tiles_per_item(&self, level: Level) -> usize {
+        match self.tiles {
+            Tiles::K(..) if level.isa() == kquant::Isa::Vnni512 => 2,
+            _ => 1,
+        }
+    }
+
+    /// Computes work item `item`'s columns of `out` (`[m, n]`, row-major) for all rows: tile
+    /// `item` (columns `8 item..8 item + 8`), or tiles `2 item` and `2 item + 1` (see
+    /// [`Self::tiles_per_item`]).
     ///
     /// # Safety
     /// `out` must point to `m * n` writable floats that nobody else writes in those columns.
-    unsafe fn tile(&self, t: usize, acts: &Acts, m: usize, out: *mut f32, level: Level) {
+    unsafe fn tile(&self, item: usize, acts: &Acts, m: usize, out: *mut f32, level: Level) {
         let (n, blocks) = (self.n, self.k / QK);
-        let col = t * COLS;
-        let width = COLS.min(n - col);
+        let first = item * self.tiles_per_item(level);
+        let count = self.tiles_per_item(level).min(n.div_ceil(COLS) - first);
+        let t = first;
         for row in (0..m).step_by(ROWS) {
             let rows = ROWS.min(m - row);
             let span = row * blocks..(row + rows) * blocks;
-            let mut tile = [[0f32; COLS]; ROWS];
+            let mut tiles = [[[0f32; COLS]; ROWS]; 2];
+            let tile = &mut tiles[0];
             match &self.tiles {
-                Tiles::Q4_1(w) => {
-                    q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
-                }
-                Tiles::Q8_0(w) => {
-                    q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, &mut tile, level)
-                }
-                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, &mut tile, level.isa()),
+                Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
+                Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
+                Tiles::K(_, w) if count == 2 => w.tile2(t, blocks, &acts.k[span], rows, &mut tiles, level.isa()),
+                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, tile, level.isa()),
                 Tiles::Bf16(w) => {
                     let x = &acts.raw[row * self.k..(row + rows) * self.k];
-                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, &mut tile, level != Level::Scalar)
+                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, tile, level != Level::Scalar)
                 }
             }
-            for (r, vals) in tile.iter().take(rows).enumerate() {
-                std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
+            for (i, tile) in tiles.iter().take(count).enumerate() {
+                let col = (first + i) * COLS;
+                let width = COLS.min(n - col);
+                for (r, vals) in tile.iter().take(rows).enumerate() {
+                    std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
+                }
             }
         }
     }
@@ -284,7 +297,7 @@ fn round_block(x: &[f32; QK], level: Level) -> (f32, [i8; QK]) {
     let amax = match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2.
-        Level::Avx2 | Level::Vnni => unsafe { avx2::amax(x) },
+        Level::Avx2 | Level::Vnni | Level::Vnni512 => unsafe { avx2::amax(x) },
         Level::Scalar => x.iter().fold(0f32, |a, v| a.max(v.abs())),
     };
     let d = amax / 127.0;
@@ -293,7 +306,7 @@ fn round_block(x: &[f32; QK], level: Level) -> (f32, [i8; QK]) {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Level::Avx2 | Level::Vnni => unsafe { avx2::round_to_i8(x, id, &mut qs) },
+        Level::Avx2 | Level::Vnni | Level::Vnni512 => unsafe { avx2::round_to_i8(x, id, &mut qs) },
         Level::Scalar => {
             for (q, v) in qs.iter_mut().zip(x) {
                 *q = (v * id).round() as i8;
@@ -354,6 +367,8 @@ impl Level {
             Level::Avx2 => "avx2",
             #[cfg(target_arch = "x86_64")]
             Level::Vnni => "vnni",
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni512 => "vnni512",
         }
     }
 
@@ -365,6 +380,8 @@ impl Level {
             Level::Avx2 => kquant::Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
             Level::Vnni => kquant::Isa::Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni512 => kquant::Isa::Vnni512,
         }
     }
 }
@@ -378,6 +395,10 @@ enum Level {
     /// accumulation in one instruction (the integers are exact either way).
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// [`Level::Vnni`], and kquant.rs's kernels two tiles at a time on 512-bit registers (AVX-512
+    /// F and BW too); the exact kernels stay on 256 bits.
+    #[cfg(target_arch = "x86_64")]
+    Vnni512,
 }
 
 fn avx2() -> bool {
@@ -392,7 +413,7 @@ fn avx2() -> bool {
 }
 
 /// The fastest kernels this CPU runs, or slower ones named by `SYNTH_CPU_KERNELS` (`scalar`,
-/// `avx2`): how an AVX-512 machine measures the AVX2 path that CPUs without AVX-512 run.
+/// `avx2`, `vnni`): how an AVX-512 machine measures the AVX2 path that CPUs without AVX-512 run.
 fn kernel_level() -> Level {
     static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
     *LEVEL.get_or_init(|| {
@@ -442,6 +463,9 @@ fn levels() -> Vec<Level> {
         levels.push(Level::Avx2);
         if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
             levels.push(Level::Vnni);
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                levels.push(Level::Vnni512);
+            }
         }
     }
     levels
@@ -463,7 +487,7 @@ fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni => unsafe {
+        Level::Vnni | Level::Vnni512 => unsafe {
             match rows {
                 4 => avx2::q4_1_vnni::<4>(w, a, out),
                 3 => avx2::q4_1_vnni::<3>(w, a, out),
@@ -510,7 +534,7 @@ fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni => unsafe {
+        Level::Vnni | Level::Vnni512 => unsafe {
             match rows {
                 4 => avx2::q8_0_vnni::<4>(w, a, out),
                 3 => avx2::q8_0_vnni::<3>(w, a, out),
