@@ -145,6 +145,15 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
     }
+
+    /// `f(weight, eps)` with the weight as an f32 CPU slice of `width` values (the fused step).
+    fn with_weight<R>(&self, width: usize, f: impl FnOnce(&[f32], f32) -> R) -> Result<R> {
+        let (storage, layout) = self.weight.storage_and_layout();
+        if self.weight.elem_count() != width {
+            candle_core::bail!("an RMS norm weight of {} values for rows of {width}", self.weight.elem_count());
+        }
+        Ok(f(cpu_f32(&storage, layout, width)?, self.eps as f32))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -497,51 +506,51 @@ impl Decoder {
     fn layers_fused(&self, embedded: &Tensor, rows: &[(usize, usize)], cache: &mut KvCache) -> Result<Tensor> {
         let d = &self.dims;
         let (tokens, hd) = (rows.len(), d.head_dim);
+        let (q_len, kv_len, hidden) = (tokens * d.n_heads * hd, tokens * d.n_kv_heads * hd, tokens * d.hidden);
         let simd = crate::engine::quant::simd_kernels();
         let positions: Vec<usize> = rows.iter().map(|&(_, p)| p).collect();
         let (cos, sin) = (self.rope.cos.storage_and_layout(), self.rope.sin.storage_and_layout());
         let cos = cpu_f32(&cos.0, cos.1, self.rope.cos.elem_count())?;
         let sin = cpu_f32(&sin.0, sin.1, self.rope.sin.elem_count())?;
-        let mut x = embedded.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if positions.iter().any(|p| (p + 1) * (hd / 2) > cos.len().min(sin.len())) {
+            candle_core::bail!("a position past the RoPE tables ({} values of {} per position)", cos.len(), hd / 2);
+        }
+        let mut x = sized("embedding", embedded.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, hidden)?;
         let mut h = vec![0f32; x.len()];
         // The MLP's output, added to `x` with the next layer's norm.
         let mut residual: Option<Vec<f32>> = None;
         for (index, layer) in self.layers.iter().enumerate() {
             let (attn, mlp) = (&layer.attn, &layer.mlp);
             let norm = &layer.attn_norm;
-            with_f32(&norm.weight, |w| glue::add_rms_norm(&mut x, residual.as_deref(), w, norm.eps as f32, &mut h))?;
-            let [mut q, mut k, v] = Linear::forward_rows([&attn.q, &attn.k, &attn.v], &h, tokens)?;
+            norm.with_weight(d.hidden, |w, eps| glue::add_rms_norm(&mut x, residual.as_deref(), w, eps, &mut h))?;
+            let [q, k, v] = Linear::forward_rows([&attn.q, &attn.k, &attn.v], &h, tokens)?;
+            let (mut q, mut k, v) = (sized("query", q, q_len)?, sized("key", k, kv_len)?, sized("value", v, kv_len)?);
             for (x, norm) in [(&mut q, &attn.q_norm), (&mut k, &attn.k_norm)] {
                 if let Some(norm) = norm {
-                    with_f32(&norm.weight, |w| glue::rms_norm_in_place(x, w, norm.eps as f32))?;
+                    norm.with_weight(hd, |w, eps| glue::rms_norm_in_place(x, w, eps))?;
                 }
                 glue::rope(x, hd, &positions, cos, sin, self.rope.interleaved);
             }
             cache.write_rows(index, rows, &k, &v)?;
             let out = {
-                let shape = attention::Shape {
-                    heads: d.n_heads,
-                    kv_heads: d.n_kv_heads,
-                    head_dim: hd,
-                    max_len: cache.max_len(),
-                };
+                let max_len = cache.max_len();
+                let shape = attention::Shape { heads: d.n_heads, kv_heads: d.n_kv_heads, head_dim: hd, max_len };
                 let (keys, values) = cache.layer(index);
                 let (k_storage, k_layout) = keys.storage_and_layout();
                 let (v_storage, v_layout) = values.storage_and_layout();
                 let n = keys.elem_count();
                 let (keys, values) = (cpu_f32(&k_storage, k_layout, n)?, cpu_f32(&v_storage, v_layout, n)?);
-                if q.len() != tokens * d.n_heads * hd {
-                    candle_core::bail!("{} query values for {tokens} tokens of {} heads", q.len(), d.n_heads);
-                }
                 attention::attend(&q, keys, values, rows, shape, simd)
             };
             let [o] = Linear::forward_rows([&attn.o], &out, tokens)?;
+            let o = sized("attention output", o, hidden)?;
             let norm = &layer.mlp_norm;
-            with_f32(&norm.weight, |w| glue::add_rms_norm(&mut x, Some(&o), w, norm.eps as f32, &mut h))?;
+            norm.with_weight(d.hidden, |w, eps| glue::add_rms_norm(&mut x, Some(&o), w, eps, &mut h))?;
             let [mut gate, up] = Linear::forward_rows([&mlp.gate, &mlp.up], &h, tokens)?;
+            let up = sized("up projection", up, gate.len())?;
             glue::silu_mul(&mut gate, &up, simd);
             let [down] = Linear::forward_rows([&mlp.down], &gate, tokens)?;
-            residual = Some(down);
+            residual = Some(sized("down projection", down, hidden)?);
         }
         if let Some(r) = residual {
             glue::add(&mut x, &r);
@@ -796,10 +805,16 @@ fn cpu_f32<'a>(storage: &'a candle_core::Storage, layout: &candle_core::Layout, 
     Ok(&cpu.as_slice::<f32>()?[layout.start_offset()..][..len])
 }
 
-/// `f` of a contiguous f32 CPU tensor's elements.
-fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    Ok(f(cpu_f32(&storage, layout, t.elem_count())?))
+/// `v` if it holds `len` values: a model file whose weight shapes disagree with its header
+/// fails here, on the fused path, with an error rather than a slice out of bounds.
+fn sized(what: &str, v: Vec<f32>, len: usize) -> Result<Vec<f32>> {
+    if v.len() != len {
+        candle_core::bail!(
+            "the model's {what} has {} values in this step, not {len}: its weight shapes disagree with its header",
+            v.len()
+        );
+    }
+    Ok(v)
 }
 
 /// `[kv_heads, len, hd]` → `[kv_heads * group, len, hd]`, head h taking kv head h / group.
