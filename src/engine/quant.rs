@@ -235,9 +235,9 @@ impl PackedLinear {
     unsafe fn tile(&self, item: usize, acts: &Acts, m: usize, out: *mut f32, level: Level) {
         let (n, blocks) = (self.n, self.k / QK);
         let per_item = self.tiles_per_item(level, m);
-        let first = item * per_item;
-        let count = per_item.min(n.div_ceil(COLS) - first);
-        let t = first;
+        // The item's first tile, and how many it has (the last item may have one of two).
+        let t = item * per_item;
+        let count = per_item.min(n.div_ceil(COLS) - t);
         for row in (0..m).step_by(ROWS) {
             let rows = ROWS.min(m - row);
             let span = row * blocks..(row + rows) * blocks;
@@ -254,7 +254,7 @@ impl PackedLinear {
                 }
             }
             for (i, tile) in tiles.iter().take(count).enumerate() {
-                let col = (first + i) * COLS;
+                let col = (t + i) * COLS;
                 let width = COLS.min(n - col);
                 for (r, vals) in tile.iter().take(rows).enumerate() {
                     std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
