@@ -24,23 +24,18 @@
 use candle_core::quantized::GgmlDType;
 use half::f16;
 
-/// `$call` with the const `$r` set to `$rows` (1 to [`ROWS`]), so each row count gets its own
-/// kernel.
+/// `$call` with the const `$r` set to `$rows`: one of the listed counts, else 1 (so each row
+/// count gets its own kernel); without a list, 1 to [`ROWS`].
 macro_rules! by_rows {
     ($rows:expr, $r:ident => $call:expr) => {
+        by_rows!($rows, $r in [4, 3, 2] => $call)
+    };
+    ($rows:expr, $r:ident in [$($n:literal),+] => $call:expr) => {
         match $rows {
-            4 => {
-                const $r: usize = 4;
+            $($n => {
+                const $r: usize = $n;
                 $call
-            }
-            3 => {
-                const $r: usize = 3;
-                $call
-            }
-            2 => {
-                const $r: usize = 2;
-                $call
-            }
+            })+
             _ => {
                 const $r: usize = 1;
                 $call
@@ -49,12 +44,16 @@ macro_rules! by_rows {
     };
 }
 
+pub(crate) use by_rows;
+
 /// Elements per sub-block and per activation block.
 pub const QK: usize = 32;
 /// Columns per weight tile: one per 32-bit lane of a 256-bit register.
 pub const COLS: usize = 8;
 /// Activation rows per kernel call: each weight tile is loaded once for this many rows.
 pub const ROWS: usize = 4;
+/// Activation rows per [`KTiles::tile2`] call: AVX-512's 32 registers hold twice [`ROWS`]' sums.
+pub const ROWS2: usize = 8;
 
 /// 32 elements of one activation row: `x ≈ d · qs`, `|qs| ≤ 127`; `ds = d · Σ qs` carries the
 /// sub-blocks' offsets `m`.
@@ -113,29 +112,28 @@ enum ByteCode {
     /// Q8_0: `w` as a signed byte (±127). The AVX2 kernel multiplies `|w|` by `a · sign(w)` and
     /// widens every product pair to i32; VNNI flips the sign bit, so the byte is `w + 128`.
     Signed,
-    /// Q5_0, Q5_1, Q5_K (`w + offset` at most 31), Q6_K (at most 63): multiplied as unsigned
-    /// bytes (`maddubs` and `vpdpbusd` both take one unsigned operand) with `offset · Σ a`
-    /// subtracted.
-    Unsigned { offset: u8 },
-}
-
-/// `maddubs` pair sums (each at most `2 · max · 127`) that add up in i16 before widening: 4 for
-/// bytes up to 31, 2 up to 63.
-fn pairs_in_i16(offset: u8) -> usize {
-    if offset <= 16 {
-        4
-    } else {
-        2
-    }
+    /// Q5_0, Q5_1, Q5_K (`w + offset` at most `max` = 31), Q6_K (at most 63): multiplied as
+    /// unsigned bytes (`maddubs` and `vpdpbusd` both take one unsigned operand) with
+    /// `offset · Σ a` subtracted.
+    Unsigned { offset: u8, max: u8 },
 }
 
 impl ByteCode {
     fn of(dtype: GgmlDType) -> Self {
         match dtype {
             GgmlDType::Q8_0 => ByteCode::Signed,
-            GgmlDType::Q5_0 => ByteCode::Unsigned { offset: 16 },
-            GgmlDType::Q6K => ByteCode::Unsigned { offset: 32 },
-            _ => ByteCode::Unsigned { offset: 0 },
+            GgmlDType::Q5_0 => ByteCode::Unsigned { offset: 16, max: 31 },
+            GgmlDType::Q6K => ByteCode::Unsigned { offset: 32, max: 63 },
+            _ => ByteCode::Unsigned { offset: 0, max: 31 },
+        }
+    }
+
+    /// How many `maddubs` pair sums of unsigned bytes (each at most `2 · max · 127`) add up in
+    /// i16 before widening: 4 for bytes up to 31, 2 up to 63.
+    fn pairs_in_i16(self) -> usize {
+        match self {
+            ByteCode::Unsigned { max, .. } if 4 * 2 * max as i32 * 127 <= i16::MAX as i32 => 4,
+            _ => 2,
         }
     }
 
@@ -143,7 +141,7 @@ impl ByteCode {
     fn byte(self, w: i8) -> u8 {
         match self {
             ByteCode::Signed => w as u8,
-            ByteCode::Unsigned { offset } => (w as i32 + offset as i32) as u8,
+            ByteCode::Unsigned { offset, .. } => (w as i32 + offset as i32) as u8,
         }
     }
 
@@ -151,7 +149,7 @@ impl ByteCode {
     fn weight(self, b: u8) -> i32 {
         match self {
             ByteCode::Signed => b as i8 as i32,
-            ByteCode::Unsigned { offset } => b as i32 - offset as i32,
+            ByteCode::Unsigned { offset, .. } => b as i32 - offset as i32,
         }
     }
 
@@ -159,7 +157,7 @@ impl ByteCode {
     fn unsigned_offset(self) -> i32 {
         match self {
             ByteCode::Signed => 128,
-            ByteCode::Unsigned { offset } => offset as i32,
+            ByteCode::Unsigned { offset, .. } => offset as i32,
         }
     }
 }
@@ -263,7 +261,15 @@ impl KTiles {
     /// [`Self::tile`] for tiles `t` and `t + 1` at once: with [`Isa::Vnni512`], 16 columns per
     /// 512-bit register (each lane does what it does in the 256-bit kernels, so the same bits);
     /// otherwise one tile after the other.
-    pub fn tile2(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[[f32; COLS]; ROWS]; 2], isa: Isa) {
+    pub fn tile2(
+        &self,
+        t: usize,
+        blocks: usize,
+        a: &[Act],
+        rows: usize,
+        out: &mut [[[f32; COLS]; ROWS2]; 2],
+        isa: Isa,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if isa == Isa::Vnni512 {
             let spans = [t * blocks..(t + 1) * blocks, (t + 1) * blocks..(t + 2) * blocks];
@@ -283,9 +289,12 @@ impl KTiles {
             }
             return;
         }
-        let [first, second] = out;
-        self.tile(t, blocks, a, rows, first, isa);
-        self.tile(t + 1, blocks, a, rows, second, isa);
+        for (i, out) in out.iter_mut().enumerate() {
+            for (r, out) in out.chunks_exact_mut(ROWS).enumerate().take(rows.div_ceil(ROWS)) {
+                let (r, out) = (r * ROWS, out.try_into().expect("ROWS2 is a multiple of ROWS"));
+                self.tile(t + i, blocks, &a[r * blocks..], ROWS.min(rows - r), out, isa);
+            }
+        }
     }
 
     /// [`Self::tile2`]'s 512-bit kernels, for the sub-blocks `spans` with their scales.
@@ -296,7 +305,7 @@ impl KTiles {
         s: [S; 2],
         a: &[Act],
         rows: usize,
-        out: &mut [[[f32; COLS]; ROWS]; 2],
+        out: &mut [[[f32; COLS]; ROWS2]; 2],
     ) {
         // SAFETY: only reached with Isa::Vnni512, chosen when the CPU has AVX2, FMA, F16C and
         // AVX-512 F, BW, VL and VNNI.
@@ -304,15 +313,23 @@ impl KTiles {
             match &self.weights {
                 Weights::Nib(w) => {
                     let w = spans.map(|span| &w[span]);
-                    by_rows!(rows, R => avx512::nib::<R, S>(w, s, a, out))
+                    by_rows!(rows, R in [8, 7, 6, 5, 4, 3, 2] => avx512::nib::<R, S>(w, s, a, out))
                 }
                 Weights::Byte { tiles, code } => {
                     let (w, offset) = (spans.map(|span| &tiles[span]), code.unsigned_offset());
                     match (*code == ByteCode::Signed, s[0].halves()) {
-                        (true, false) => by_rows!(rows, R => avx512::byte::<R, true, false, S>(w, s, a, offset, out)),
-                        (true, true) => by_rows!(rows, R => avx512::byte::<R, true, true, S>(w, s, a, offset, out)),
-                        (false, false) => by_rows!(rows, R => avx512::byte::<R, false, false, S>(w, s, a, offset, out)),
-                        (false, true) => by_rows!(rows, R => avx512::byte::<R, false, true, S>(w, s, a, offset, out)),
+                        (true, false) => {
+                            by_rows!(rows, R in [8, 7, 6, 5, 4, 3, 2] => avx512::byte::<R, true, false, S>(w, s, a, offset, out))
+                        }
+                        (true, true) => {
+                            by_rows!(rows, R in [8, 7, 6, 5, 4, 3, 2] => avx512::byte::<R, true, true, S>(w, s, a, offset, out))
+                        }
+                        (false, false) => {
+                            by_rows!(rows, R in [8, 7, 6, 5, 4, 3, 2] => avx512::byte::<R, false, false, S>(w, s, a, offset, out))
+                        }
+                        (false, true) => {
+                            by_rows!(rows, R in [8, 7, 6, 5, 4, 3, 2] => avx512::byte::<R, false, true, S>(w, s, a, offset, out))
+                        }
                     }
                 }
             }
@@ -404,6 +421,9 @@ trait Source: Copy {
     /// Whether the two halves of a sub-block have scales of their own (Q6_K); otherwise
     /// `d[0] == d[1]` and a kernel may sum the whole sub-block's dot before scaling it.
     fn halves(&self) -> bool;
+    /// Whether `m` can be non-zero: where it cannot, the byte kernels skip the offset terms,
+    /// which would add `0 · ds` (a `+0`) to a sum that starts at `+0`, so the bits are the same.
+    fn offsets(&self) -> bool;
     /// The same values in 3 registers.
     ///
     /// # Safety
@@ -437,6 +457,10 @@ impl Source for HalfSource<'_> {
         false
     }
 
+    fn offsets(&self) -> bool {
+        !matches!(self.m, OffsetOf::Zero)
+    }
+
     fn scalar(&self, b: usize) -> Scale8 {
         let d = self.d[b].map(f16::to_f32);
         let m = match self.m {
@@ -465,6 +489,10 @@ impl Source for HalfSource<'_> {
 impl Source for CodedSource<'_> {
     fn halves(&self) -> bool {
         self.halves
+    }
+
+    fn offsets(&self) -> bool {
+        !self.halves
     }
 
     fn scalar(&self, b: usize) -> Scale8 {
@@ -640,21 +668,11 @@ fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f3
     match isa {
         // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         Isa::Avx2 => unsafe {
-            return match rows {
-                4 => avx2::nib::<4, S>(w, s, a, out),
-                3 => avx2::nib::<3, S>(w, s, a, out),
-                2 => avx2::nib::<2, S>(w, s, a, out),
-                _ => avx2::nib::<1, S>(w, s, a, out),
-            };
+            return by_rows!(rows, R => avx2::nib::<R, S>(w, s, a, out));
         },
         // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
         Isa::Vnni | Isa::Vnni512 => unsafe {
-            return match rows {
-                4 => avx2::nib_vnni::<4, S>(w, s, a, out),
-                3 => avx2::nib_vnni::<3, S>(w, s, a, out),
-                2 => avx2::nib_vnni::<2, S>(w, s, a, out),
-                _ => avx2::nib_vnni::<1, S>(w, s, a, out),
-            };
+            return by_rows!(rows, R => avx2::nib_vnni::<R, S>(w, s, a, out));
         },
         Isa::Scalar => {}
     }
@@ -713,7 +731,7 @@ fn byte_tile<S: Source>(
                 }
                 (_, ByteCode::Signed, false) => by_rows!(rows, R => byte_avx2::<R, false, Signed, S>(w, s, a, 0, out)),
                 (_, ByteCode::Signed, true) => by_rows!(rows, R => byte_avx2::<R, true, Signed, S>(w, s, a, 0, out)),
-                (_, ByteCode::Unsigned { offset: o }, _) => match (pairs_in_i16(o), split) {
+                (_, ByteCode::Unsigned { .. }, _) => match (code.pairs_in_i16(), split) {
                     (4, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<4>, S>(w, s, a, offset, out)),
                     (4, true) => by_rows!(rows, R => byte_avx2::<R, true, Unsigned<4>, S>(w, s, a, offset, out)),
                     (_, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<2>, S>(w, s, a, offset, out)),
@@ -878,8 +896,10 @@ mod avx2 {
                 let whole = D::dots::<R>(wb, &rows, 0..8);
                 scale_rows(&mut acc, whole, d0, &rows, |a| offset * (a.sums[0] + a.sums[1]));
             }
-            for r in 0..R {
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(rows[r].ds), acc[r][1]);
+            if s.offsets() {
+                for r in 0..R {
+                    acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(rows[r].ds), acc[r][1]);
+                }
             }
         }
         store(&acc, out);
@@ -1007,7 +1027,7 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
+    use super::{Act, ByteX8, NibX8, Source, COLS, ROWS2};
 
     /// Two tiles' 8-lane values as one 16-lane register.
     #[inline(always)]
@@ -1036,11 +1056,22 @@ mod avx512 {
     }
 
     #[inline(always)]
-    unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: &mut [[[f32; COLS]; ROWS]; 2]) {
+    unsafe fn store<const R: usize>(acc: &[[__m512; 2]; R], out: &mut [[[f32; COLS]; ROWS2]; 2]) {
         for r in 0..R {
             let v = _mm512_add_ps(acc[r][0], acc[r][1]);
             _mm256_storeu_ps(out[0][r].as_mut_ptr(), _mm512_castps512_ps256(v));
             _mm256_storeu_ps(out[1][r].as_mut_ptr(), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+        }
+    }
+
+    /// Independent `vpdpbusd` chains per row (it takes several cycles): two for up to 4 rows, one
+    /// from 5 on, where the rows' chains are enough and 32 registers do not hold two per row.
+    /// Integer sums are exact in any grouping.
+    const fn chains<const R: usize>() -> usize {
+        if R > 4 {
+            1
+        } else {
+            2
         }
     }
 
@@ -1057,7 +1088,7 @@ mod avx512 {
         w: [&[NibX8]; 2],
         s: [S; 2],
         a: &[Act],
-        out: &mut [[[f32; COLS]; ROWS]; 2],
+        out: &mut [[[f32; COLS]; ROWS2]; 2],
     ) {
         let blocks = w[0].len();
         let nibble = _mm512_set1_epi8(0x0F);
@@ -1065,13 +1096,14 @@ mod avx512 {
         for b in 0..blocks {
             let [d0, _, wm] = scales(&s, b);
             let mut sumi = [[_mm512_setzero_si512(); 2]; R];
+            let chains = chains::<R>();
             for g in 0..4 {
                 let raw = load2(&w[0][b].qs[g], &w[1][b].qs[g]);
                 let lo = _mm512_and_si512(raw, nibble);
                 let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), nibble);
                 for r in 0..R {
                     let ab = &a[r * blocks + b];
-                    let c = &mut sumi[r][g % 2];
+                    let c = &mut sumi[r][g % chains];
                     *c = _mm512_dpbusd_epi32(*c, lo, broadcast4(ab, 4 * g));
                     *c = _mm512_dpbusd_epi32(*c, hi, broadcast4(ab, 16 + 4 * g));
                 }
@@ -1095,11 +1127,12 @@ mod avx512 {
     ) -> [__m512i; R] {
         let flip = _mm512_set1_epi8(-128);
         let mut sum = [[_mm512_setzero_si512(); 2]; R];
+        let chains = chains::<R>();
         for g in gs {
             let x = load2(&w[0][b].qs[g], &w[1][b].qs[g]);
             let x = if FLIP { _mm512_xor_si512(x, flip) } else { x };
             for r in 0..R {
-                sum[r][g % 2] = _mm512_dpbusd_epi32(sum[r][g % 2], x, broadcast4(rows[r], 4 * g));
+                sum[r][g % chains] = _mm512_dpbusd_epi32(sum[r][g % chains], x, broadcast4(rows[r], 4 * g));
             }
         }
         sum.map(|[a, b]| _mm512_add_epi32(a, b))
@@ -1112,7 +1145,7 @@ mod avx512 {
         s: [S; 2],
         a: &[Act],
         offset: i32,
-        out: &mut [[[f32; COLS]; ROWS]; 2],
+        out: &mut [[[f32; COLS]; ROWS2]; 2],
     ) {
         let blocks = w[0].len();
         let mut acc = [[_mm512_setzero_ps(); 2]; R];
@@ -1134,8 +1167,10 @@ mod avx512 {
                     scale_row(&mut acc[r][0], whole[r], d0, rows[r], offset * (rows[r].sums[0] + rows[r].sums[1]));
                 }
             }
-            for r in 0..R {
-                acc[r][1] = _mm512_fmadd_ps(wm, _mm512_set1_ps(rows[r].ds), acc[r][1]);
+            if s[0].offsets() {
+                for r in 0..R {
+                    acc[r][1] = _mm512_fmadd_ps(wm, _mm512_set1_ps(rows[r].ds), acc[r][1]);
+                }
             }
         }
         store(&acc, out);

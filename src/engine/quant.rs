@@ -26,7 +26,7 @@ use rayon::prelude::*;
 // QK: elements per block (Q4_1, Q8_0, Q8_1 alike); COLS: columns per weight tile, one per
 // 32-bit lane of a 256-bit register; ROWS: activation rows each weight tile is loaded for.
 use super::bf16;
-use super::kquant::{self, KTiles, COLS, QK, ROWS};
+use super::kquant::{self, by_rows, KTiles, COLS, QK, ROWS, ROWS2};
 
 /// One Q4_1 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s byte `4 * g + i`, whose low
 /// nibble is element `4 * g + i` and high nibble element `16 + 4 * g + i` (GGUF's layout).
@@ -238,11 +238,13 @@ impl PackedLinear {
         // The item's first tile, and how many it has (the last item may have one of two).
         let t = item * per_item;
         let count = per_item.min(n.div_ceil(COLS) - t);
-        for row in (0..m).step_by(ROWS) {
-            let rows = ROWS.min(m - row);
+        // Two tiles at once take twice the rows per call (see `KTiles::tile2`).
+        let step = if count == 2 { ROWS2 } else { ROWS };
+        for row in (0..m).step_by(step) {
+            let rows = step.min(m - row);
             let span = row * blocks..(row + rows) * blocks;
-            let mut tiles = [[[0f32; COLS]; ROWS]; 2];
-            let tile = &mut tiles[0];
+            let mut tiles = [[[0f32; COLS]; ROWS2]; 2];
+            let tile: &mut [[f32; COLS]; ROWS] = (&mut tiles[0][..ROWS]).try_into().expect("ROWS2 ≥ ROWS");
             match &self.tiles {
                 Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
                 Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
@@ -481,24 +483,10 @@ fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2, FMA and F16C.
-        Level::Avx2 => unsafe {
-            match rows {
-                4 => avx2::q4_1::<4>(w, a, out),
-                3 => avx2::q4_1::<3>(w, a, out),
-                2 => avx2::q4_1::<2>(w, a, out),
-                _ => avx2::q4_1::<1>(w, a, out),
-            }
-        },
+        Level::Avx2 => unsafe { by_rows!(rows, R => avx2::q4_1::<R>(w, a, out)) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni | Level::Vnni512 => unsafe {
-            match rows {
-                4 => avx2::q4_1_vnni::<4>(w, a, out),
-                3 => avx2::q4_1_vnni::<3>(w, a, out),
-                2 => avx2::q4_1_vnni::<2>(w, a, out),
-                _ => avx2::q4_1_vnni::<1>(w, a, out),
-            }
-        },
+        Level::Vnni | Level::Vnni512 => unsafe { by_rows!(rows, R => avx2::q4_1_vnni::<R>(w, a, out)) },
         Level::Scalar => {
             let blocks = w.len();
             for (r, out) in out.iter_mut().take(rows).enumerate() {
@@ -538,14 +526,7 @@ fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni | Level::Vnni512 => unsafe {
-            match rows {
-                4 => avx2::q8_0_vnni::<4>(w, a, out),
-                3 => avx2::q8_0_vnni::<3>(w, a, out),
-                2 => avx2::q8_0_vnni::<2>(w, a, out),
-                _ => avx2::q8_0_vnni::<1>(w, a, out),
-            }
-        },
+        Level::Vnni | Level::Vnni512 => unsafe { by_rows!(rows, R => avx2::q8_0_vnni::<R>(w, a, out)) },
         Level::Scalar => {
             let blocks = w.len();
             for (r, out) in out.iter_mut().take(rows).enumerate() {
@@ -895,8 +876,8 @@ mod tests {
         }
     }
 
-    /// `packed`'s result for `x` (7 rows) has the same bits on every kernel level, and row 5
-    /// alone gives the bits it gets in the batch.
+    /// `packed`'s result for `x` (at least 6 rows) has the same bits on every kernel level, and
+    /// row 5 alone gives the bits it gets in the batch.
     fn assert_same_bits_on_every_level_and_batch(packed: &PackedLinear, x: &Tensor, what: &str) {
         let bits = |t: &Tensor| {
             t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|f| f.to_bits()).collect::<Vec<_>>()
@@ -918,7 +899,8 @@ mod tests {
         for dtype in K_TYPES {
             let q = QTensor::quantize(&Tensor::randn(0f32, 1.0, (21, 512), &dev).unwrap(), dtype).unwrap();
             let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
-            let x = Tensor::randn(0f32, 1.0, (7, 512), &dev).unwrap();
+            // 9 rows: the 512-bit kernels take 8 and then 1.
+            let x = Tensor::randn(0f32, 1.0, (9, 512), &dev).unwrap();
             assert_same_bits_on_every_level_and_batch(&packed, &x, &format!("{dtype:?}"));
         }
     }
