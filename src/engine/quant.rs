@@ -277,8 +277,11 @@ struct Acts {
 /// Quantizes `xs` (rows whose width is a multiple of 32) block by block: each block rounded by
 /// [`round_block`], then made into `T` (`ActBlock::new` for the exact kernels,
 /// `kquant::Act::new` for kquant.rs's).
-fn quantize<T>(xs: &[f32], level: Level, make: impl Fn(f32, [i8; QK]) -> T) -> Vec<T> {
-    xs.chunks_exact(QK)
+fn quantize<T: Send>(xs: &[f32], level: Level, make: impl Fn(f32, [i8; QK]) -> T + Sync) -> Vec<T> {
+    // Shared out from a few hundred blocks on (a batch's step), where one thread would keep the
+    // others waiting; each block is rounded on its own, so the result does not depend on it.
+    xs.par_chunks_exact(QK)
+        .with_min_len(256)
         .map(|x| {
             let (d, qs) = round_block(x.try_into().expect("chunks of QK"), level);
             make(d, qs)
