@@ -242,7 +242,7 @@ impl KTiles {
         Some(Self { weights, scales })
     }
 
-    /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` rows of `a`.
+    /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` (1 to [`ROWS`]) rows of `a`.
     pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
         let span = t * blocks..(t + 1) * blocks;
         match &self.scales {
@@ -258,9 +258,9 @@ impl KTiles {
         }
     }
 
-    /// [`Self::tile`] for tiles `t` and `t + 1` at once: with [`Isa::Vnni512`], 16 columns per
-    /// 512-bit register (each lane does what it does in the 256-bit kernels, so the same bits);
-    /// otherwise one tile after the other.
+    /// [`Self::tile`] for tiles `t` and `t + 1` and `rows` (1 to [`ROWS2`]) rows at once: with
+    /// [`Isa::Vnni512`], 16 columns per 512-bit register (each lane does what it does in the
+    /// 256-bit kernels, so the same bits); otherwise one tile after the other.
     pub fn tile2(
         &self,
         t: usize,
