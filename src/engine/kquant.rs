@@ -19,7 +19,7 @@
 //! Two tile kinds: [`NibX8`] keeps 4-bit weights (Q4_0, Q4_K) as nibbles, [`ByteX8`] keeps the
 //! 5-, 6- and 8-bit ones as bytes ([`ByteCode`]). The scales stay as compact as in the file
 //! ([`Scales`]: f16, or 6/8-bit codes with an f32 factor per 256 elements), so a tile element
-//! takes 0.59 bytes for Q4_K (file: 0.56), 0.63 for Q4_0 (0.56), 1.06–1.13 for Q5/Q6/Q8 (0.69–1.06).
+//! takes 0.58 bytes for Q4_K (file: 0.56), 0.63 for Q4_0 (0.56), 1.06–1.13 for Q5/Q6/Q8 (0.69–1.06).
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -178,11 +178,12 @@ pub struct Scale8 {
 enum Scales {
     /// The file's own f16 `d` per sub-block (Q4_0, Q5_0, Q5_1, Q8_0), with the offset `m`.
     Half { d: Vec<[f16; COLS]>, m: Offset },
-    /// K-quants: 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) codes per sub-block and an f32 factor per
-    /// super-block of 8 sub-blocks (`sup[t * blocks / 8 + b / 8]`). Q4_K/Q5_K: `d = sup[0] · codes[0]`,
+    /// K-quants: 6-bit (Q4_K, Q5_K) or 8-bit (Q6_K) codes per sub-block and the file's f16
+    /// factors per super-block of 8 sub-blocks (`sup[t * blocks / 8 + b / 8]`, taken to f32,
+    /// which is exact). Q4_K/Q5_K: `d = sup[0] · codes[0]`,
     /// `m = −(sup[1] · codes[1])`; Q6_K (`halves`): `d[h] = sup[0] · codes[h]`, `m = 0`. The
     /// products are the ones ggml's dequantization computes, so the values are the same bits.
-    Coded { codes: Vec<[[i8; COLS]; 2]>, sup: Vec<[[f32; COLS]; 2]>, halves: bool },
+    Coded { codes: Vec<[[i8; COLS]; 2]>, sup: Vec<[[f16; COLS]; 2]>, halves: bool },
 }
 
 /// The offset of a [`Scales::Half`] type.
@@ -360,16 +361,16 @@ impl Scales {
         if let GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K = dtype {
             let halves = dtype == GgmlDType::Q6K;
             let mut codes = vec![[[0i8; COLS]; 2]; tiles * blocks];
-            let mut sup = vec![[[0f32; COLS]; 2]; tiles * blocks / 8];
+            let mut sup = vec![[[f16::ZERO; COLS]; 2]; tiles * blocks / 8];
             for col in 0..n {
                 let (t, c) = (col / COLS, col % COLS);
                 for (s, b) in row(col).chunks_exact(bytes).enumerate() {
                     let at = t * blocks / 8 + s;
                     if halves {
-                        sup[at][0][c] = f16_at(b, 208);
+                        sup[at][0][c] = half_at(b, 208);
                     } else {
-                        sup[at][0][c] = f16_at(b, 0);
-                        sup[at][1][c] = f16_at(b, 2);
+                        sup[at][0][c] = half_at(b, 0);
+                        sup[at][1][c] = half_at(b, 2);
                     }
                     for j in 0..8 {
                         let code = &mut codes[t * blocks + 8 * s + j];
@@ -390,7 +391,7 @@ impl Scales {
             let mut v = vec![[f16::ZERO; COLS]; tiles * blocks];
             for col in 0..n {
                 for (b, block) in row(col).chunks_exact(bytes).enumerate() {
-                    v[col / COLS * blocks + b][col % COLS] = f16::from_le_bytes([block[at], block[at + 1]]);
+                    v[col / COLS * blocks + b][col % COLS] = half_at(block, at);
                 }
             }
             v
@@ -448,7 +449,7 @@ struct HalfSource<'a> {
 #[derive(Clone, Copy)]
 struct CodedSource<'a> {
     codes: &'a [[[i8; COLS]; 2]],
-    sup: &'a [[[f32; COLS]; 2]],
+    sup: &'a [[[f16; COLS]; 2]],
     halves: bool,
 }
 
@@ -497,7 +498,8 @@ impl Source for CodedSource<'_> {
 
     fn scalar(&self, b: usize) -> Scale8 {
         let (code, sup) = (&self.codes[b], &self.sup[b / 8]);
-        let scaled = |h: usize, f: usize| -> [f32; COLS] { std::array::from_fn(|c| sup[f][c] * code[h][c] as f32) };
+        let scaled =
+            |h: usize, f: usize| -> [f32; COLS] { std::array::from_fn(|c| sup[f][c].to_f32() * code[h][c] as f32) };
         if self.halves {
             Scale8 { d: [scaled(0, 0), scaled(1, 0)], m: [0.0; COLS] }
         } else {
@@ -512,12 +514,13 @@ impl Source for CodedSource<'_> {
         let (code, sup) = (&self.codes[b], &self.sup[b / 8]);
         let codes =
             |c: &[i8; COLS]| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(c.as_ptr() as *const __m128i)));
-        let d = _mm256_loadu_ps(sup[0].as_ptr());
+        let halfs = |h: &[f16; COLS]| _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr() as *const __m128i));
+        let d = halfs(&sup[0]);
         let d0 = _mm256_mul_ps(d, codes(&code[0]));
         if self.halves {
             [d0, _mm256_mul_ps(d, codes(&code[1])), _mm256_setzero_ps()]
         } else {
-            let m = _mm256_mul_ps(_mm256_loadu_ps(sup[1].as_ptr()), codes(&code[1]));
+            let m = _mm256_mul_ps(halfs(&sup[1]), codes(&code[1]));
             [d0, d0, _mm256_xor_ps(m, _mm256_set1_ps(-0.0))]
         }
     }
@@ -545,8 +548,12 @@ pub struct Sub {
     pub m: f32,
 }
 
+fn half_at(b: &[u8], at: usize) -> f16 {
+    f16::from_le_bytes([b[at], b[at + 1]])
+}
+
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    half_at(b, at).to_f32()
 }
 
 /// One weight row (all its blocks) of `dtype` as sub-blocks, following ggml's `dequantize_row_*`.
