@@ -259,48 +259,38 @@ impl KTiles {
         }
     }
 
-    /// [`Self::tile`] for tiles `t` and `t + 1` and `rows` (1 to [`ROWS2`]) rows at once: with
-    /// [`Isa::Vnni512`], 16 columns per 512-bit register (each lane does what it does in the
-    /// 256-bit kernels, so the same bits); otherwise one tile after the other.
-    pub fn tile2(
-        &self,
-        t: usize,
-        blocks: usize,
-        a: &[Act],
-        rows: usize,
-        out: &mut [[[f32; COLS]; ROWS2]; 2],
-        isa: Isa,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if isa == Isa::Vnni512 {
-            let spans = [t * blocks..(t + 1) * blocks, (t + 1) * blocks..(t + 2) * blocks];
-            match &self.scales {
-                Scales::Half { d, m } => {
-                    let sources = spans.clone().map(|span| HalfSource { d: &d[span.clone()], m: m.at(span) });
-                    self.dots2(spans, sources, a, rows, out)
-                }
-                Scales::Coded { codes, sup, halves } => {
-                    let sources = [t, t + 1].map(|t| CodedSource {
-                        codes: &codes[t * blocks..(t + 1) * blocks],
-                        sup: &sup[t * blocks / 8..(t + 1) * blocks / 8],
-                        halves: *halves,
-                    });
-                    self.dots2(spans, sources, a, rows, out)
-                }
+    /// [`Self::tile`] for tiles `t` and `t + 1` and `rows` (1 to [`ROWS2`]) rows at once, 16
+    /// columns per 512-bit register; each lane does what it does in the 256-bit kernels, so the
+    /// same bits.
+    ///
+    /// # Safety
+    /// The CPU must have what [`Isa::Vnni512`] stands for: AVX2, FMA, F16C and AVX-512 F, BW, VL
+    /// and VNNI.
+    #[cfg(target_arch = "x86_64")]
+    pub unsafe fn tile2(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[[f32; COLS]; ROWS2]; 2]) {
+        let spans = [t * blocks..(t + 1) * blocks, (t + 1) * blocks..(t + 2) * blocks];
+        match &self.scales {
+            Scales::Half { d, m } => {
+                let sources = spans.clone().map(|span| HalfSource { d: &d[span.clone()], m: m.at(span) });
+                self.dots2(spans, sources, a, rows, out)
             }
-            return;
-        }
-        for (i, out) in out.iter_mut().enumerate() {
-            for (r, out) in out.chunks_exact_mut(ROWS).enumerate().take(rows.div_ceil(ROWS)) {
-                let (r, out) = (r * ROWS, out.try_into().expect("ROWS2 is a multiple of ROWS"));
-                self.tile(t + i, blocks, &a[r * blocks..], ROWS.min(rows - r), out, isa);
+            Scales::Coded { codes, sup, halves } => {
+                let sources = [t, t + 1].map(|t| CodedSource {
+                    codes: &codes[t * blocks..(t + 1) * blocks],
+                    sup: &sup[t * blocks / 8..(t + 1) * blocks / 8],
+                    halves: *halves,
+                });
+                self.dots2(spans, sources, a, rows, out)
             }
         }
     }
 
     /// [`Self::tile2`]'s 512-bit kernels, for the sub-blocks `spans` with their scales.
+    ///
+    /// # Safety
+    /// As [`Self::tile2`].
     #[cfg(target_arch = "x86_64")]
-    fn dots2<S: Source>(
+    unsafe fn dots2<S: Source>(
         &self,
         spans: [std::ops::Range<usize>; 2],
         s: [S; 2],
@@ -308,8 +298,7 @@ impl KTiles {
         rows: usize,
         out: &mut [[[f32; COLS]; ROWS2]; 2],
     ) {
-        // SAFETY: only reached with Isa::Vnni512, chosen when the CPU has AVX2, FMA, F16C and
-        // AVX-512 F, BW, VL and VNNI.
+        // SAFETY: the caller's (see tile2).
         unsafe {
             match &self.weights {
                 Weights::Nib(w) => {

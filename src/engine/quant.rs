@@ -251,7 +251,10 @@ impl PackedLinear {
             match &self.tiles {
                 Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
                 Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
-                Tiles::K(_, w) if count == 2 => w.tile2(t, blocks, &acts.k[span], rows, &mut tiles, level.isa()),
+                // SAFETY: two tiles per item only at Level::Vnni512 (tiles_per_item), which
+                // levels() offers only when the CPU has AVX-512 F, BW, VL and VNNI.
+                #[cfg(target_arch = "x86_64")]
+                Tiles::K(_, w) if count == 2 => unsafe { w.tile2(t, blocks, &acts.k[span], rows, &mut tiles) },
                 Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, tile, level.isa()),
                 Tiles::Bf16(w) => {
                     let x = &acts.raw[row * self.k..(row + rows) * self.k];
