@@ -78,15 +78,20 @@ const LANES: usize = 8;
 
 /// The vector operations of one query head, in scalar and AVX2 versions that do the same float
 /// operations in the same order (sums in eight lanes, then [`reduce`]), so they give the same bits.
+///
+/// The group's query heads go together through `scores` and `weighted`, so that each cached
+/// key and value is read once per item, not once per head (a decode step streams the cache).
 trait Kernel {
-    /// `scores[p] = (q · keys[p]) * scale` for the `hd`-wide rows of `keys`.
-    fn scores(q: &[f32], keys: &[f32], scale: f32, scores: &mut [f32]);
+    /// `scores[j][p] = (q[j] · keys[p]) * scale` for each query head `j` (`q`: `[group, hd]`,
+    /// `scores`: `[group, len]`) and the `hd`-wide rows `p` of `keys`.
+    fn scores(q: &[f32], hd: usize, keys: &[f32], scale: f32, scores: &mut [f32]);
     /// The largest score.
     fn max(scores: &[f32]) -> f32;
     /// `scores[p] = exp(scores[p] - max)` (see [`exp`]); returns their sum.
     fn exp_sum(scores: &mut [f32], max: f32) -> f32;
-    /// `out[d] = (Σ_p weights[p] values[p][d]) / sum`, the sum over p in order.
-    fn weighted(weights: &[f32], values: &[f32], sum: f32, out: &mut [f32]);
+    /// `out[j][d] = (Σ_p weights[j][p] values[p][d]) / sums[j]` for each query head `j`
+    /// (`weights`: `[group, len]`, `out`: `[group, hd]`), the sum over p in order.
+    fn weighted(weights: &[f32], values: &[f32], sums: &[f32], out: &mut [f32]);
 }
 
 /// The eight lane sums added in a fixed tree: (0+4)+(2+6) plus (1+5)+(3+7).
@@ -137,15 +142,18 @@ const EXP_POLY: [f32; 6] = [1.987_569_1e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_
 struct Scalar;
 
 impl Kernel for Scalar {
-    fn scores(q: &[f32], keys: &[f32], scale: f32, scores: &mut [f32]) {
-        for (key, score) in keys.chunks_exact(q.len()).zip(scores) {
-            let mut l = [0f32; LANES];
-            for (a, b) in q.chunks_exact(LANES).zip(key.chunks_exact(LANES)) {
-                for i in 0..LANES {
-                    l[i] = a[i].mul_add(b[i], l[i]);
+    fn scores(q: &[f32], hd: usize, keys: &[f32], scale: f32, scores: &mut [f32]) {
+        let len = keys.len() / hd;
+        for (q, scores) in q.chunks_exact(hd).zip(scores.chunks_exact_mut(len)) {
+            for (key, score) in keys.chunks_exact(hd).zip(scores) {
+                let mut l = [0f32; LANES];
+                for (a, b) in q.chunks_exact(LANES).zip(key.chunks_exact(LANES)) {
+                    for i in 0..LANES {
+                        l[i] = a[i].mul_add(b[i], l[i]);
+                    }
                 }
+                *score = reduce(l) * scale;
             }
-            *score = reduce(l) * scale;
         }
     }
 
@@ -164,14 +172,16 @@ impl Kernel for Scalar {
         reduce(l)
     }
 
-    fn weighted(weights: &[f32], values: &[f32], sum: f32, out: &mut [f32]) {
-        let hd = out.len();
-        for (d, o) in out.iter_mut().enumerate() {
-            let mut acc = 0f32;
-            for (w, value) in weights.iter().zip(values.chunks_exact(hd)) {
-                acc = w.mul_add(value[d], acc);
+    fn weighted(weights: &[f32], values: &[f32], sums: &[f32], out: &mut [f32]) {
+        let (hd, len) = (out.len() / sums.len(), weights.len() / sums.len());
+        for ((weights, sum), out) in weights.chunks_exact(len).zip(sums).zip(out.chunks_exact_mut(hd)) {
+            for (d, o) in out.iter_mut().enumerate() {
+                let mut acc = 0f32;
+                for (w, value) in weights.iter().zip(values.chunks_exact(hd)) {
+                    acc = w.mul_add(value[d], acc);
+                }
+                *o = acc / sum;
             }
-            *o = acc / sum;
         }
     }
 }
@@ -181,14 +191,17 @@ impl Kernel for Scalar {
 fn head_with<K: Kernel>(h: &Head, out: &mut [f32]) {
     let hd = h.hd;
     let len = h.keys.len() / hd;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut weights = vec![0f32; len];
-    for (j, out) in out.chunks_exact_mut(hd).enumerate() {
-        K::scores(&h.q[j * hd..][..hd], h.keys, scale, &mut weights);
-        let max = K::max(&weights);
-        let sum = K::exp_sum(&mut weights, max);
-        K::weighted(&weights, h.values, sum, out);
-    }
+    let (scale, group) = (1.0 / (hd as f32).sqrt(), out.len() / hd);
+    let mut weights = vec![0f32; group * len];
+    K::scores(&h.q[..group * hd], hd, h.keys, scale, &mut weights);
+    let sums: Vec<f32> = weights
+        .chunks_exact_mut(len)
+        .map(|w| {
+            let max = K::max(w);
+            K::exp_sum(w, max)
+        })
+        .collect();
+    K::weighted(&weights, h.values, &sums, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -237,34 +250,18 @@ mod avx2 {
     // load and store stays inside the slices, whose lengths are multiples of 8 where noted.
     impl Kernel for Avx2 {
         #[inline(always)]
-        fn scores(q: &[f32], keys: &[f32], scale: f32, scores: &mut [f32]) {
-            let hd = q.len();
-            debug_assert!(hd.is_multiple_of(LANES) && keys.len() == scores.len() * hd);
-            unsafe {
-                let (q, k) = (q.as_ptr(), keys.as_ptr());
-                let dot1 = |p: usize| {
-                    let mut acc = _mm256_setzero_ps();
-                    for i in (0..hd).step_by(LANES) {
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(i)), _mm256_loadu_ps(k.add(p * hd + i)), acc);
+        fn scores(q: &[f32], hd: usize, keys: &[f32], scale: f32, scores: &mut [f32]) {
+            let len = keys.len() / hd;
+            debug_assert!(hd.is_multiple_of(LANES) && scores.len() * hd == q.len() * len);
+            // Up to 4 heads at a time, each key row loaded once for all of them.
+            for (q, scores) in q.chunks(4 * hd).zip(scores.chunks_mut(4 * len)) {
+                unsafe {
+                    match q.len() / hd {
+                        4 => scores_heads::<4>(q, hd, keys, scale, scores),
+                        3 => scores_heads::<3>(q, hd, keys, scale, scores),
+                        2 => scores_heads::<2>(q, hd, keys, scale, scores),
+                        _ => scores_heads::<1>(q, hd, keys, scale, scores),
                     }
-                    acc
-                };
-                let mut p = 0;
-                while p + 4 <= scores.len() {
-                    let mut acc = [_mm256_setzero_ps(); 4];
-                    for i in (0..hd).step_by(LANES) {
-                        let qi = _mm256_loadu_ps(q.add(i));
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            *acc = _mm256_fmadd_ps(qi, _mm256_loadu_ps(k.add((p + r) * hd + i)), *acc);
-                        }
-                    }
-                    let s = _mm_mul_ps(reduce4(acc), _mm_set1_ps(scale));
-                    _mm_storeu_ps(scores.as_mut_ptr().add(p), s);
-                    p += 4;
-                }
-                for (p, score) in scores.iter_mut().enumerate().skip(p) {
-                    let zero = _mm256_setzero_ps();
-                    *score = _mm_cvtss_f32(reduce4([dot1(p), zero, zero, zero])) * scale;
                 }
             }
         }
@@ -314,43 +311,97 @@ mod avx2 {
         }
 
         #[inline(always)]
-        fn weighted(weights: &[f32], values: &[f32], sum: f32, out: &mut [f32]) {
-            let hd = out.len();
-            debug_assert!(hd.is_multiple_of(LANES) && values.len() == weights.len() * hd);
-            let mut d = 0;
-            // Four vectors of dims at a time, kept in registers over all positions.
-            while d + 4 * LANES <= hd {
-                unsafe { weighted_cols::<4>(weights, values, hd, d, sum, out) };
-                d += 4 * LANES;
+        fn weighted(weights: &[f32], values: &[f32], sums: &[f32], out: &mut [f32]) {
+            let (hd, len) = (out.len() / sums.len(), weights.len() / sums.len());
+            debug_assert!(hd.is_multiple_of(LANES) && values.len() == len * hd);
+            // Up to 4 heads at a time, each value row loaded once for all of them.
+            for ((weights, sums), out) in weights.chunks(4 * len).zip(sums.chunks(4)).zip(out.chunks_mut(4 * hd)) {
+                unsafe {
+                    match sums.len() {
+                        4 => weighted_heads::<4>(weights, values, sums, out),
+                        3 => weighted_heads::<3>(weights, values, sums, out),
+                        2 => weighted_heads::<2>(weights, values, sums, out),
+                        _ => weighted_heads::<1>(weights, values, sums, out),
+                    }
+                }
             }
-            while d < hd {
-                unsafe { weighted_cols::<1>(weights, values, hd, d, sum, out) };
+        }
+    }
+
+    /// [`Kernel::scores`] for `H` heads: two key rows at a time, each head's sum in its own
+    /// register, reduced as [`super::reduce`] does.
+    #[inline(always)]
+    unsafe fn scores_heads<const H: usize>(q: &[f32], hd: usize, keys: &[f32], scale: f32, scores: &mut [f32]) {
+        let len = keys.len() / hd;
+        let (q, k) = (q.as_ptr(), keys.as_ptr());
+        let mut p = 0;
+        while p < len {
+            // Two rows, or the last one alone (its second sum stays unused).
+            let rows = if p + 2 <= len { 2 } else { 1 };
+            let mut acc = [[_mm256_setzero_ps(); 2]; H];
+            for i in (0..hd).step_by(LANES) {
+                let k0 = _mm256_loadu_ps(k.add(p * hd + i));
+                let k1 = if rows == 2 { _mm256_loadu_ps(k.add((p + 1) * hd + i)) } else { k0 };
+                for (j, acc) in acc.iter_mut().enumerate() {
+                    let qj = _mm256_loadu_ps(q.add(j * hd + i));
+                    acc[0] = _mm256_fmadd_ps(qj, k0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(qj, k1, acc[1]);
+                }
+            }
+            for (j, acc) in acc.iter().enumerate() {
+                let zero = _mm256_setzero_ps();
+                let mut s = [0f32; 4];
+                _mm_storeu_ps(s.as_mut_ptr(), _mm_mul_ps(reduce4([acc[0], acc[1], zero, zero]), _mm_set1_ps(scale)));
+                scores[j * len..][p..p + rows].copy_from_slice(&s[..rows]);
+            }
+            p += rows;
+        }
+    }
+
+    /// [`Kernel::weighted`] for `H` heads, 16 dims (or the last 8) at a time kept in registers
+    /// over all positions.
+    #[inline(always)]
+    unsafe fn weighted_heads<const H: usize>(weights: &[f32], values: &[f32], sums: &[f32], out: &mut [f32]) {
+        let hd = out.len() / H;
+        let mut d = 0;
+        while d < hd {
+            if d + 2 * LANES <= hd {
+                weighted_cols::<H, 2>(weights, values, hd, d, sums, out);
+                d += 2 * LANES;
+            } else {
+                weighted_cols::<H, 1>(weights, values, hd, d, sums, out);
                 d += LANES;
             }
         }
     }
 
-    /// Dims `d..d + 8 W` of [`Kernel::weighted`].
+    /// Dims `d..d + 8 W` of [`weighted_heads`].
     #[inline(always)]
-    unsafe fn weighted_cols<const W: usize>(
+    unsafe fn weighted_cols<const H: usize, const W: usize>(
         weights: &[f32],
         values: &[f32],
         hd: usize,
         d: usize,
-        sum: f32,
+        sums: &[f32],
         out: &mut [f32],
     ) {
-        let v = values.as_ptr().add(d);
-        let mut acc = [_mm256_setzero_ps(); W];
-        for (p, w) in weights.iter().enumerate() {
-            let w = _mm256_set1_ps(*w);
-            for (i, acc) in acc.iter_mut().enumerate() {
-                *acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(v.add(p * hd + i * LANES)), *acc);
+        let len = weights.len() / H;
+        let (v, w) = (values.as_ptr().add(d), weights.as_ptr());
+        let mut acc = [[_mm256_setzero_ps(); W]; H];
+        for p in 0..len {
+            let rows: [__m256; W] = std::array::from_fn(|i| _mm256_loadu_ps(v.add(p * hd + i * LANES)));
+            for (j, acc) in acc.iter_mut().enumerate() {
+                let wj = _mm256_set1_ps(*w.add(j * len + p));
+                for (acc, row) in acc.iter_mut().zip(&rows) {
+                    *acc = _mm256_fmadd_ps(wj, *row, *acc);
+                }
             }
         }
-        let s = _mm256_set1_ps(sum);
-        for (i, acc) in acc.iter().enumerate() {
-            _mm256_storeu_ps(out.as_mut_ptr().add(d + i * LANES), _mm256_div_ps(*acc, s));
+        for (j, acc) in acc.iter().enumerate() {
+            let s = _mm256_set1_ps(sums[j]);
+            for (i, acc) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(j * hd + d + i * LANES), _mm256_div_ps(*acc, s));
+            }
         }
     }
 
