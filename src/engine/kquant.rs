@@ -774,26 +774,50 @@ mod avx2 {
         _mm256_set1_epi32(std::ptr::read_unaligned(a.qs.as_ptr().add(at) as *const i32))
     }
 
-    /// Ends a tile: each row's scale terms plus its offset terms.
+    /// Ends a tile: each row's scale terms plus its offset terms ([`offsets`]).
     #[inline(always)]
-    unsafe fn store<const R: usize>(acc: &[[__m256; 2]; R], out: &mut [[f32; COLS]; ROWS]) {
+    unsafe fn store<const R: usize, S: Source>(
+        acc: &[__m256; R],
+        s: &S,
+        a: &[Act],
+        blocks: usize,
+        out: &mut [[f32; COLS]; ROWS],
+    ) {
+        let offsets = offsets::<R, S>(s, a, blocks);
         for r in 0..R {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(acc[r][0], acc[r][1]));
+            _mm256_storeu_ps(out[r].as_mut_ptr(), _mm256_add_ps(acc[r], offsets[r]));
         }
     }
 
     // Every kernel keeps two float sums per row, the sub-blocks' scaled integer dots and their
-    // offsets, so that no chain of dependent additions waits on the other, and adds them at the
-    // end: the same float operations in the same order on every kernel, whatever the row count.
+    // offsets, and adds them at the end: the same float operations in the same order on every
+    // kernel, whatever the row count. The offsets go in a pass of their own after the dots, so
+    // that the dots' loop holds one sum per row in registers, not two (16 registers, 4 rows).
+
+    /// Each row's offset terms `Σ m · ds` over the sub-blocks, in order; zero where `s` has no
+    /// offsets (which skips `+0` terms only, see [`Source::offsets`]).
+    #[inline(always)]
+    unsafe fn offsets<const R: usize, S: Source>(s: &S, a: &[Act], blocks: usize) -> [__m256; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        if s.offsets() {
+            for b in 0..blocks {
+                let [_, _, wm] = s.simd(b);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_fmadd_ps(wm, _mm256_set1_ps(a[r * blocks + b].ds), *acc);
+                }
+            }
+        }
+        acc
+    }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn nib<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut acc = [_mm256_setzero_ps(); R];
         for (b, wb) in w.iter().enumerate() {
-            let [d0, _, wm] = s.simd(b);
+            let [d0, _, _] = s.simd(b);
             // Nibbles (≤ 15) times bytes (|a| ≤ 127): 8 pair sums of ≤ 3810 each fit in i16.
             let mut sumi16 = [_mm256_setzero_si256(); R];
             for g in 0..4 {
@@ -813,11 +837,10 @@ mod avx2 {
             for r in 0..R {
                 let ab = &a[r * blocks + b];
                 let sumi = _mm256_cvtepi32_ps(_mm256_madd_epi16(sumi16[r], ones));
-                acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r][1]);
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), sumi, acc[r]);
             }
         }
-        store(&acc, out);
+        store(&acc, &s, a, blocks, out);
     }
 
     /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
@@ -831,9 +854,9 @@ mod avx2 {
     ) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut acc = [_mm256_setzero_ps(); R];
         for (b, wb) in w.iter().enumerate() {
-            let [d0, _, wm] = s.simd(b);
+            let [d0, _, _] = s.simd(b);
             // Independent vpdpbusd chains per row: 4 for one row, 2 each for more (as many in
             // flight, fewer sums to add); integer sums are exact in any grouping.
             let chains = if R == 1 { 4 } else { 2 };
@@ -858,12 +881,10 @@ mod avx2 {
                 } else {
                     _mm256_add_epi32(q[0], q[1])
                 };
-                acc[r][0] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum), acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(ab.ds), acc[r][1]);
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(ab.d)), _mm256_cvtepi32_ps(sum), acc[r]);
             }
         }
-        store(&acc, out);
+        store(&acc, &s, a, blocks, out);
     }
 
     /// The byte kernels, one per instruction set (see [`ByteDot`]). Per sub-block and row: the
@@ -879,9 +900,9 @@ mod avx2 {
         out: &mut [[f32; COLS]; ROWS],
     ) {
         let blocks = w.len();
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let mut acc = [_mm256_setzero_ps(); R];
         for (b, wb) in w.iter().enumerate() {
-            let [d0, d1, wm] = s.simd(b);
+            let [d0, d1, _] = s.simd(b);
             let rows: [&Act; R] = std::array::from_fn(|r| &a[r * blocks + b]);
             if SPLIT {
                 let low = D::dots::<R>(wb, &rows, 0..4);
@@ -892,19 +913,14 @@ mod avx2 {
                 let whole = D::dots::<R>(wb, &rows, 0..8);
                 scale_rows(&mut acc, whole, d0, &rows, |a| offset * (a.sums[0] + a.sums[1]));
             }
-            if s.offsets() {
-                for r in 0..R {
-                    acc[r][1] = _mm256_fmadd_ps(wm, _mm256_set1_ps(rows[r].ds), acc[r][1]);
-                }
-            }
         }
-        store(&acc, out);
+        store(&acc, &s, a, blocks, out);
     }
 
     /// Each row's scale term: `acc += (d · a.d) · (dot − bias(a))`.
     #[inline(always)]
     unsafe fn scale_rows<const R: usize>(
-        acc: &mut [[__m256; 2]; R],
+        acc: &mut [__m256; R],
         dots: [__m256i; R],
         d: __m256,
         rows: &[&Act; R],
@@ -912,7 +928,7 @@ mod avx2 {
     ) {
         for r in 0..R {
             let sumi = _mm256_cvtepi32_ps(_mm256_sub_epi32(dots[r], _mm256_set1_epi32(bias(rows[r]))));
-            acc[r][0] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(rows[r].d)), sumi, acc[r][0]);
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(rows[r].d)), sumi, acc[r]);
         }
     }
 
@@ -970,6 +986,15 @@ mod avx2 {
         }
     }
 
+    /// `a + b` in i32 lanes, in an instruction LLVM cannot reassociate: left to itself it turns
+    /// a row's chain of sums into a tree, which keeps every group's weights live at once and
+    /// spills them (16 registers).
+    #[inline(always)]
+    unsafe fn add_in_order(mut a: __m256i, b: __m256i) -> __m256i {
+        std::arch::asm!("vpaddd {a}, {a}, {b}", a = inout(ymm_reg) a, b = in(ymm_reg) b, options(pure, nomem, nostack, preserves_flags));
+        a
+    }
+
     /// AVX2 on Q8_0's signed bytes (±127): `maddubs(|w|, a · sign(w))`, every pair sum widened
     /// to i32 (two would overflow i16).
     pub(super) struct Signed;
@@ -984,7 +1009,7 @@ mod avx2 {
                 let ax = _mm256_sign_epi8(x, x);
                 for r in 0..R {
                     let y = _mm256_sign_epi8(broadcast4(rows[r], 4 * g), x);
-                    sum[r] = _mm256_add_epi32(sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, y), ones));
+                    sum[r] = add_in_order(sum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, y), ones));
                 }
             }
             sum
