@@ -899,6 +899,8 @@ mod avx2 {
         offset: i32,
         out: &mut [[f32; COLS]; ROWS],
     ) {
+        // A constant 0 where there is no offset, so the bias subtraction folds away.
+        let offset = if D::OFFSET { offset } else { 0 };
         let blocks = w.len();
         let mut acc = [_mm256_setzero_ps(); R];
         for (b, wb) in w.iter().enumerate() {
@@ -935,6 +937,10 @@ mod avx2 {
     /// Each row's integer dot (8 i32 lanes, one per column) over weight groups `gs` (4 elements
     /// each) of one sub-block. Every way gives the exact sum, so the same bits follow.
     pub(super) trait ByteDot {
+        /// Whether the dot is of the bytes as unsigned (`w + offset`), so that `offset · Σ a`
+        /// is to be taken off; [`Signed`]'s is of `w` itself.
+        const OFFSET: bool = true;
+
         /// # Safety
         /// The CPU must have the instructions the implementation uses.
         unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R];
@@ -1000,6 +1006,8 @@ mod avx2 {
     pub(super) struct Signed;
 
     impl ByteDot for Signed {
+        const OFFSET: bool = false;
+
         #[inline(always)]
         unsafe fn dots<const R: usize>(wb: &ByteX8, rows: &[&Act; R], gs: std::ops::Range<usize>) -> [__m256i; R] {
             let ones = _mm256_set1_epi16(1);
