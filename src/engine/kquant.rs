@@ -243,18 +243,19 @@ impl KTiles {
         Some(Self { weights, scales })
     }
 
-    /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `rows` (1 to [`ROWS`]) rows of `a`.
-    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
+    /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `out.len()` rows of `a`, any
+    /// number: the kernels take them [`ROWS`] at a time in one call.
+    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], out: &mut [[f32; COLS]], isa: Isa) {
         let span = t * blocks..(t + 1) * blocks;
         match &self.scales {
             Scales::Half { d, m } => {
                 let source = HalfSource { d: &d[span.clone()], m: m.at(span.clone()) };
-                self.dots(span, source, a, rows, out, isa)
+                self.dots(span, source, a, out, isa)
             }
             Scales::Coded { codes, sup, halves } => {
                 let sup = &sup[t * blocks / 8..(t + 1) * blocks / 8];
                 let source = CodedSource { codes: &codes[span.clone()], sup, halves: *halves };
-                self.dots(span, source, a, rows, out, isa)
+                self.dots(span, source, a, out, isa)
             }
         }
     }
@@ -327,18 +328,10 @@ impl KTiles {
     }
 
     /// [`Self::tile`] for the sub-blocks `span` with their scales from `s`.
-    fn dots<S: Source>(
-        &self,
-        span: std::ops::Range<usize>,
-        s: S,
-        a: &[Act],
-        rows: usize,
-        out: &mut [[f32; COLS]; ROWS],
-        isa: Isa,
-    ) {
+    fn dots<S: Source>(&self, span: std::ops::Range<usize>, s: S, a: &[Act], out: &mut [[f32; COLS]], isa: Isa) {
         match &self.weights {
-            Weights::Nib(w) => nib_tile(&w[span], s, a, rows, out, isa),
-            Weights::Byte { tiles, code } => byte_tile(&tiles[span], s, a, rows, out, isa, *code),
+            Weights::Nib(w) => nib_tile(&w[span], s, a, out, isa),
+            Weights::Byte { tiles, code } => byte_tile(&tiles[span], s, a, out, isa, *code),
         }
     }
 }
@@ -659,22 +652,22 @@ fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub, code: ByteCode) {
 }
 
 #[inline(never)]
-fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f32; COLS]; ROWS], isa: Isa) {
+fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: Isa::Avx2 is only chosen when the CPU has AVX2 and FMA.
         Isa::Avx2 => unsafe {
-            return by_rows!(rows, R => avx2::nib::<R, S>(w, s, a, out));
+            return avx2::nib_avx2::<S>(w, s, a, out);
         },
         // SAFETY: Isa::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
         Isa::Vnni | Isa::Vnni512 => unsafe {
-            return by_rows!(rows, R => avx2::nib_vnni::<R, S>(w, s, a, out));
+            return avx2::nib_vnni::<S>(w, s, a, out);
         },
         Isa::Scalar => {}
     }
     let _ = isa;
     let blocks = w.len();
-    for (r, out) in out.iter_mut().take(rows).enumerate() {
+    for (r, out) in out.iter_mut().enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
             // The SIMD kernels' order: scale terms and offset terms in two sums, added at the end.
             let (mut scaled, mut offset) = (0f32, 0f32);
@@ -695,15 +688,7 @@ fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], rows: usize, out: &mut [[f3
 }
 
 #[inline(never)]
-fn byte_tile<S: Source>(
-    w: &[ByteX8],
-    s: S,
-    a: &[Act],
-    rows: usize,
-    out: &mut [[f32; COLS]; ROWS],
-    isa: Isa,
-    code: ByteCode,
-) {
+fn byte_tile<S: Source>(w: &[ByteX8], s: S, a: &[Act], out: &mut [[f32; COLS]], isa: Isa, code: ByteCode) {
     #[cfg(target_arch = "x86_64")]
     if isa != Isa::Scalar {
         use avx2::{byte_avx2, byte_vnni, Signed, Unsigned, Vnni};
@@ -714,24 +699,20 @@ fn byte_tile<S: Source>(
         unsafe {
             match (isa, code, split) {
                 (Isa::Vnni | Isa::Vnni512, ByteCode::Signed, false) => {
-                    by_rows!(rows, R => byte_vnni::<R, false, Vnni<true>, S>(w, s, a, offset, out))
+                    byte_vnni::<false, Vnni<true>, S>(w, s, a, offset, out)
                 }
                 (Isa::Vnni | Isa::Vnni512, ByteCode::Signed, true) => {
-                    by_rows!(rows, R => byte_vnni::<R, true, Vnni<true>, S>(w, s, a, offset, out))
+                    byte_vnni::<true, Vnni<true>, S>(w, s, a, offset, out)
                 }
-                (Isa::Vnni | Isa::Vnni512, _, false) => {
-                    by_rows!(rows, R => byte_vnni::<R, false, Vnni<false>, S>(w, s, a, offset, out))
-                }
-                (Isa::Vnni | Isa::Vnni512, _, true) => {
-                    by_rows!(rows, R => byte_vnni::<R, true, Vnni<false>, S>(w, s, a, offset, out))
-                }
-                (_, ByteCode::Signed, false) => by_rows!(rows, R => byte_avx2::<R, false, Signed, S>(w, s, a, 0, out)),
-                (_, ByteCode::Signed, true) => by_rows!(rows, R => byte_avx2::<R, true, Signed, S>(w, s, a, 0, out)),
+                (Isa::Vnni | Isa::Vnni512, _, false) => byte_vnni::<false, Vnni<false>, S>(w, s, a, offset, out),
+                (Isa::Vnni | Isa::Vnni512, _, true) => byte_vnni::<true, Vnni<false>, S>(w, s, a, offset, out),
+                (_, ByteCode::Signed, false) => byte_avx2::<false, Signed, S>(w, s, a, 0, out),
+                (_, ByteCode::Signed, true) => byte_avx2::<true, Signed, S>(w, s, a, 0, out),
                 (_, ByteCode::Unsigned { .. }, _) => match (code.pairs_in_i16(), split) {
-                    (4, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<4>, S>(w, s, a, offset, out)),
-                    (4, true) => by_rows!(rows, R => byte_avx2::<R, true, Unsigned<4>, S>(w, s, a, offset, out)),
-                    (_, false) => by_rows!(rows, R => byte_avx2::<R, false, Unsigned<2>, S>(w, s, a, offset, out)),
-                    (_, true) => by_rows!(rows, R => byte_avx2::<R, true, Unsigned<2>, S>(w, s, a, offset, out)),
+                    (4, false) => byte_avx2::<false, Unsigned<4>, S>(w, s, a, offset, out),
+                    (4, true) => byte_avx2::<true, Unsigned<4>, S>(w, s, a, offset, out),
+                    (_, false) => byte_avx2::<false, Unsigned<2>, S>(w, s, a, offset, out),
+                    (_, true) => byte_avx2::<true, Unsigned<2>, S>(w, s, a, offset, out),
                 },
             }
         }
@@ -739,7 +720,7 @@ fn byte_tile<S: Source>(
     }
     let _ = isa;
     let blocks = w.len();
-    for (r, out) in out.iter_mut().take(rows).enumerate() {
+    for (r, out) in out.iter_mut().enumerate() {
         for (c, out) in out.iter_mut().enumerate() {
             // The SIMD kernels' order: scale terms and offset terms in two sums, added at the end.
             let (mut scaled, mut offset) = (0f32, 0f32);
@@ -768,6 +749,18 @@ mod avx2 {
 
     use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
 
+    /// `$kernel::<R, ..>(w, .., a, .., out)` for all `out.len()` rows of `a`: [`ROWS`] at a
+    /// time, then the rest (each row count its own kernel), in the caller's one call.
+    macro_rules! in_row_groups {
+        ($w:expr, $a:expr, $out:expr, $R:ident => $call:expr) => {{
+            let blocks = $w.len();
+            for (a, out) in $a.chunks(ROWS * blocks).zip($out.chunks_mut(ROWS)) {
+                let (_a, _out) = (a, out);
+                by_rows!(_out.len(), $R => $call(_a, _out))
+            }
+        }};
+    }
+
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]
     unsafe fn broadcast4(a: &Act, at: usize) -> __m256i {
@@ -781,7 +774,7 @@ mod avx2 {
         s: &S,
         a: &[Act],
         blocks: usize,
-        out: &mut [[f32; COLS]; ROWS],
+        out: &mut [[f32; COLS]],
     ) {
         let offsets = offsets::<R, S>(s, a, blocks);
         for r in 0..R {
@@ -810,8 +803,15 @@ mod avx2 {
         acc
     }
 
+    /// [`nib`] on every row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn nib<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn nib_avx2<S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, a, out, R => |a, out| nib::<R, S>(w, s, a, out))
+    }
+
+    /// The 4-bit kernel for `R` rows: `maddubs` of nibbles and activation bytes.
+    #[inline(always)]
+    unsafe fn nib<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
@@ -843,15 +843,16 @@ mod avx2 {
         store(&acc, &s, a, blocks, out);
     }
 
+    /// [`nib_vnni_rows`] on every row.
+    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
+    pub(super) unsafe fn nib_vnni<S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, a, out, R => |a, out| nib_vnni_rows::<R, S>(w, s, a, out))
+    }
+
     /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
     /// several cycles, so each row sums into independent registers.
-    #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn nib_vnni<const R: usize, S: Source>(
-        w: &[NibX8],
-        s: S,
-        a: &[Act],
-        out: &mut [[f32; COLS]; ROWS],
-    ) {
+    #[inline(always)]
+    unsafe fn nib_vnni_rows<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
@@ -897,7 +898,7 @@ mod avx2 {
         s: S,
         a: &[Act],
         offset: i32,
-        out: &mut [[f32; COLS]; ROWS],
+        out: &mut [[f32; COLS]],
     ) {
         // A constant 0 where there is no offset, so the bias subtraction folds away.
         let offset = if D::OFFSET { offset } else { 0 };
@@ -1024,28 +1025,28 @@ mod avx2 {
         }
     }
 
-    /// [`byte`] with AVX2 ([`Unsigned`], [`Signed`]).
+    /// [`byte`] with AVX2 ([`Unsigned`], [`Signed`]) on every row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn byte_avx2<const R: usize, const SPLIT: bool, D: ByteDot, S: Source>(
+    pub(super) unsafe fn byte_avx2<const SPLIT: bool, D: ByteDot, S: Source>(
         w: &[ByteX8],
         s: S,
         a: &[Act],
         offset: i32,
-        out: &mut [[f32; COLS]; ROWS],
+        out: &mut [[f32; COLS]],
     ) {
-        byte::<R, SPLIT, D, S>(w, s, a, offset, out)
+        in_row_groups!(w, a, out, R => |a, out| byte::<R, SPLIT, D, S>(w, s, a, offset, out))
     }
 
-    /// [`byte`] with AVX-512 VNNI ([`Vnni`]).
+    /// [`byte`] with AVX-512 VNNI ([`Vnni`]) on every row.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
-    pub(super) unsafe fn byte_vnni<const R: usize, const SPLIT: bool, D: ByteDot, S: Source>(
+    pub(super) unsafe fn byte_vnni<const SPLIT: bool, D: ByteDot, S: Source>(
         w: &[ByteX8],
         s: S,
         a: &[Act],
         offset: i32,
-        out: &mut [[f32; COLS]; ROWS],
+        out: &mut [[f32; COLS]],
     ) {
-        byte::<R, SPLIT, D, S>(w, s, a, offset, out)
+        in_row_groups!(w, a, out, R => |a, out| byte::<R, SPLIT, D, S>(w, s, a, offset, out))
     }
 }
 

@@ -241,6 +241,16 @@ impl PackedLinear {
         // The item's first tile, and how many it has (the last item may have one of two).
         let t = item * per_item;
         let count = per_item.min(n.div_ceil(COLS) - t);
+        if let (Tiles::K(_, w), 1) = (&self.tiles, count) {
+            // A single K tile takes up to 32 rows per call: the kernel's dispatch costs about as
+            // much as a few sub-blocks (SmolLM2's tiles have 18). The buffer is zeroed per
+            // call, so a step of a few rows gets a small one.
+            return if m <= ROWS {
+                k_rows::<ROWS>(w, t, blocks, &acts.k, out, n, level.isa())
+            } else {
+                k_rows::<32>(w, t, blocks, &acts.k, out, n, level.isa())
+            };
+        }
         // Two tiles at once take twice the rows per call (see `KTiles::tile2`).
         let step = if count == 2 { ROWS2 } else { ROWS };
         for row in (0..m).step_by(step) {
@@ -255,18 +265,14 @@ impl PackedLinear {
                 // levels() offers only when the CPU has AVX-512 F, BW, VL and VNNI.
                 #[cfg(target_arch = "x86_64")]
                 Tiles::K(_, w) if count == 2 => unsafe { w.tile2(t, blocks, &acts.k[span], rows, &mut tiles) },
-                Tiles::K(_, w) => w.tile(t, blocks, &acts.k[span], rows, tile, level.isa()),
+                Tiles::K(..) => unreachable!("single K tiles are taken above"),
                 Tiles::Bf16(w) => {
                     let x = &acts.raw[row * self.k..(row + rows) * self.k];
                     bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, tile, level != Level::Scalar)
                 }
             }
             for (i, tile) in tiles.iter().take(count).enumerate() {
-                let col = (t + i) * COLS;
-                let width = COLS.min(n - col);
-                for (r, vals) in tile.iter().take(rows).enumerate() {
-                    std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width);
-                }
+                copy_out(&tile[..rows], out, n, row, (t + i) * COLS);
             }
         }
     }
@@ -488,6 +494,42 @@ fn levels() -> Vec<Level> {
 
 #[inline(never)]
 /// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
+/// Tile `t` of `w` for all rows of `a` (`m` rows of `blocks` blocks), up to `CHUNK` per kernel
+/// call, into `out` (`[m, n]`, row-major).
+///
+/// # Safety
+/// As [`copy_out`]'s, for every row of `a`.
+unsafe fn k_rows<const CHUNK: usize>(
+    w: &KTiles,
+    t: usize,
+    blocks: usize,
+    a: &[kquant::Act],
+    out: *mut f32,
+    n: usize,
+    isa: kquant::Isa,
+) {
+    for (chunk, a) in a.chunks(CHUNK * blocks).enumerate() {
+        let mut tile = [[0f32; COLS]; CHUNK];
+        let rows = a.len() / blocks;
+        w.tile(t, blocks, a, &mut tile[..rows], isa);
+        // SAFETY: the caller's.
+        unsafe { copy_out(&tile[..rows], out, n, chunk * CHUNK, t * COLS) };
+    }
+}
+
+/// Writes `tile`'s rows (8 columns each, `row..` of the output) to columns `col..` of `out`
+/// (`[m, n]`, row-major), as many as the layer has (the last tile may be padded).
+///
+/// # Safety
+/// `out` must point to `m * n` writable floats, `row + tile.len() <= m` and `col < n`.
+unsafe fn copy_out(tile: &[[f32; COLS]], out: *mut f32, n: usize, row: usize, col: usize) {
+    let width = COLS.min(n - col);
+    for (r, vals) in tile.iter().enumerate() {
+        // SAFETY: the caller's.
+        unsafe { std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width) };
+    }
+}
+
 fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
     match level {
         #[cfg(target_arch = "x86_64")]
