@@ -749,14 +749,14 @@ mod avx2 {
 
     use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
 
-    /// `$kernel::<R, ..>(w, .., a, .., out)` for all `out.len()` rows of `a`: [`ROWS`] at a
-    /// time, then the rest (each row count its own kernel), in the caller's one call.
+    /// `$call` (a kernel for `$R` rows, given that many rows of `a` and `out`) on all
+    /// `out.len()` rows: [`ROWS`] at a time, then the rest (each row count its own kernel), in
+    /// the caller's one call.
     macro_rules! in_row_groups {
         ($w:expr, $a:expr, $out:expr, $R:ident => $call:expr) => {{
             let blocks = $w.len();
             for (a, out) in $a.chunks(ROWS * blocks).zip($out.chunks_mut(ROWS)) {
-                let (_a, _out) = (a, out);
-                by_rows!(_out.len(), $R => $call(_a, _out))
+                by_rows!(out.len(), $R => $call(a, out))
             }
         }};
     }
@@ -843,16 +843,16 @@ mod avx2 {
         store(&acc, &s, a, blocks, out);
     }
 
-    /// [`nib_vnni_rows`] on every row.
+    /// [`nib_dpbusd`] on every row.
     #[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
     pub(super) unsafe fn nib_vnni<S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
-        in_row_groups!(w, a, out, R => |a, out| nib_vnni_rows::<R, S>(w, s, a, out))
+        in_row_groups!(w, a, out, R => |a, out| nib_dpbusd::<R, S>(w, s, a, out))
     }
 
     /// [`nib`] with `vpdpbusd` (unsigned nibbles times signed bytes, summed in i32). It takes
     /// several cycles, so each row sums into independent registers.
     #[inline(always)]
-    unsafe fn nib_vnni_rows<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
+    unsafe fn nib_dpbusd<const R: usize, S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];

@@ -492,8 +492,6 @@ fn levels() -> Vec<Level> {
     levels
 }
 
-#[inline(never)]
-/// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
 /// Tile `t` of `w` for all rows of `a` (`m` rows of `blocks` blocks), up to `CHUNK` per kernel
 /// call, into `out` (`[m, n]`, row-major).
 ///
@@ -530,6 +528,8 @@ unsafe fn copy_out(tile: &[[f32; COLS]], out: *mut f32, n: usize, row: usize, co
     }
 }
 
+#[inline(never)]
+/// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
 fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
     match level {
         #[cfg(target_arch = "x86_64")]
