@@ -209,6 +209,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{head_with, Head, Kernel, EXP_MIN, EXP_POLY, LANES, LN2_HI, LN2_LO};
+    use crate::engine::kquant::by_rows;
 
     struct Avx2;
 
@@ -255,14 +256,7 @@ mod avx2 {
             debug_assert!(hd.is_multiple_of(LANES) && scores.len() * hd == q.len() * len);
             // Up to 4 heads at a time, each key row loaded once for all of them.
             for (q, scores) in q.chunks(4 * hd).zip(scores.chunks_mut(4 * len)) {
-                unsafe {
-                    match q.len() / hd {
-                        4 => scores_heads::<4>(q, hd, keys, scale, scores),
-                        3 => scores_heads::<3>(q, hd, keys, scale, scores),
-                        2 => scores_heads::<2>(q, hd, keys, scale, scores),
-                        _ => scores_heads::<1>(q, hd, keys, scale, scores),
-                    }
-                }
+                unsafe { by_rows!(q.len() / hd, H in [4, 3, 2] => scores_heads::<H>(q, hd, keys, scale, scores)) }
             }
         }
 
@@ -316,14 +310,7 @@ mod avx2 {
             debug_assert!(hd.is_multiple_of(LANES) && values.len() == len * hd);
             // Up to 4 heads at a time, each value row loaded once for all of them.
             for ((weights, sums), out) in weights.chunks(4 * len).zip(sums.chunks(4)).zip(out.chunks_mut(4 * hd)) {
-                unsafe {
-                    match sums.len() {
-                        4 => weighted_heads::<4>(weights, values, sums, out),
-                        3 => weighted_heads::<3>(weights, values, sums, out),
-                        2 => weighted_heads::<2>(weights, values, sums, out),
-                        _ => weighted_heads::<1>(weights, values, sums, out),
-                    }
-                }
+                unsafe { by_rows!(sums.len(), H in [4, 3, 2] => weighted_heads::<H>(weights, values, sums, out)) }
             }
         }
     }
