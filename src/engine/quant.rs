@@ -958,16 +958,30 @@ mod tests {
 
     #[test]
     fn kquant_matmuls_are_exact_up_to_f32_summation_when_activations_quantize_exactly() {
-        // Integer activations with 127 in every 32-block quantize with scale 1 and no rounding,
+        // Integer activations with ±127 in every 32-block quantize with scale 1 and no rounding,
         // so only f32 summation separates the result from the exact product.
         let dev = Device::Cpu;
         let (m, n, k) = (3, 19, 512);
-        let xs: Vec<f32> =
-            (0..m * k).map(|i| if i % QK == 5 { 127.0 } else { ((i * 7919) % 255) as f32 - 127.0 }).collect();
+        let xs: Vec<f32> = (0..m * k)
+            .map(|i| match i / k {
+                0 if i % QK != 5 => ((i * 7919) % 255) as f32 - 127.0,
+                1 => -127.0,
+                _ => 127.0,
+            })
+            .collect();
         let x = Tensor::from_vec(xs.clone(), (m, k), &dev).unwrap();
-        for dtype in K_TYPES {
-            let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let q = QTensor::quantize(&w, dtype).unwrap();
+        // Random weights, and weights at the ends of every type's range against activations
+        // at ±127 (the largest integer sums the kernels' narrow sums must hold).
+        let extremes: Vec<f32> = (0..n * k)
+            .map(|i| match (i / k % 3, i % k / 3 % 2) {
+                (0, _) | (2, 0) => 1.0,
+                _ => -1.0,
+            })
+            .collect();
+        let weights =
+            [Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap(), Tensor::from_vec(extremes, (n, k), &dev).unwrap()];
+        for (dtype, w) in K_TYPES.into_iter().flat_map(|t| weights.iter().map(move |w| (t, w))) {
+            let q = QTensor::quantize(w, dtype).unwrap();
             let packed = PackedLinear::new(&q, false).unwrap().expect("packable");
             let wd = q.dequantize(&dev).unwrap().to_vec2::<f32>().unwrap();
             for level in levels() {
