@@ -42,7 +42,8 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
     // sequence's step runs on the calling thread instead of waking another for less.
     let macs: usize = rows.iter().map(|&(_, position)| (position + 1) * 2 * heads * hd).sum();
     let min_len = (tokens * kv_heads * (1 << 19)).div_ceil(macs.max(1)).max(1);
-    out.par_chunks_mut(group * hd).with_min_len(min_len).enumerate().for_each(|(item, out)| {
+    let items = out.par_chunks_mut(group * hd).with_min_len(min_len).enumerate();
+    items.for_each_init(Scratch::default, |scratch, (item, out)| {
         let (t, g) = (item / kv_heads, item % kv_heads);
         let (slot, position) = rows[t];
         let cache = ((slot * kv_heads + g) * max_len) * hd;
@@ -56,11 +57,11 @@ pub fn attend(q: &[f32], keys: &[f32], values: &[f32], rows: &[(usize, usize)], 
         #[cfg(target_arch = "x86_64")]
         if simd {
             // SAFETY: the CPU has AVX2 and FMA (checked before the loop).
-            unsafe { avx2::head(&head, out) };
+            unsafe { avx2::head(&head, scratch, out) };
             return;
         }
         let _ = simd;
-        head_with::<Scalar>(&head, out);
+        head_with::<Scalar>(&head, scratch, out);
     });
     out
 }
@@ -72,6 +73,14 @@ struct Head<'a> {
     keys: &'a [f32],
     values: &'a [f32],
     hd: usize,
+}
+
+/// A task's buffers, reused from item to item: the group's scores (then softmax weights),
+/// `[group, len]`, and each head's sum of weights.
+#[derive(Default)]
+struct Scratch {
+    weights: Vec<f32>,
+    sums: Vec<f32>,
 }
 
 const LANES: usize = 8;
@@ -188,27 +197,27 @@ impl Kernel for Scalar {
 
 /// Scores, softmax and weighted values of one item; `out`: `[group, hd]`.
 #[inline(always)]
-fn head_with<K: Kernel>(h: &Head, out: &mut [f32]) {
+fn head_with<K: Kernel>(h: &Head, scratch: &mut Scratch, out: &mut [f32]) {
     let hd = h.hd;
     let len = h.keys.len() / hd;
     let (scale, group) = (1.0 / (hd as f32).sqrt(), out.len() / hd);
-    let mut weights = vec![0f32; group * len];
-    K::scores(&h.q[..group * hd], hd, h.keys, scale, &mut weights);
-    let sums: Vec<f32> = weights
-        .chunks_exact_mut(len)
-        .map(|w| {
-            let max = K::max(w);
-            K::exp_sum(w, max)
-        })
-        .collect();
-    K::weighted(&weights, h.values, &sums, out);
+    let Scratch { weights, sums } = scratch;
+    weights.clear();
+    weights.resize(group * len, 0.0);
+    K::scores(&h.q[..group * hd], hd, h.keys, scale, weights);
+    sums.clear();
+    sums.extend(weights.chunks_exact_mut(len).map(|w| {
+        let max = K::max(w);
+        K::exp_sum(w, max)
+    }));
+    K::weighted(weights, h.values, sums, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{head_with, Head, Kernel, EXP_MIN, EXP_POLY, LANES, LN2_HI, LN2_LO};
+    use super::{head_with, Head, Kernel, Scratch, EXP_MIN, EXP_POLY, LANES, LN2_HI, LN2_LO};
     use crate::engine::kquant::by_rows;
 
     struct Avx2;
@@ -408,8 +417,8 @@ mod avx2 {
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head(h: &Head, out: &mut [f32]) {
-        head_with::<Avx2>(h, out)
+    pub(super) unsafe fn head(h: &Head, scratch: &mut Scratch, out: &mut [f32]) {
+        head_with::<Avx2>(h, scratch, out)
     }
 }
 
