@@ -651,6 +651,30 @@ fn byte_put(tile: &mut ByteX8, c: usize, s: &Sub, code: ByteCode) {
     }
 }
 
+/// In the one-row kernels (a decode step of one sequence, which reads every weight once),
+/// asks for the weights [`AHEAD`] sub-blocks after `wb`: the tiles lie one after another,
+/// so this runs on into the next tile. It keeps more of them in flight than the CPU's own
+/// prefetcher does (random 1B Q4_K_M, 1 sequence, AVX2, alternated pairs: 31.2/30.1/32.1
+/// -> 35.5/35.4/33.1 tok/s; SmolLM2 Q4_K_M 159/145 -> 184/180). Kernels for more rows
+/// spend longer per sub-block and read a tile again for each 4 rows; prefetching there
+/// measured no gain (SmolLM2 Q4_K_M, 32 sequences, 4 pairs: 543/456/468/416 ->
+/// 404/438/411/387), so they do not. quant.rs's exact Q4_1 kernel takes it too.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn prefetch_ahead<const R: usize, T>(wb: &T) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    if R == 1 {
+        let at = (wb as *const T).wrapping_add(AHEAD) as *const i8;
+        for line in (0..std::mem::size_of::<T>()).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
+        }
+    }
+}
+
+/// Sub-blocks ahead (1 KB of 4-bit tiles, 2 KB of byte tiles); 16 measured the same.
+#[cfg(target_arch = "x86_64")]
+const AHEAD: usize = 8;
+
 #[inline(never)]
 fn nib_tile<S: Source>(w: &[NibX8], s: S, a: &[Act], out: &mut [[f32; COLS]], isa: Isa) {
     #[cfg(target_arch = "x86_64")]
@@ -747,7 +771,7 @@ fn byte_tile<S: Source>(w: &[ByteX8], s: S, a: &[Act], out: &mut [[f32; COLS]], 
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Act, ByteX8, NibX8, Source, COLS, ROWS};
+    use super::{prefetch_ahead, Act, ByteX8, NibX8, Source, COLS, ROWS};
 
     /// `$call` (a kernel for `$R` rows, given that many rows of `a` and `out`) on all
     /// `out.len()` rows: [`ROWS`] at a time, then the rest (each row count its own kernel), in
@@ -760,26 +784,6 @@ mod avx2 {
             }
         }};
     }
-
-    /// In the one-row kernels (a decode step of one sequence, which reads every weight once),
-    /// asks for the weights [`AHEAD`] sub-blocks after `wb`: the tiles lie one after another,
-    /// so this runs on into the next tile. It keeps more of them in flight than the CPU's own
-    /// prefetcher does (random 1B Q4_K_M, 1 sequence, AVX2, alternated pairs: 31.2/30.1/32.1
-    /// -> 35.5/35.4/33.1 tok/s; SmolLM2 Q4_K_M 159/145 -> 184/180). Kernels for more rows
-    /// spend longer per sub-block, so the CPU's prefetcher keeps up, and there it measured
-    /// slower (SmolLM2 Q4_K_M, 32 sequences, 4 pairs: 543/456/468/416 -> 404/438/411/387).
-    #[inline(always)]
-    unsafe fn prefetch_ahead<const R: usize, T>(wb: &T) {
-        if R == 1 {
-            let at = (wb as *const T).wrapping_add(AHEAD) as *const i8;
-            for line in (0..std::mem::size_of::<T>()).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(line));
-            }
-        }
-    }
-
-    /// Sub-blocks ahead (1 KB of 4-bit tiles, 2 KB of byte tiles); 16 measured the same.
-    const AHEAD: usize = 8;
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]

@@ -605,6 +605,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{ActBlock, Q4_1x8, Q8_0x8, COLS, ROWS};
+    use crate::engine::kquant::prefetch_ahead;
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]
@@ -656,6 +657,7 @@ mod avx2 {
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); R];
         for (b, wb) in w.iter().enumerate() {
+            prefetch_ahead::<R, _>(wb);
             // Unsigned nibbles times signed bytes: maddubs is exact here (|pair| ≤ 2·15·128),
             // and 8 of its i16 results still fit in i16, so one madd per block widens them.
             let mut sumi16 = [_mm256_setzero_si256(); R];
