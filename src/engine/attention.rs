@@ -202,7 +202,7 @@ fn head_with<K: Kernel>(h: &Head, scratch: &mut Scratch, out: &mut [f32]) {
     let len = h.keys.len() / hd;
     let (scale, group) = (1.0 / (hd as f32).sqrt(), out.len() / hd);
     let Scratch { weights, sums } = scratch;
-    weights.clear();
+    // `K::scores` writes every score: only a buffer that grows needs filling first.
     weights.resize(group * len, 0.0);
     K::scores(&h.q[..group * hd], hd, h.keys, scale, weights);
     sums.clear();
