@@ -524,7 +524,16 @@ unsafe fn copy_out(tile: &[[f32; COLS]], out: *mut f32, n: usize, row: usize, co
     let width = COLS.min(n - col);
     for (r, vals) in tile.iter().enumerate() {
         // SAFETY: the caller's.
-        unsafe { std::ptr::copy_nonoverlapping(vals.as_ptr(), out.add((row + r) * n + col), width) };
+        let at = unsafe { out.add((row + r) * n + col) };
+        if width == COLS {
+            // A whole row of the tile as one fixed-size store: the variable-length copy below
+            // is a call to memmove per 32 bytes.
+            // SAFETY: the caller's; `write_unaligned` takes any alignment.
+            unsafe { at.cast::<[f32; COLS]>().write_unaligned(*vals) };
+        } else {
+            // SAFETY: the caller's.
+            unsafe { std::ptr::copy_nonoverlapping(vals.as_ptr(), at, width) };
+        }
     }
 }
 
