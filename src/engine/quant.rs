@@ -209,12 +209,12 @@ impl PackedLinear {
         // on one thread (SmolLM2 Q4_K_M, 1 sequence, AVX2: 110-141 -> 152-168 tok/s).
         let tiles_per_item = layers.iter().map(|l| l.tiles_per_item(level, m)).max().unwrap_or(1);
         let min_len = 256usize.div_ceil((m * k.div_ceil(QK) * tiles_per_item).max(1));
-        (0..total).into_par_iter().with_min_len(min_len).for_each(|item| {
+        (0..total).into_par_iter().with_min_len(min_len).for_each_init(TileBuf::new, |buf, item| {
             let j = starts.partition_point(|&s| s <= item) - 1;
             let (layer, out) = jobs[j];
             // SAFETY: `out` holds m * n floats and only work item `item - starts[j]` of layer j
             // writes its columns; no two work items share a tile.
-            unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level) };
+            unsafe { layer.tile(item - starts[j], &acts, m, out as *mut f32, level, buf) };
         });
         outs
     }
@@ -235,28 +235,23 @@ impl PackedLinear {
     ///
     /// # Safety
     /// `out` must point to `m * n` writable floats that nobody else writes in those columns.
-    unsafe fn tile(&self, item: usize, acts: &Acts, m: usize, out: *mut f32, level: Level) {
+    unsafe fn tile(&self, item: usize, acts: &Acts, m: usize, out: *mut f32, level: Level, buf: &mut TileBuf) {
         let (n, blocks) = (self.n, self.k / QK);
         let per_item = self.tiles_per_item(level, m);
         // The item's first tile, and how many it has (the last item may have one of two).
         let t = item * per_item;
         let count = per_item.min(n.div_ceil(COLS) - t);
         if let (Tiles::K(_, w), 1) = (&self.tiles, count) {
-            // A single K tile takes up to 32 rows per call: the kernel's dispatch costs about as
-            // much as a few sub-blocks (SmolLM2's tiles have 18). The buffer is zeroed per
-            // call, so a step of a few rows gets a small one.
-            return if m <= ROWS {
-                k_rows::<ROWS>(w, t, blocks, &acts.k, out, n, level.isa())
-            } else {
-                k_rows::<32>(w, t, blocks, &acts.k, out, n, level.isa())
-            };
+            // A single K tile takes up to K_CHUNK rows per call: the kernel's dispatch costs
+            // about as much as a few sub-blocks (SmolLM2's tiles have 18).
+            return k_rows(w, t, blocks, &acts.k, out, n, level.isa(), &mut buf.rows);
         }
         // Two tiles at once take twice the rows per call (see `KTiles::tile2`).
         let step = if count == 2 { ROWS2 } else { ROWS };
         for row in (0..m).step_by(step) {
             let rows = step.min(m - row);
             let span = row * blocks..(row + rows) * blocks;
-            let mut tiles = [[[0f32; COLS]; ROWS2]; 2];
+            let tiles = &mut buf.pair;
             let tile: &mut [[f32; COLS]; ROWS] = (&mut tiles[0][..ROWS]).try_into().expect("ROWS2 ≥ ROWS");
             match &self.tiles {
                 Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
@@ -264,7 +259,7 @@ impl PackedLinear {
                 // SAFETY: two tiles per item only at Level::Vnni512 (tiles_per_item), which
                 // levels() offers only when the CPU has AVX-512 F, BW, VL and VNNI.
                 #[cfg(target_arch = "x86_64")]
-                Tiles::K(_, w) if count == 2 => unsafe { w.tile2(t, blocks, &acts.k[span], rows, &mut tiles) },
+                Tiles::K(_, w) if count == 2 => unsafe { w.tile2(t, blocks, &acts.k[span], rows, tiles) },
                 Tiles::K(..) => unreachable!("single K tiles are taken above"),
                 Tiles::Bf16(w) => {
                     let x = &acts.raw[row * self.k..(row + rows) * self.k];
@@ -275,6 +270,25 @@ impl PackedLinear {
                 copy_out(&tile[..rows], out, n, row, (t + i) * COLS);
             }
         }
+    }
+}
+
+/// Rows of one K tile per [`k_rows`] kernel call.
+const K_CHUNK: usize = 32;
+
+/// A rayon task's buffers for its tiles' results on their way to [`copy_out`], reused from
+/// work item to work item: every kernel writes each row it is given, so they are not cleared
+/// (clearing the 1 KB one per tile was a per-tile `memset`).
+struct TileBuf {
+    /// Up to [`K_CHUNK`] rows of one K tile ([`k_rows`]).
+    rows: [[f32; COLS]; K_CHUNK],
+    /// Up to [`ROWS2`] rows of one or two tiles (the other kernels).
+    pair: [[[f32; COLS]; ROWS2]; 2],
+}
+
+impl TileBuf {
+    fn new() -> Self {
+        Self { rows: [[0.0; COLS]; K_CHUNK], pair: [[[0.0; COLS]; ROWS2]; 2] }
     }
 }
 
@@ -492,12 +506,13 @@ fn levels() -> Vec<Level> {
     levels
 }
 
-/// Tile `t` of `w` for all rows of `a` (`m` rows of `blocks` blocks), up to `CHUNK` per kernel
-/// call, into `out` (`[m, n]`, row-major).
+/// Tile `t` of `w` for all rows of `a` (`m` rows of `blocks` blocks), up to [`K_CHUNK`] per
+/// kernel call (through `tile`), into `out` (`[m, n]`, row-major).
 ///
 /// # Safety
 /// As [`copy_out`]'s, for every row of `a`.
-unsafe fn k_rows<const CHUNK: usize>(
+#[allow(clippy::too_many_arguments)]
+unsafe fn k_rows(
     w: &KTiles,
     t: usize,
     blocks: usize,
@@ -505,13 +520,13 @@ unsafe fn k_rows<const CHUNK: usize>(
     out: *mut f32,
     n: usize,
     isa: kquant::Isa,
+    tile: &mut [[f32; COLS]; K_CHUNK],
 ) {
-    for (chunk, a) in a.chunks(CHUNK * blocks).enumerate() {
-        let mut tile = [[0f32; COLS]; CHUNK];
+    for (chunk, a) in a.chunks(K_CHUNK * blocks).enumerate() {
         let rows = a.len() / blocks;
         w.tile(t, blocks, a, &mut tile[..rows], isa);
         // SAFETY: the caller's.
-        unsafe { copy_out(&tile[..rows], out, n, chunk * CHUNK, t * COLS) };
+        unsafe { copy_out(&tile[..rows], out, n, chunk * K_CHUNK, t * COLS) };
     }
 }
 
