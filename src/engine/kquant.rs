@@ -28,7 +28,7 @@ use half::f16;
 /// count gets its own kernel); without a list, 1 to [`ROWS`].
 macro_rules! by_rows {
     ($rows:expr, $r:ident => $call:expr) => {
-        by_rows!($rows, $r in [4, 3, 2] => $call)
+        $crate::engine::kquant::by_rows!($rows, $r in [4, 3, 2] => $call)
     };
     ($rows:expr, $r:ident in [$($n:literal),+] => $call:expr) => {
         match $rows {
@@ -45,6 +45,20 @@ macro_rules! by_rows {
 }
 
 pub(crate) use by_rows;
+
+/// `$call` (a kernel for `$R` rows, given that many rows of `a` and `out`) on all `out.len()`
+/// rows of `$a` (rows of `$w.len()` blocks): [`ROWS`] at a time, then the rest (each row count
+/// its own kernel), in the caller's one call.
+macro_rules! in_row_groups {
+    ($w:expr, $a:expr, $out:expr, $R:ident => $call:expr) => {{
+        let blocks = $w.len();
+        for (a, out) in $a.chunks($crate::engine::kquant::ROWS * blocks).zip($out.chunks_mut($crate::engine::kquant::ROWS)) {
+            $crate::engine::kquant::by_rows!(out.len(), $R => $call(a, out))
+        }
+    }};
+}
+
+pub(crate) use in_row_groups;
 
 /// Elements per sub-block and per activation block.
 pub const QK: usize = 32;
@@ -771,19 +785,7 @@ fn byte_tile<S: Source>(w: &[ByteX8], s: S, a: &[Act], out: &mut [[f32; COLS]], 
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{prefetch_ahead, Act, ByteX8, NibX8, Source, COLS, ROWS};
-
-    /// `$call` (a kernel for `$R` rows, given that many rows of `a` and `out`) on all
-    /// `out.len()` rows: [`ROWS`] at a time, then the rest (each row count its own kernel), in
-    /// the caller's one call.
-    macro_rules! in_row_groups {
-        ($w:expr, $a:expr, $out:expr, $R:ident => $call:expr) => {{
-            let blocks = $w.len();
-            for (a, out) in $a.chunks(ROWS * blocks).zip($out.chunks_mut(ROWS)) {
-                by_rows!(out.len(), $R => $call(a, out))
-            }
-        }};
-    }
+    use super::{prefetch_ahead, Act, ByteX8, NibX8, Source, COLS};
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]

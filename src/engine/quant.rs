@@ -26,7 +26,7 @@ use rayon::prelude::*;
 // QK: elements per block (Q4_1, Q8_0, Q8_1 alike); COLS: columns per weight tile, one per
 // 32-bit lane of a 256-bit register; ROWS: activation rows each weight tile is loaded for.
 use super::bf16;
-use super::kquant::{self, by_rows, KTiles, COLS, QK, ROWS, ROWS2};
+use super::kquant::{self, KTiles, COLS, QK, ROWS, ROWS2};
 
 /// One Q4_1 block of 8 columns. `qs[g][4 * c + i]` is column `c`'s byte `4 * g + i`, whose low
 /// nibble is element `4 * g + i` and high nibble element `16 + 4 * g + i` (GGUF's layout).
@@ -241,54 +241,70 @@ impl PackedLinear {
         // The item's first tile, and how many it has (the last item may have one of two).
         let t = item * per_item;
         let count = per_item.min(n.div_ceil(COLS) - t);
-        if let (Tiles::K(_, w), 1) = (&self.tiles, count) {
-            // A single K tile takes up to K_CHUNK rows per call: the kernel's dispatch costs
-            // about as much as a few sub-blocks (SmolLM2's tiles have 18).
-            return k_rows(w, t, blocks, &acts.k, out, n, level.isa(), &mut buf.rows);
-        }
-        // Two tiles at once take twice the rows per call (see `KTiles::tile2`).
-        let step = if count == 2 { ROWS2 } else { ROWS };
-        for row in (0..m).step_by(step) {
-            let rows = step.min(m - row);
-            let span = row * blocks..(row + rows) * blocks;
-            let tiles = &mut buf.pair;
-            let tile: &mut [[f32; COLS]; ROWS] = (&mut tiles[0][..ROWS]).try_into().expect("ROWS2 ≥ ROWS");
-            match &self.tiles {
-                Tiles::Q4_1(w) => q4_1_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
-                Tiles::Q8_0(w) => q8_0_tile(&w[t * blocks..(t + 1) * blocks], &acts.exact[span], rows, tile, level),
-                // SAFETY: two tiles per item only at Level::Vnni512 (tiles_per_item), which
-                // levels() offers only when the CPU has AVX-512 F, BW, VL and VNNI.
-                #[cfg(target_arch = "x86_64")]
-                Tiles::K(_, w) if count == 2 => unsafe { w.tile2(t, blocks, &acts.k[span], rows, tiles) },
-                Tiles::K(..) => unreachable!("single K tiles are taken above"),
-                Tiles::Bf16(w) => {
-                    let x = &acts.raw[row * self.k..(row + rows) * self.k];
-                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, tile, level != Level::Scalar)
+        let span = t * blocks..(t + 1) * blocks;
+        // A single tile's kernels take up to CHUNK rows per call: the dispatch costs about as
+        // much as a few sub-blocks (SmolLM2's tiles have 18).
+        // SAFETY (all three): the caller's.
+        match &self.tiles {
+            Tiles::K(_, w) if count == 1 => unsafe {
+                in_chunks(&acts.k, blocks, out, n, t, &mut buf.rows, |a, tile| w.tile(t, blocks, a, tile, level.isa()))
+            },
+            Tiles::Q4_1(w) => unsafe {
+                in_chunks(&acts.exact, blocks, out, n, t, &mut buf.rows, |a, tile| {
+                    q4_1_tile(&w[span.clone()], a, tile, level)
+                })
+            },
+            Tiles::Q8_0(w) => unsafe {
+                in_chunks(&acts.exact, blocks, out, n, t, &mut buf.rows, |a, tile| {
+                    q8_0_tile(&w[span.clone()], a, tile, level)
+                })
+            },
+            // Two tiles at once, twice the rows per call (see `KTiles::tile2`).
+            #[cfg(target_arch = "x86_64")]
+            Tiles::K(_, w) => {
+                for row in (0..m).step_by(ROWS2) {
+                    let rows = ROWS2.min(m - row);
+                    // SAFETY: two tiles per item only at Level::Vnni512 (tiles_per_item), which
+                    // levels() offers only when the CPU has AVX-512 F, BW, VL and VNNI.
+                    unsafe { w.tile2(t, blocks, &acts.k[row * blocks..(row + rows) * blocks], rows, &mut buf.pair) };
+                    for (i, tile) in buf.pair.iter().take(count).enumerate() {
+                        // SAFETY: the caller's.
+                        unsafe { copy_out(&tile[..rows], out, n, row, (t + i) * COLS) };
+                    }
                 }
             }
-            for (i, tile) in tiles.iter().take(count).enumerate() {
-                copy_out(&tile[..rows], out, n, row, (t + i) * COLS);
+            #[cfg(not(target_arch = "x86_64"))]
+            Tiles::K(..) => unreachable!("two tiles per item only at Level::Vnni512"),
+            Tiles::Bf16(w) => {
+                let tile: &mut [[f32; COLS]; ROWS] = (&mut buf.rows[..ROWS]).try_into().expect("CHUNK ≥ ROWS");
+                for row in (0..m).step_by(ROWS) {
+                    let rows = ROWS.min(m - row);
+                    let x = &acts.raw[row * self.k..(row + rows) * self.k];
+                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, tile, level != Level::Scalar);
+                    // SAFETY: the caller's.
+                    unsafe { copy_out(&tile[..rows], out, n, row, t * COLS) };
+                }
             }
         }
     }
 }
 
-/// Rows of one K tile per [`k_rows`] kernel call.
-const K_CHUNK: usize = 32;
+/// Rows of one tile per kernel call (see [`in_chunks`]).
+const CHUNK: usize = 32;
 
 /// A rayon task's buffers for its tiles' results on their way to [`copy_out`], reused from
 /// work item to work item: every kernel writes each row it is given, so they are not cleared
 /// (clearing the 1 KB one per tile was a per-tile `memset`).
 struct TileBuf {
-    /// Up to [`K_CHUNK`] rows of one K tile ([`k_rows`]).
-    rows: [[f32; COLS]; K_CHUNK],
-    /// Up to [`ROWS2`] rows of one or two tiles (the other kernels).
+    /// Up to [`CHUNK`] rows of one tile.
+    rows: [[f32; COLS]; CHUNK],
+    /// Up to [`ROWS2`] rows of two tiles ([`KTiles::tile2`]).
     pair: [[[f32; COLS]; ROWS2]; 2],
 }
 
 impl TileBuf {
     fn new() -> Self {
-        Self { rows: [[0.0; COLS]; K_CHUNK], pair: [[[0.0; COLS]; ROWS2]; 2] }
+        Self { rows: [[0.0; COLS]; CHUNK], pair: [[[0.0; COLS]; ROWS2]; 2] }
     }
 }
 
@@ -506,27 +522,25 @@ fn levels() -> Vec<Level> {
     levels
 }
 
-/// Tile `t` of `w` for all rows of `a` (`m` rows of `blocks` blocks), up to [`K_CHUNK`] per
-/// kernel call (through `tile`), into `out` (`[m, n]`, row-major).
+/// Tile `t` for all rows of `a` (`m` rows of `blocks` blocks) into `out` (`[m, n]`,
+/// row-major): `kernel` on up to [`CHUNK`] rows at a time, into `tile`.
 ///
 /// # Safety
 /// As [`copy_out`]'s, for every row of `a`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn k_rows(
-    w: &KTiles,
-    t: usize,
+unsafe fn in_chunks<A>(
+    a: &[A],
     blocks: usize,
-    a: &[kquant::Act],
     out: *mut f32,
     n: usize,
-    isa: kquant::Isa,
-    tile: &mut [[f32; COLS]; K_CHUNK],
+    t: usize,
+    tile: &mut [[f32; COLS]; CHUNK],
+    kernel: impl Fn(&[A], &mut [[f32; COLS]]),
 ) {
-    for (chunk, a) in a.chunks(K_CHUNK * blocks).enumerate() {
+    for (chunk, a) in a.chunks(CHUNK * blocks).enumerate() {
         let rows = a.len() / blocks;
-        w.tile(t, blocks, a, &mut tile[..rows], isa);
+        kernel(a, &mut tile[..rows]);
         // SAFETY: the caller's.
-        unsafe { copy_out(&tile[..rows], out, n, chunk * K_CHUNK, t * COLS) };
+        unsafe { copy_out(&tile[..rows], out, n, chunk * CHUNK, t * COLS) };
     }
 }
 
@@ -552,19 +566,20 @@ unsafe fn copy_out(tile: &[[f32; COLS]], out: *mut f32, n: usize, row: usize, co
     }
 }
 
+/// Dots of the 8 columns of `w` (one tile, all blocks) with `out.len()` activation rows of
+/// `a`, any number: the kernels take them [`ROWS`] at a time in one call.
 #[inline(never)]
-/// Dots of the 8 columns of `w` (one tile, all blocks) with `rows` activation rows of `a`.
-fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
+fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]], level: Level) {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2, FMA and F16C.
-        Level::Avx2 => unsafe { by_rows!(rows, R => avx2::q4_1::<R>(w, a, out)) },
+        Level::Avx2 => unsafe { avx2::q4_1_rows(w, a, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni | Level::Vnni512 => unsafe { by_rows!(rows, R => avx2::q4_1_vnni::<R>(w, a, out)) },
+        Level::Vnni | Level::Vnni512 => unsafe { avx2::q4_1_vnni_rows(w, a, out) },
         Level::Scalar => {
             let blocks = w.len();
-            for (r, out) in out.iter_mut().take(rows).enumerate() {
+            for (r, out) in out.iter_mut().enumerate() {
                 let a = &a[r * blocks..(r + 1) * blocks];
                 for (c, out) in out.iter_mut().enumerate() {
                     let mut sumf = 0f32;
@@ -586,25 +601,20 @@ fn q4_1_tile(w: &[Q4_1x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
     }
 }
 
-#[inline(never)]
 /// Like [`q4_1_tile`] for Q8_0. Only reached with AVX2 (see [`PackedLinear::new`]); the scalar
 /// arm emulates candle's AVX2 kernel for tests and other targets' builds.
-fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; ROWS], level: Level) {
+#[inline(never)]
+fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]], level: Level) {
     match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Avx2 is only chosen when the CPU has AVX2, FMA and F16C.
-        Level::Avx2 => unsafe {
-            let blocks = w.len();
-            for (r, out) in out.iter_mut().take(rows).enumerate() {
-                avx2::q8_0(w, &a[r * blocks..(r + 1) * blocks], out)
-            }
-        },
+        Level::Avx2 => unsafe { avx2::q8_0_rows(w, a, out) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: Level::Vnni is only chosen when the CPU also has AVX-512 VNNI and VL.
-        Level::Vnni | Level::Vnni512 => unsafe { by_rows!(rows, R => avx2::q8_0_vnni::<R>(w, a, out)) },
+        Level::Vnni | Level::Vnni512 => unsafe { avx2::q8_0_vnni_rows(w, a, out) },
         Level::Scalar => {
             let blocks = w.len();
-            for (r, out) in out.iter_mut().take(rows).enumerate() {
+            for (r, out) in out.iter_mut().enumerate() {
                 let a = &a[r * blocks..(r + 1) * blocks];
                 for (c, out) in out.iter_mut().enumerate() {
                     let mut acc = [0f32; 8];
@@ -628,8 +638,8 @@ fn q8_0_tile(w: &[Q8_0x8], a: &[ActBlock], rows: usize, out: &mut [[f32; COLS]; 
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{ActBlock, Q4_1x8, Q8_0x8, COLS, ROWS};
-    use crate::engine::kquant::prefetch_ahead;
+    use super::{ActBlock, Q4_1x8, Q8_0x8, COLS};
+    use crate::engine::kquant::{in_row_groups, prefetch_ahead};
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]
@@ -674,8 +684,34 @@ mod avx2 {
         _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, w);
     }
 
+    /// [`q4_1`] on every row.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn q4_1<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn q4_1_rows(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, a, out, R => |a, out| q4_1::<R>(w, a, out))
+    }
+
+    /// [`q4_1_vnni`] on every row.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q4_1_vnni_rows(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, a, out, R => |a, out| q4_1_vnni::<R>(w, a, out))
+    }
+
+    /// [`q8_0`] on every row, one at a time (each row's 8 sums take half the registers).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q8_0_rows(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
+        for (a, out) in a.chunks_exact(w.len()).zip(out) {
+            q8_0(w, a, out)
+        }
+    }
+
+    /// [`q8_0_vnni`] on every row.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn q8_0_vnni_rows(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, a, out, R => |a, out| q8_0_vnni::<R>(w, a, out))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn q4_1<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
@@ -738,7 +774,7 @@ mod avx2 {
 
     /// [`q4_1`] with `vpdpbusd` for the integer dots.
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    pub(super) unsafe fn q4_1_vnni<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn q4_1_vnni<const R: usize>(w: &[Q4_1x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let nibble = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); R];
@@ -772,7 +808,7 @@ mod avx2 {
     /// takes unsigned bytes on one side: Σ a·w = Σ (a + 128)·w − 128·Σ w, the last term once per
     /// weight tile (all exact in i32).
     #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    pub(super) unsafe fn q8_0_vnni<const R: usize>(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn q8_0_vnni<const R: usize>(w: &[Q8_0x8], a: &[ActBlock], out: &mut [[f32; COLS]]) {
         let blocks = w.len();
         let zero = _mm256_setzero_si256();
         let bias = _mm256_set1_epi8(-128);
