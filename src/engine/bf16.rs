@@ -6,7 +6,7 @@
 //! each load serves 4 activation rows. Every row's sums are its own, in a fixed order, so a
 //! row's result does not depend on which rows it is batched with.
 
-use super::kquant::{COLS, ROWS};
+use super::kquant::COLS;
 
 /// `[n, k]` bf16 weights (as raw bits) as tiles: tile `t`, element `i` at `[t * k + i]`, the
 /// last tile padded with zero columns.
@@ -21,25 +21,17 @@ pub fn pack(bits: &[u16], n: usize, k: usize) -> Vec<[u16; COLS]> {
     tiles
 }
 
-/// Dots of one tile's 8 columns (`w`, `k` elements) with `rows` rows of `x` (`rows * k` floats).
-pub fn tile(w: &[[u16; COLS]], x: &[f32], rows: usize, out: &mut [[f32; COLS]; ROWS], simd: bool) {
-    let k = w.len();
+/// Dots of one tile's 8 columns (`w`, `k` elements) with `out.len()` rows of `x` (`k` floats
+/// each), any number: the kernel takes them `ROWS` at a time in one call.
+pub fn tile(w: &[[u16; COLS]], x: &[f32], out: &mut [[f32; COLS]], simd: bool) {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: `simd` is only set when the CPU has AVX2 and FMA.
-        unsafe {
-            match rows {
-                4 => avx2::tile::<4>(w, x, k, out),
-                3 => avx2::tile::<3>(w, x, k, out),
-                2 => avx2::tile::<2>(w, x, k, out),
-                _ => avx2::tile::<1>(w, x, k, out),
-            }
-        }
+        unsafe { avx2::rows(w, x, out) };
         return;
     }
     let _ = simd;
-    for (r, out) in out.iter_mut().take(rows).enumerate() {
-        let x = &x[r * k..(r + 1) * k];
+    for (x, out) in x.chunks_exact(w.len()).zip(out) {
         for (c, out) in out.iter_mut().enumerate() {
             // Two interleaved sums, as the vector kernel keeps them.
             let mut acc = [0f32; 2];
@@ -55,7 +47,8 @@ pub fn tile(w: &[[u16; COLS]], x: &[f32], rows: usize, out: &mut [[f32; COLS]; R
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{COLS, ROWS};
+    use super::COLS;
+    use crate::engine::kquant::in_row_groups;
 
     #[inline(always)]
     unsafe fn widen(w: &[u16; COLS]) -> __m256 {
@@ -64,8 +57,16 @@ mod avx2 {
         ))))
     }
 
+    /// [`tile`] on every row.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile<const R: usize>(w: &[[u16; COLS]], x: &[f32], k: usize, out: &mut [[f32; COLS]; ROWS]) {
+    pub(super) unsafe fn rows(w: &[[u16; COLS]], x: &[f32], out: &mut [[f32; COLS]]) {
+        in_row_groups!(w, x, out, R => |x, out| tile::<R>(w, x, out))
+    }
+
+    /// `R` rows of `x` against one tile.
+    #[inline(always)]
+    unsafe fn tile<const R: usize>(w: &[[u16; COLS]], x: &[f32], out: &mut [[f32; COLS]]) {
+        let k = w.len();
         // Two accumulators per row (even and odd elements) to hide the fma latency.
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for (i, wi) in w.iter().enumerate() {

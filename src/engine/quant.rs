@@ -244,7 +244,7 @@ impl PackedLinear {
         let span = t * blocks..(t + 1) * blocks;
         // A single tile's kernels take up to CHUNK rows per call: the dispatch costs about as
         // much as a few sub-blocks (SmolLM2's tiles have 18).
-        // SAFETY (all three): the caller's.
+        // SAFETY (every in_chunks): the caller's.
         match &self.tiles {
             Tiles::K(_, w) if count == 1 => unsafe {
                 in_chunks(&acts.k, blocks, out, n, t, &mut buf.rows, |a, tile| w.tile(t, blocks, a, tile, level.isa()))
@@ -275,16 +275,11 @@ impl PackedLinear {
             }
             #[cfg(not(target_arch = "x86_64"))]
             Tiles::K(..) => unreachable!("two tiles per item only at Level::Vnni512"),
-            Tiles::Bf16(w) => {
-                let tile: &mut [[f32; COLS]; ROWS] = (&mut buf.rows[..ROWS]).try_into().expect("CHUNK ≥ ROWS");
-                for row in (0..m).step_by(ROWS) {
-                    let rows = ROWS.min(m - row);
-                    let x = &acts.raw[row * self.k..(row + rows) * self.k];
-                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, rows, tile, level != Level::Scalar);
-                    // SAFETY: the caller's.
-                    unsafe { copy_out(&tile[..rows], out, n, row, t * COLS) };
-                }
-            }
+            Tiles::Bf16(w) => unsafe {
+                in_chunks(&acts.raw, self.k, out, n, t, &mut buf.rows, |x, tile| {
+                    bf16::tile(&w[t * self.k..(t + 1) * self.k], x, tile, level != Level::Scalar)
+                })
+            },
         }
     }
 }
@@ -522,22 +517,23 @@ fn levels() -> Vec<Level> {
     levels
 }
 
-/// Tile `t` for all rows of `a` (`m` rows of `blocks` blocks) into `out` (`[m, n]`,
-/// row-major): `kernel` on up to [`CHUNK`] rows at a time, into `tile`.
+/// Tile `t` for all rows of `a` (`m` rows of `per_row` items: activation blocks, or floats
+/// for bf16) into `out` (`[m, n]`, row-major): `kernel` on up to [`CHUNK`] rows at a time,
+/// into `tile`.
 ///
 /// # Safety
 /// As [`copy_out`]'s, for every row of `a`.
 unsafe fn in_chunks<A>(
     a: &[A],
-    blocks: usize,
+    per_row: usize,
     out: *mut f32,
     n: usize,
     t: usize,
     tile: &mut [[f32; COLS]; CHUNK],
     kernel: impl Fn(&[A], &mut [[f32; COLS]]),
 ) {
-    for (chunk, a) in a.chunks(CHUNK * blocks).enumerate() {
-        let rows = a.len() / blocks;
+    for (chunk, a) in a.chunks(CHUNK * per_row).enumerate() {
+        let rows = a.len() / per_row;
         kernel(a, &mut tile[..rows]);
         // SAFETY: the caller's.
         unsafe { copy_out(&tile[..rows], out, n, chunk * CHUNK, t * COLS) };
