@@ -6,7 +6,11 @@
 # row also reports the process's peak RSS.
 #
 #   benches/kquant.sh [--rows prefill,1,32] [--threads 2] [--files Q4_K_M,Q5_K_M,Q6_K,Q8_0,1b] [--avx2]
+#                     [--repeat 1]
 #
+# --repeat N: runs each file's two sides N times, one after the other (synth, llama.cpp, synth,
+# ...), and reports each side's median, the median of the N run pairs' ratios and the ratios
+# themselves: on a shared or virtual machine one run's figure can be 20-30 % off.
 # --avx2: both sides as on a CPU without AVX-512: synth with SYNTH_CPU_KERNELS=avx2, llama.cpp
 # from a second build with GGML_NATIVE off and AVX-512 off (.cache/llamacpp-venv-avx2).
 #
@@ -19,16 +23,22 @@ rows="prefill,1,32"
 threads="${BENCH_THREADS:-2}"
 files="Q4_K_M,Q5_K_M,Q6_K,Q8_0,1b"
 avx2=0
+repeat=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --rows) rows="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --files) files="$2"; shift 2 ;;
         --avx2) avx2=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --repeat) repeat="$2"; shift 2 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "error: unknown argument \`$1\`" >&2; echo >&2; echo "hint: benches/kquant.sh --rows prefill,1,32 --threads 2" >&2; exit 2 ;;
     esac
 done
+if ! [[ "$repeat" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: --repeat takes a count of runs (1 or more), not \`$repeat\`" >&2
+    exit 2
+fi
 
 "$root/scripts/kquant-models.sh"
 if [[ "$avx2" == 1 ]]; then
@@ -42,27 +52,45 @@ trap 'rm -rf "$tmp"' EXIT
 
 for f in ${files//,/ }; do
     if [[ "$f" == 1b ]]; then model="$root/.cache/kquant/random-1b.Q4_K_M.gguf"; else model="$root/.cache/kquant/SmolLM2-135M-Instruct.$f.gguf"; fi
-    echo "## $(basename "$model")"
-    (cd "$root" && cargo bench --bench throughput -- --engines synth --model "$model" --rows "$rows" --threads "$threads" --tsv "$tmp/$f.synth.tsv")
-    "$root/benches/llamacpp/run.sh" --model "$model" --rows "$rows" --threads "$threads" --tsv "$tmp/$f.llamacpp.tsv"
+    for run in $(seq "$repeat"); do
+        echo "## $(basename "$model") (run $run of $repeat)"
+        (cd "$root" && cargo bench --bench throughput -- --engines synth --model "$model" --rows "$rows" --threads "$threads" --tsv "$tmp/$f.$run.synth.tsv")
+        "$root/benches/llamacpp/run.sh" --model "$model" --rows "$rows" --threads "$threads" --tsv "$tmp/$f.$run.llamacpp.tsv"
+    done
 done
 
 echo
 echo "# side by side (tokens/s; prefill row = prompt tokens/s, others = generated tokens/s, all sequences)"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) | $(nproc) cores | threads $threads | AVX-512 VNNI: $(grep -qw avx512_vnni /proc/cpuinfo && echo yes || echo no) | run: $([[ "$avx2" == 1 ]] && echo "AVX2 only on both sides" || echo "each side's fastest kernels")"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "%-8s %-18s %10s %10s %8s   %s\n" file row synth llama.cpp s/llama "peak MiB synth/llama.cpp"
+printf "%-8s %-18s %10s %10s %8s   %-24s %s\n" file row synth llama.cpp s/llama "peak MiB synth/llama.cpp" "$([[ "$repeat" -gt 1 ]] && echo "ratio of each run pair")"
 for f in ${files//,/ }; do
+    # Each (row, side): the median of its runs; the ratio: the median of the run pairs' ratios.
     awk -F'\t' -v file="$f" '
-        FNR == 1 { next }
-        { rate[$1, $2] = $3; rss[$1, $2] = $5; if (!seen[$1]++) order[n++] = $1 }
+        FNR == 1 { n = split(FILENAME, parts, "."); run = parts[n - 2]; runs = run > runs ? run : runs; next }
+        {
+            rate[$1, $2, run] = $3
+            if ($5 > rss[$1, $2]) rss[$1, $2] = $5
+            if (!seen[$1]++) order[rows++] = $1
+        }
         function label(r) { return r == "prefill" ? "prefill 256 tok" : r " seq x 128 new" }
-        function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+        function median(v, k,    i, j, t) {
+            for (i = 2; i <= k; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+            return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+        }
         END {
-            for (i = 0; i < n; i++) {
-                r = order[i]
-                printf "%-8s %-18s %10s %10s %8s   %s/%s\n", file, label(r), rate[r, "synth"], rate[r, "llama.cpp"], ratio(rate[r, "synth"], rate[r, "llama.cpp"]), rss[r, "synth"], rss[r, "llama.cpp"]
+            for (i = 0; i < rows; i++) {
+                r = order[i]; ns = nl = nr = 0; pairs = ""
+                for (x = 1; x <= runs; x++) {
+                    s = rate[r, "synth", x]; l = rate[r, "llama.cpp", x]
+                    if (s != "") syn[++ns] = s
+                    if (l != "") lla[++nl] = l
+                    if (s != "" && l != "" && l > 0) { rat[++nr] = s / l; pairs = pairs sprintf(" %.2f", s / l) }
+                }
+                printf "%-8s %-18s %10s %10s %8s   %-24s%s\n", file, label(r),
+                    ns ? sprintf("%.1f", median(syn, ns)) : "-", nl ? sprintf("%.1f", median(lla, nl)) : "-",
+                    nr ? sprintf("%.2f", median(rat, nr)) : "-", rss[r, "synth"] "/" rss[r, "llama.cpp"], (runs > 1 ? pairs : "")
             }
         }
-    ' "$tmp/$f.synth.tsv" "$tmp/$f.llamacpp.tsv"
+    ' $(for run in $(seq "$repeat"); do echo "$tmp/$f.$run.synth.tsv" "$tmp/$f.$run.llamacpp.tsv"; done)
 done

@@ -258,8 +258,9 @@ impl KTiles {
     }
 
     /// Dots of tile `t`'s 8 columns (all `blocks` sub-blocks) with `out.len()` rows of `a`, any
-    /// number: the kernels take them [`ROWS`] at a time in one call.
-    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], out: &mut [[f32; COLS]], isa: Isa) {
+    /// number: the kernels take them [`ROWS`] at a time in one call. `cache` holds the tile's
+    /// scales in f32 while it runs, when more than one group of rows reads them.
+    pub fn tile(&self, t: usize, blocks: usize, a: &[Act], out: &mut [[f32; COLS]], isa: Isa, cache: &mut ScaleCache) {
         let span = t * blocks..(t + 1) * blocks;
         match &self.scales {
             Scales::Half { d, m } => {
@@ -269,7 +270,11 @@ impl KTiles {
             Scales::Coded { codes, sup, halves } => {
                 let sup = &sup[t * blocks / 8..(t + 1) * blocks / 8];
                 let source = CodedSource { codes: &codes[span.clone()], sup, halves: *halves };
-                self.dots(span, source, a, out, isa)
+                if out.len() > ROWS {
+                    self.dots(span, cache.fill(source, blocks, isa), a, out, isa)
+                } else {
+                    self.dots(span, source, a, out, isa)
+                }
             }
         }
     }
@@ -427,6 +432,72 @@ trait Source: Copy {
     /// The CPU must have AVX2, FMA and F16C.
     #[cfg(target_arch = "x86_64")]
     unsafe fn simd(&self, b: usize) -> [std::arch::x86_64::__m256; 3];
+}
+
+/// A tile's scales taken to f32 once for all its groups of rows: sub-block `b`'s `d[0]`, and
+/// its `d[1]` where the halves have scales of their own (Q6_K), else its `m`. Every K-quant
+/// kernel turns the coded scales into these values per sub-block and row group (a code
+/// conversion, an f16 one and a product each, for `d` and again for `m`); with 32 rows that
+/// was 8 times per tile. The values are the ones [`Source::simd`] gives, so the same bits.
+#[derive(Default)]
+pub struct ScaleCache(Vec<[[f32; COLS]; 2]>);
+
+impl ScaleCache {
+    /// `s`'s scales for sub-blocks `0..blocks`, as a source the kernels read.
+    fn fill<S: Source>(&mut self, s: S, blocks: usize, isa: Isa) -> CachedSource<'_> {
+        self.0.clear();
+        let halves = s.halves();
+        let pick = move |[d0, d1, m]: [[f32; COLS]; 3]| [d0, if halves { d1 } else { m }];
+        #[cfg(target_arch = "x86_64")]
+        if isa != Isa::Scalar {
+            // SAFETY: every Isa but Scalar is chosen only on a CPU with AVX2, FMA and F16C.
+            unsafe { avx2::fill(s, blocks, &mut self.0, pick) };
+        }
+        if self.0.is_empty() {
+            let _ = isa;
+            self.0.extend((0..blocks).map(|b| s.scalar(b)).map(|s8| pick([s8.d[0], s8.d[1], s8.m])));
+        }
+        CachedSource { v: &self.0, halves, offsets: s.offsets() }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct CachedSource<'a> {
+    v: &'a [[[f32; COLS]; 2]],
+    halves: bool,
+    offsets: bool,
+}
+
+impl Source for CachedSource<'_> {
+    fn halves(&self) -> bool {
+        self.halves
+    }
+
+    fn offsets(&self) -> bool {
+        self.offsets
+    }
+
+    fn scalar(&self, b: usize) -> Scale8 {
+        let [x, y] = self.v[b];
+        if self.halves {
+            Scale8 { d: [x, y], m: [0.0; COLS] }
+        } else {
+            Scale8 { d: [x, x], m: y }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn simd(&self, b: usize) -> [std::arch::x86_64::__m256; 3] {
+        use std::arch::x86_64::*;
+        let [x, y] = &self.v[b];
+        let (x, y) = (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr()));
+        if self.halves {
+            [x, y, _mm256_setzero_ps()]
+        } else {
+            [x, x, y]
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -786,6 +857,22 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{prefetch_ahead, Act, ByteX8, NibX8, Source, COLS};
+
+    /// [`super::ScaleCache::fill`]'s values: `s`'s registers for each sub-block, stored.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn fill<S: Source>(
+        s: S,
+        blocks: usize,
+        into: &mut Vec<[[f32; COLS]; 2]>,
+        pick: impl Fn([[f32; COLS]; 3]) -> [[f32; COLS]; 2],
+    ) {
+        let stored = |v: __m256| {
+            let mut x = [0.0; COLS];
+            _mm256_storeu_ps(x.as_mut_ptr(), v);
+            x
+        };
+        into.extend((0..blocks).map(|b| pick(s.simd(b).map(stored))));
+    }
 
     /// Elements `at..at + 4` of an activation block, in every 32-bit lane.
     #[inline(always)]

@@ -247,7 +247,9 @@ impl PackedLinear {
         // SAFETY (every in_chunks): the caller's.
         match &self.tiles {
             Tiles::K(_, w) if count == 1 => unsafe {
-                in_chunks(&acts.k, blocks, out, n, t, &mut buf.rows, |a, tile| w.tile(t, blocks, a, tile, level.isa()))
+                in_chunks(&acts.k, blocks, out, n, t, &mut buf.rows, |a, tile| {
+                    w.tile(t, blocks, a, tile, level.isa(), &mut buf.scales)
+                })
             },
             Tiles::Q4_1(w) => unsafe {
                 in_chunks(&acts.exact, blocks, out, n, t, &mut buf.rows, |a, tile| {
@@ -295,11 +297,13 @@ struct TileBuf {
     rows: [[f32; COLS]; CHUNK],
     /// Up to [`ROWS2`] rows of two tiles ([`KTiles::tile2`]).
     pair: [[[f32; COLS]; ROWS2]; 2],
+    /// A K tile's scales for its row groups ([`KTiles::tile`]).
+    scales: kquant::ScaleCache,
 }
 
 impl TileBuf {
     fn new() -> Self {
-        Self { rows: [[0.0; COLS]; CHUNK], pair: [[[0.0; COLS]; ROWS2]; 2] }
+        Self { rows: [[0.0; COLS]; CHUNK], pair: [[[0.0; COLS]; ROWS2]; 2], scales: Default::default() }
     }
 }
 
@@ -530,7 +534,7 @@ unsafe fn in_chunks<A>(
     n: usize,
     t: usize,
     tile: &mut [[f32; COLS]; CHUNK],
-    kernel: impl Fn(&[A], &mut [[f32; COLS]]),
+    mut kernel: impl FnMut(&[A], &mut [[f32; COLS]]),
 ) {
     for (chunk, a) in a.chunks(CHUNK * per_row).enumerate() {
         let rows = a.len() / per_row;
