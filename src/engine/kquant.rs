@@ -445,17 +445,14 @@ pub struct ScaleCache(Vec<[[f32; COLS]; 2]>);
 impl ScaleCache {
     /// `s`'s scales for sub-blocks `0..blocks`, as a source the kernels read.
     fn fill<S: Source>(&mut self, s: S, blocks: usize, isa: Isa) -> CachedSource<'_> {
-        self.0.clear();
         let halves = s.halves();
         let pick = move |[d0, d1, m]: [[f32; COLS]; 3]| [d0, if halves { d1 } else { m }];
-        #[cfg(target_arch = "x86_64")]
-        if isa != Isa::Scalar {
+        self.0.clear();
+        match isa {
             // SAFETY: every Isa but Scalar is chosen only on a CPU with AVX2, FMA and F16C.
-            unsafe { avx2::fill(s, blocks, &mut self.0, pick) };
-        }
-        if self.0.is_empty() {
-            let _ = isa;
-            self.0.extend((0..blocks).map(|b| s.scalar(b)).map(|s8| pick([s8.d[0], s8.d[1], s8.m])));
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 | Isa::Vnni | Isa::Vnni512 => unsafe { avx2::fill(s, blocks, &mut self.0, pick) },
+            _ => self.0.extend((0..blocks).map(|b| s.scalar(b)).map(|s8| pick([s8.d[0], s8.d[1], s8.m]))),
         }
         CachedSource { v: &self.0, halves, offsets: s.offsets() }
     }
