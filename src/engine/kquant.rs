@@ -47,12 +47,12 @@ macro_rules! by_rows {
 pub(crate) use by_rows;
 
 /// `$call` (a kernel for `$R` rows, given that many rows of `a` and `out`) on all `out.len()`
-/// rows of `$a` (rows of `$w.len()` blocks): [`ROWS`] at a time, then the rest (each row count
-/// its own kernel), in the caller's one call.
+/// rows of `$a` (rows of `$w.len()` items: activation blocks, or floats for bf16): [`ROWS`] at
+/// a time, then the rest (each row count its own kernel), in the caller's one call.
 macro_rules! in_row_groups {
     ($w:expr, $a:expr, $out:expr, $R:ident => $call:expr) => {{
-        let blocks = $w.len();
-        for (a, out) in $a.chunks($crate::engine::kquant::ROWS * blocks).zip($out.chunks_mut($crate::engine::kquant::ROWS)) {
+        let per_row = $w.len();
+        for (a, out) in $a.chunks($crate::engine::kquant::ROWS * per_row).zip($out.chunks_mut($crate::engine::kquant::ROWS)) {
             $crate::engine::kquant::by_rows!(out.len(), $R => $call(a, out))
         }
     }};
